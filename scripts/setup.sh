@@ -1,0 +1,22 @@
+#!/usr/bin/env bash
+# Idempotent setup of a fresh Debian machine: venv with the CPU torch wheel first
+# (an unpinned torch pulls a multi-GB CUDA build), the package, and a Docker
+# daemon when we are root and none is reachable (the harness container tests use it).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+PYTHON="${PYTHON:-python3}"
+if [ ! -x .venv/bin/python ]; then
+    echo "[setup] creating .venv"
+    "$PYTHON" -m venv .venv
+fi
+. .venv/bin/activate
+echo "[setup] installing torch (CPU wheel) and pytest-nemo-eval"
+pip install -q --disable-pip-version-check "torch==2.13.0" 2>&1 | grep -v "is ignored: it is neither" || true
+pip install -q --disable-pip-version-check -e . 2>&1 | grep -v "is ignored: it is neither" || true
+python -c "import torch, megatron.core, pytriton, pytest_nemo_eval" \
+    || { echo "[setup] the Python environment is incomplete (see pip output above)" >&2; exit 1; }
+
+if [ "${NEMO_EVAL_SKIP_DOCKER:-0}" != "1" ]; then
+    bash scripts/start_docker.sh || echo "[setup] no Docker daemon: the container tests will be skipped, with a reason"
+fi

@@ -1,0 +1,29 @@
+"""Fixtures shared by every test area: the demo checkpoint and one deployment of it.
+
+Both are session-scoped and real: the checkpoint is trained once with
+megatron-core on the CPU (then cached on disk), and the deployment is a real
+`nemo-eval deploy` process (PyTriton + OpenAI HTTP front).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+pytest_plugins = ["pytester"]
+
+
+@pytest.fixture(scope="session")
+def demo_checkpoint() -> Path:
+    from pytest_nemo_eval.checkpoint.demo import ensure_demo_checkpoint
+
+    return ensure_demo_checkpoint()
+
+
+@pytest.fixture(scope="session")
+def demo_deployment(demo_checkpoint):
+    from pytest_nemo_eval.serving.launcher import Deployment, DeploymentSettings
+
+    with Deployment(DeploymentSettings(checkpoint=demo_checkpoint)) as deployment:
+        yield deployment
