@@ -1,0 +1,27 @@
+"""Interceptor proxy between harnesses and the model (flask app on waitress).
+
+Public API: `ProxyServer`, `ProxyStats`, `AdapterConfig` (+ one config model per
+interceptor), `register_interceptor` / `Interceptor` for user interceptors, and
+the HTTP helpers in `client` for processes that talk to a proxy they did not start.
+"""
+
+from .config import (
+    AdapterConfig,
+    CacheConfig,
+    CustomInterceptor,
+    LoggingConfig,
+    PayloadModifierConfig,
+    ReasoningConfig,
+    RetryConfig,
+    SystemMessageConfig,
+)
+from .exchange import ProxyRequest, ProxyResponse
+from .registry import Interceptor, register_interceptor
+from .server import ProxyServer
+from .stats import ProxyStats
+
+__all__ = [
+    "AdapterConfig", "CacheConfig", "CustomInterceptor", "Interceptor", "LoggingConfig", "PayloadModifierConfig",
+    "ProxyRequest", "ProxyResponse", "ProxyServer", "ProxyStats", "ReasoningConfig", "RetryConfig",
+    "SystemMessageConfig", "register_interceptor",
+]

@@ -1,0 +1,71 @@
+"""Reasoning: strip `<think>…</think>` from replies and count reasoning tokens.
+
+Harnesses score the answer, not the thinking. The split of `completion_tokens`
+into reasoning and answer is by character share (the proxy has no tokenizer);
+it is exact when the model's tokens are characters, an estimate otherwise.
+"""
+
+from __future__ import annotations
+
+from ..config import ReasoningConfig
+from ..exchange import ProxyRequest, ProxyResponse
+from ..registry import Handler, Interceptor, register_interceptor
+
+
+@register_interceptor("reasoning")
+class ReasoningInterceptor(Interceptor):
+    config_model = ReasoningConfig
+    config: ReasoningConfig
+
+    def handle(self, request: ProxyRequest, call_next: Handler) -> ProxyResponse:
+        response = call_next(request)
+        if not response.ok or (request.json or {}).get("echo"):
+            return response  # echo replies contain the prompt: nothing of theirs is reasoning
+        body = response.json()
+        if not isinstance(body, dict) or not isinstance(body.get("choices"), list):
+            return response
+        reasoning_chars = total_chars = 0
+        changed = False
+        for choice in body["choices"]:
+            holder, key = _text_slot(choice)
+            if holder is None:
+                continue
+            text = holder[key]
+            answer, reasoning = self.split(text)
+            total_chars += len(text)
+            reasoning_chars += len(reasoning)
+            if answer != text:
+                changed = True
+                holder[key] = answer
+                if key == "content" and self.config.reasoning_field:
+                    holder[self.config.reasoning_field] = reasoning
+        if changed:
+            response.set_json(body)
+        completion_tokens = (body.get("usage") or {}).get("completion_tokens")
+        if reasoning_chars and isinstance(completion_tokens, int) and total_chars:
+            request.meta["reasoning_tokens"] = round(completion_tokens * reasoning_chars / total_chars)
+        return response
+
+    def split(self, text: str) -> tuple[str, str]:
+        """(answer, reasoning). Unclosed reasoning stays in the answer but counts as reasoning."""
+        start, end = self.config.start_token, self.config.end_token
+        cut = text.find(end)
+        if cut < 0:
+            opened = text.lstrip().startswith(start)
+            return text, (text if opened else "")
+        reasoning = text[:cut]
+        if reasoning.lstrip().startswith(start):
+            reasoning = reasoning.lstrip()[len(start):]
+        return text[cut + len(end):].lstrip(), reasoning.strip()
+
+
+def _text_slot(choice: object) -> tuple[dict | None, str]:
+    """Where a choice keeps its generated text: `message.content` (chat) or `text` (completions)."""
+    if not isinstance(choice, dict):
+        return None, ""
+    message = choice.get("message")
+    if isinstance(message, dict) and isinstance(message.get("content"), str):
+        return message, "content"
+    if isinstance(choice.get("text"), str):
+        return choice, "text"
+    return None, ""

@@ -1,0 +1,52 @@
+"""Request logging: the request as sent upstream, one JSONL line each, secrets redacted."""
+
+from __future__ import annotations
+
+import time
+
+from ..config import LoggingConfig
+from ..exchange import ProxyRequest, ProxyResponse
+from ..jsonl_log import JsonlLog
+from ..redact import redact_headers, redact_value
+from ..registry import ChainContext, Handler, Interceptor, register_interceptor
+
+
+def open_log(config: LoggingConfig, context: ChainContext, kind: str) -> JsonlLog:
+    path = config.path or context.log_dir / context.benchmark / f"{kind}.jsonl"
+    return JsonlLog(path, config.max_entries)
+
+
+def loggable_body(body: bytes, parsed: object, secrets: tuple[str, ...]) -> object:
+    """The JSON body redacted, or the raw text (redacted of known secrets) when not JSON."""
+    if parsed is not None:
+        return redact_value(parsed, secrets)
+    return redact_value(body[:10_000].decode(errors="replace"), secrets)
+
+
+def known_secrets(context: ChainContext) -> tuple[str, ...]:
+    return (context.upstream.api_key,) if context.upstream.api_key else ()
+
+
+@register_interceptor("request_logging")
+class RequestLoggingInterceptor(Interceptor):
+    config_model = LoggingConfig
+
+    def __init__(self, config: LoggingConfig, context: ChainContext) -> None:
+        super().__init__(config, context)
+        self.log = open_log(config, context, "requests")
+        self.secrets = known_secrets(context)
+
+    def handle(self, request: ProxyRequest, call_next: Handler) -> ProxyResponse:
+        if self.log.wants_more():
+            self.log.write({
+                "time": time.time(),
+                "benchmark": request.benchmark,
+                "method": request.method,
+                "path": request.path,
+                "headers": redact_value(redact_headers(request.headers), self.secrets),
+                "body": loggable_body(request.body, request.json, self.secrets),
+            })
+        return call_next(request)
+
+    def close(self) -> None:
+        self.log.close()

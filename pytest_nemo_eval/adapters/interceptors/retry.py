@@ -1,0 +1,63 @@
+"""Retry: exponential backoff with full jitter around the upstream call.
+
+Retries connection errors and 429/5xx (configurable), honours `Retry-After`
+(capped by `backoff_max_s`), and turns a final failure into an OpenAI-shaped
+502/504 whose message says what happened and what to check.
+"""
+
+from __future__ import annotations
+
+import random
+import time
+
+from ..config import RetryConfig
+from ..exchange import ProxyRequest, ProxyResponse, error_response
+from ..registry import Handler, Interceptor, register_interceptor
+from ..upstream import UpstreamError, UpstreamTimeout
+
+
+@register_interceptor("retry")
+class RetryInterceptor(Interceptor):
+    config_model = RetryConfig
+    config: RetryConfig
+
+    def handle(self, request: ProxyRequest, call_next: Handler) -> ProxyResponse:
+        cfg = self.config
+        request.meta["timeout_s"] = cfg.timeout_s
+        request.meta["connect_timeout_s"] = cfg.connect_timeout_s
+        attempts = cfg.max_retries + 1
+        for attempt in range(attempts):
+            if attempt:
+                self.context.stats.add("retries")
+            last = attempt == attempts - 1
+            try:
+                response = call_next(request)
+            except UpstreamError as exc:
+                if last or (isinstance(exc, UpstreamTimeout) and not cfg.retry_on_timeout):
+                    suffix = f" (after {attempt + 1} attempts)" if attempt else ""
+                    return error_response(exc.status, f"{exc}{suffix}", exc.error_type)
+                self._sleep(attempt, None)
+                continue
+            if response.status in cfg.retry_statuses and not last:
+                self._sleep(attempt, response.headers.get("Retry-After"))
+                continue
+            if cfg.client_errors == "raise" and 400 <= response.status < 500 and response.status not in cfg.retry_statuses:
+                return error_response(
+                    502,
+                    f"Upstream rejected {request.method} {request.path} with {response.status}: "
+                    f"{response.body[:300].decode(errors='replace')}. The proxy treats client errors as failures "
+                    "(retry.client_errors=raise); fix the request or set client_errors=pass.",
+                    "upstream_client_error",
+                )
+            return response
+        raise AssertionError("unreachable: the last attempt always returns")
+
+    def _sleep(self, attempt: int, retry_after: str | None) -> None:
+        cfg = self.config
+        delay = random.uniform(0, min(cfg.backoff_max_s, cfg.backoff_base_s * (2**attempt)))
+        if retry_after:
+            try:
+                delay = max(delay, min(float(retry_after), cfg.backoff_max_s))
+            except ValueError:
+                pass  # an HTTP-date Retry-After: keep our own backoff
+        time.sleep(delay)

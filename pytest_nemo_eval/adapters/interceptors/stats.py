@@ -1,0 +1,56 @@
+"""Stats: count every exchange, its latency, tokens, cache hits and errors.
+
+Outermost in the chain, so its latency is the proxy's whole turnaround and no
+request escapes the count. Token counts come from the OpenAI `usage` block.
+"""
+
+from __future__ import annotations
+
+import time
+
+from ..exchange import ProxyRequest, ProxyResponse
+from ..registry import Handler, Interceptor, register_interceptor
+
+
+@register_interceptor("stats")
+class StatsInterceptor(Interceptor):
+    def handle(self, request: ProxyRequest, call_next: Handler) -> ProxyResponse:
+        recorder = self.context.stats
+        recorder.started()
+        start = time.perf_counter()
+        response = None
+        try:
+            response = call_next(request)
+            return response
+        finally:
+            latency_ms = (time.perf_counter() - start) * 1000.0
+            if response is None:  # an interceptor raised: the server turns it into a 500
+                recorder.finished(status=500, latency_ms=latency_ms, error="internal proxy error", cache_hit=False)
+            else:
+                usage = _usage(response)
+                recorder.finished(
+                    status=response.status,
+                    latency_ms=latency_ms,
+                    error=None if response.ok else _error_text(response),
+                    cache_hit=response.from_cache,
+                    prompt_tokens=usage.get("prompt_tokens", 0),
+                    completion_tokens=usage.get("completion_tokens", 0),
+                    reasoning_tokens=request.meta.get("reasoning_tokens", 0),
+                )
+
+
+def _usage(response: ProxyResponse) -> dict[str, int]:
+    if not response.ok or not response.content_type.startswith("application/json"):
+        return {}
+    body = response.json()
+    usage = body.get("usage") if isinstance(body, dict) else None
+    if not isinstance(usage, dict):
+        return {}
+    return {k: v for k, v in usage.items() if isinstance(v, int)}
+
+
+def _error_text(response: ProxyResponse) -> str:
+    body = response.json()
+    if isinstance(body, dict) and isinstance(body.get("error"), dict):
+        return f"{response.status}: {body['error'].get('message', '')}"[:500]
+    return f"{response.status}: {response.body[:200].decode(errors='replace')}"

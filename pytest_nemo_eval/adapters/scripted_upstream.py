@@ -1,0 +1,159 @@
+"""A small real OpenAI-shaped server whose behaviour is scripted — the proxy's test bench.
+
+Not a model: it answers `/v1/completions` and `/v1/chat/completions` by echoing
+the request (`received` holds the body it got, `id` counts calls, so a cached
+reply is recognisable), and can be told to misbehave on purpose: fail the next
+N requests with a status, hang, or answer non-JSON. It is a plain WSGI app on
+waitress (no framework) so it is fast enough to benchmark the proxy against.
+
+    python -m pytest_nemo_eval.adapters.scripted_upstream --port 0   # prints "listening on URL"
+    POST /_script {"fail_next": 3, "fail_status": 500, "hang_s": 0, "non_json": false}
+    GET  /_script -> {"calls": N, ...}
+"""
+
+from __future__ import annotations
+
+import argparse
+import itertools
+import json
+import sys
+import threading
+import time
+from typing import Any, Callable
+
+from waitress.server import create_server
+
+MODEL_ID = "scripted-model"
+
+
+class Script:
+    """Mutable behaviour, shared by the server threads."""
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.fail_next = 0
+        self.fail_status = 500
+        self.hang_s = 0.0
+        self.non_json = False
+        self.reply_prefix = ""
+        self.calls = 0
+        self._ids = itertools.count(1)
+
+    def update(self, changes: dict[str, Any]) -> None:
+        with self.lock:
+            for key, value in changes.items():
+                if key not in ("fail_next", "fail_status", "hang_s", "non_json", "reply_prefix"):
+                    raise KeyError(key)
+                setattr(self, key, value)
+
+    def state(self) -> dict[str, Any]:
+        with self.lock:
+            return {k: getattr(self, k) for k in ("calls", "fail_next", "fail_status", "hang_s", "non_json", "reply_prefix")}
+
+    def next_call(self) -> tuple[int, int | None]:
+        """(call id, status to fail with or None)."""
+        with self.lock:
+            self.calls += 1
+            if self.fail_next > 0:
+                self.fail_next -= 1
+                return next(self._ids), self.fail_status
+            return next(self._ids), None
+
+
+def make_app(script: Script) -> Callable:
+    def app(environ, start_response):
+        path, method = environ.get("PATH_INFO", ""), environ["REQUEST_METHOD"]
+        length = int(environ.get("CONTENT_LENGTH") or 0)
+        raw = environ["wsgi.input"].read(length) if length else b""
+        if path == "/_script":
+            if method == "POST":
+                script.update(json.loads(raw))
+            return _reply(start_response, 200, script.state())
+        if path in ("/v1/models", "/v1/health", "/health"):
+            return _reply(start_response, 200, {"object": "list", "data": [{"id": MODEL_ID, "object": "model"}]})
+        if method != "POST" or path not in ("/v1/completions", "/v1/chat/completions"):
+            return _reply(start_response, 404, {"error": {"message": f"no route {method} {path}"}})
+        call_id, fail_status = script.next_call()
+        if script.hang_s:
+            time.sleep(script.hang_s)
+        if fail_status is not None:
+            return _reply(start_response, fail_status, {"error": {"message": f"scripted failure {fail_status}"}})
+        if script.non_json:
+            start_response("200 OK", [("Content-Type", "text/html"), ("Content-Length", "26")])
+            return [b"<html>Bad Gateway!</html>\n"]
+        reply = _completion(call_id, path, json.loads(raw), script.reply_prefix)
+        if "HTTP_AUTHORIZATION" in environ:  # lets tests check the proxy's key injection and redaction
+            reply["seen_authorization"] = environ["HTTP_AUTHORIZATION"]
+        return _reply(start_response, 200, reply)
+
+    return app
+
+
+def _completion(call_id: int, path: str, body: dict, prefix: str) -> dict:
+    chat = path.endswith("chat/completions")
+    if chat:
+        messages = body.get("messages") or [{}]
+        source = str(messages[-1].get("content", ""))
+    else:
+        source = str(body.get("prompt", ""))
+    text = prefix + "echo:" + source
+    choice = {"index": 0, "finish_reason": "stop"}
+    choice.update({"message": {"role": "assistant", "content": text}} if chat else {"text": text})
+    prompt_tokens = len(source.split())
+    return {
+        "id": f"cmpl-{call_id}",
+        "object": "chat.completion" if chat else "text_completion",
+        "model": body.get("model", MODEL_ID),
+        "choices": [choice],
+        "usage": {"prompt_tokens": prompt_tokens, "completion_tokens": len(text), "total_tokens": prompt_tokens + len(text)},
+        "received": body,
+    }
+
+
+def _reply(start_response, status: int, payload: dict) -> list[bytes]:
+    data = json.dumps(payload).encode()
+    start_response(f"{status} X", [("Content-Type", "application/json"), ("Content-Length", str(len(data)))])
+    return [data]
+
+
+class ScriptedUpstream:
+    """In-process server: `with ScriptedUpstream() as up: up.url; up.script.fail_next = 3`."""
+
+    def __init__(self, host: str = "127.0.0.1", port: int = 0, threads: int = 16) -> None:
+        self.script = Script()
+        self._server = create_server(make_app(self.script), host=host, port=port, threads=threads,
+                                     connection_limit=4096, asyncore_use_poll=True)
+        self.url = f"http://{host}:{self._server.effective_port}"
+        self._thread = threading.Thread(target=self._server.run, daemon=True)
+
+    def __enter__(self) -> "ScriptedUpstream":
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc_info) -> None:
+        self.stop()
+
+    def stop(self) -> None:
+        server = self._server
+        server.task_dispatcher.shutdown(timeout=2)
+        server.trigger.pull_trigger(lambda: [c.close() for c in list(server._map.values())])
+        self._thread.join(timeout=5)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, default=0)
+    parser.add_argument("--threads", type=int, default=16)
+    args = parser.parse_args(argv)
+    upstream = ScriptedUpstream(args.host, args.port, args.threads)
+    print(f"scripted upstream listening on {upstream.url}", flush=True)
+    try:
+        upstream._server.run()
+    except KeyboardInterrupt:
+        pass
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,163 @@
+"""`ProxyServer`: run the interceptor proxy in this process, on a real WSGI server.
+
+Why waitress: a production multi-threaded WSGI server in pure Python (installs
+anywhere, no fork, so stats stay in one process), with an async I/O loop in
+front of a fixed thread pool — idle keep-alive connections cost no thread, and
+the pool bounds the upstream connections. Threads (not processes) because the
+work is waiting on the model, and per-benchmark stats must be in one place.
+
+    with ProxyServer("http://127.0.0.1:8000", AdapterConfig(cache="reuse"), cache_path=p) as proxy:
+        url = proxy.register_benchmark("gsm8k", AdapterConfig(...))   # -> proxy.url + "/b/gsm8k"
+        ... harness uses f"{url}/v1/chat/completions" ...
+        proxy.stats("gsm8k").requests
+"""
+
+from __future__ import annotations
+
+import logging
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+import requests
+from waitress.server import create_server
+
+from .app import create_app
+from .config import AdapterConfig
+from .routes import DEFAULT_ROUTE, RouteTable
+from .stats import ProxyStats
+from .upstream import Upstream
+
+__all__ = ["ProxyServer", "ProxyStats"]
+
+log = logging.getLogger(__name__)
+
+
+class ProxyServer:
+    def __init__(
+        self,
+        upstream_url: str,
+        config: AdapterConfig | None = None,
+        *,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        cache_path: str | Path | None = None,
+        upstream_api_key_env: str | None = None,
+        log_dir: str | Path | None = None,
+        threads: int = 64,
+    ) -> None:
+        self.upstream_url = upstream_url
+        self.config = config or AdapterConfig()
+        self.host, self.port = host, port
+        self.cache_path = Path(cache_path) if cache_path else None
+        self.upstream_api_key_env = upstream_api_key_env
+        self.log_dir = Path(log_dir) if log_dir else None
+        self.threads = threads
+        self._table: RouteTable | None = None
+        self._server = None
+        self._thread: threading.Thread | None = None
+        self._tmp: tempfile.TemporaryDirectory | None = None
+
+    @property
+    def url(self) -> str:
+        if self._server is None:
+            raise RuntimeError("ProxyServer.url is known only after start().")
+        host = self._server.effective_host
+        return f"http://{f'[{host}]' if ':' in host else host}:{self._server.effective_port}"
+
+    def start(self) -> "ProxyServer":
+        """Bind, build the default route, serve on a background thread. Raises with a clear
+        message on a bad key variable, an unusable cache file or a taken port."""
+        if self._server is not None:
+            return self
+        if self.log_dir is None:
+            self._tmp = tempfile.TemporaryDirectory(prefix="nemo-eval-proxy-logs-")
+            self.log_dir = Path(self._tmp.name)
+        upstream = Upstream(self.upstream_url, api_key_env=self.upstream_api_key_env)
+        self._table = RouteTable(upstream, cache_path=self.cache_path, log_dir=self.log_dir)
+        try:
+            self._table.add(DEFAULT_ROUTE, self.config)
+            app = create_app(self._table, lambda: self.url)
+            self._server = create_server(
+                app, host=self.host, port=self.port, threads=self.threads, connection_limit=4096,
+                channel_timeout=600, asyncore_use_poll=True, ident="nemo-eval-proxy", clear_untrusted_proxy_headers=True,
+            )
+        except OSError as exc:
+            self._table.close()
+            raise OSError(f"The proxy cannot listen on {self.host}:{self.port}: {exc}. Pick another --port (0 = any free port).") from exc
+        except Exception:
+            self._table.close()
+            raise
+        self._thread = threading.Thread(target=self._server.run, name="nemo-eval-proxy", daemon=True)
+        self._thread.start()
+        return self
+
+    def serve_forever(self) -> None:
+        """Block until Ctrl-C (for the CLI); `stop()` is left to the caller."""
+        assert self._thread is not None, "call start() first"
+        while self._thread.is_alive():
+            self._thread.join(0.5)
+
+    def stop(self) -> None:
+        """Stop serving (in-flight requests get up to 5 s), close logs, caches and connections."""
+        server, self._server = self._server, None
+        if server is not None:
+            server.task_dispatcher.shutdown(cancel_pending=True, timeout=5)
+            closer = server.trigger  # close all sockets from the I/O loop's own thread
+            closer.pull_trigger(lambda: _close_all(server))
+            if self._thread is not None:
+                self._thread.join(timeout=5)
+        if self._table is not None:
+            self._table.close()
+            self._table.upstream.close()
+        if self._tmp is not None:
+            self._tmp.cleanup()
+            self._tmp = None
+
+    def __enter__(self) -> "ProxyServer":
+        return self.start()
+
+    def __exit__(self, *exc_info) -> None:
+        self.stop()
+
+    def register_benchmark(self, name: str, config: AdapterConfig | None = None) -> str:
+        """Give benchmark `name` its own route (config, logs, stats); returns its base URL.
+        The harness's model URL is that base + `/v1/completions` or `/v1/chat/completions`."""
+        self._require_started().add(name, config or self.config)
+        return f"{self.url}/b/{name}"
+
+    def stats(self, name: str | None = None) -> ProxyStats:
+        """Stats of one benchmark (`"default"` for un-prefixed requests), or totals when None."""
+        return self._require_started().stats(name)
+
+    def wait_for_upstream(self, timeout_s: float) -> None:
+        """Block until the upstream answers `/v1/models`; raise a clear error after `timeout_s`."""
+        deadline = time.monotonic() + timeout_s
+        last = "no answer yet"
+        while time.monotonic() < deadline:
+            try:
+                reply = requests.get(f"{self._require_started().upstream.base_url}/v1/models", timeout=2)
+                if reply.ok:
+                    return
+                last = f"HTTP {reply.status_code}"
+            except requests.RequestException as exc:
+                last = type(exc).__name__
+            time.sleep(0.2)
+        raise TimeoutError(
+            f"Upstream {self.upstream_url} did not answer GET /v1/models within {timeout_s:g} s (last: {last}). "
+            "Start the model server first, or check the --upstream URL."
+        )
+
+    def _require_started(self) -> RouteTable:
+        if self._table is None or self._server is None:
+            raise RuntimeError("The proxy is not running; call start() (or use it as a context manager) first.")
+        return self._table
+
+
+def _close_all(server) -> None:
+    for channel in list(server._map.values()):
+        try:
+            channel.close()
+        except OSError:
+            pass
