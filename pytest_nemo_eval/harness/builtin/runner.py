@@ -1,0 +1,68 @@
+"""Run one task over its dataset with a thread pool; aggregate scores with their standard errors."""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+from ..results import EvalResults, Metric, Score, ScoreStats, TaskResult
+from . import code_generation, exact_match, multiple_choice
+from .client import ModelClient
+from .dataset import load_jsonl
+from .sample import GenerationParams, SampleOutcome
+
+SCORERS = {"exact_match": exact_match, "multiple_choice": multiple_choice, "code": code_generation}
+
+
+def samples_file(output_dir: Path, task_name: str) -> Path:
+    return Path(output_dir) / f"samples_{task_name}.jsonl"
+
+
+def run_task(
+    spec,
+    client: ModelClient,
+    *,
+    output_dir: Path,
+    params: GenerationParams,
+    limit_samples: int | None = None,
+    parallelism: int = 1,
+    log: Callable[[str], None] = print,
+) -> EvalResults:
+    """Score every record (or the first `limit_samples`), write per-sample JSONL, return the results."""
+    scorer = SCORERS[spec.type]
+    records = load_jsonl(spec.data_path(), [spec.id_field, *scorer.required_fields(spec)])
+    if limit_samples is not None:
+        records = records[:limit_samples]
+    log(f"task {spec.name}: {len(records)} samples, type {spec.type}, parallelism {parallelism}")
+    started = time.monotonic()
+    outcomes: list[SampleOutcome] = []
+    pool = ThreadPoolExecutor(max_workers=max(1, parallelism), thread_name_prefix="sample")
+    try:
+        # map keeps dataset order; the first exception (endpoint down, bad record) aborts the run
+        for index, outcome in enumerate(pool.map(lambda r: scorer.score(spec, client, r, params), records), 1):
+            outcomes.append(outcome)
+            if index % max(1, len(records) // 10) == 0 or index == len(records):
+                log(f"task {spec.name}: {index}/{len(records)} samples scored")
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)  # do not keep querying after a failure
+    elapsed = time.monotonic() - started
+    log(f"task {spec.name}: done in {elapsed:.1f} s ({len(records) / max(elapsed, 1e-9):.1f} samples/s)")
+    with samples_file(output_dir, spec.name).open("w", encoding="utf-8") as handle:
+        for outcome in outcomes:
+            handle.write(json.dumps(outcome.model_dump(), ensure_ascii=False) + "\n")
+    metrics = {name: _metric(name, [o.scores[name] for o in outcomes]) for name in scorer.METRICS}
+    return EvalResults(tasks={spec.name: TaskResult(metrics=metrics)})
+
+
+def _metric(name: str, values: list[float]) -> Metric:
+    """Mean with the standard error of the mean (sample stddev / sqrt(n))."""
+    count = len(values)
+    mean = sum(values) / count
+    stddev = math.sqrt(sum((v - mean) ** 2 for v in values) / (count - 1)) if count > 1 else None
+    stderr = stddev / math.sqrt(count) if stddev is not None else None
+    stats = ScoreStats(count=count, mean=mean, stderr=stderr, stddev=stddev, sum=sum(values))
+    return Metric(scores={name: Score(value=mean, stats=stats)})
