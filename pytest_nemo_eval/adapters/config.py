@@ -79,12 +79,14 @@ class CacheConfig(_Strict):
     `reuse`: serve hits, store misses. `refresh`: always ask upstream, overwrite.
     `off`: neither. `namespace` separates caches of different models; None = the
     upstream's model id from `/v1/models` (falls back to the request's `model`).
-    `path=None` uses the proxy's `cache_path`.
+    `path=None` uses the proxy's `cache_path`. `busy_timeout_s`: how long a write
+    waits for another process's lock before giving up on storing (never on serving).
     """
 
     mode: Literal["reuse", "refresh", "off"] = "reuse"
     path: Path | None = None
     namespace: str | None = None
+    busy_timeout_s: float = Field(default=5.0, ge=0)
 
 
 class RetryConfig(_Strict):

@@ -52,6 +52,7 @@ class ProxyResponse:
     content_type: str = "application/json"
     headers: dict[str, str] = field(default_factory=dict)
     from_cache: bool = False
+    from_proxy: bool = False  # an error the proxy made up: not the upstream's to retry
     _json: Any = field(default=_UNPARSED, repr=False)
 
     def json(self) -> Any:
@@ -75,4 +76,5 @@ class ProxyResponse:
 
 def error_response(status: int, message: str, error_type: str) -> ProxyResponse:
     """An OpenAI-shaped error body, so harnesses print the message as they would the model's."""
-    return ProxyResponse(status, dumps({"error": {"message": message, "type": error_type, "code": status}}))
+    return ProxyResponse(status, dumps({"error": {"message": message, "type": error_type, "code": status}}),
+                         from_proxy=True)

@@ -34,7 +34,7 @@ class ChainContext:
     upstream: "Upstream"
     stats: "StatsRecorder"
     log_dir: Path
-    open_cache: Callable[[Path | None], "ResponseCache"]
+    open_cache: Callable[[Path | None, float], "ResponseCache"]
     upstream_model_id: Callable[[], str | None]
 
 

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from .config import AdapterConfig
-from .exchange import ProxyRequest, ProxyResponse
+from .exchange import ProxyRequest, ProxyResponse, error_response
 from .interceptors.cache import ResponseCache
 from .registry import ChainContext, Handler, Interceptor, build_chain
 from .stats import ProxyStats, StatsRecorder, merge_stats
@@ -103,13 +103,22 @@ class RouteTable:
     def _forward(self, stats: StatsRecorder, request: ProxyRequest) -> ProxyResponse:
         """The innermost handler: one upstream call (retries wrap it)."""
         stats.add("upstream_calls")
-        return self.upstream.send(
+        response = self.upstream.send(
             request,
             timeout_s=request.meta.get("timeout_s", 600.0),
             connect_timeout_s=request.meta.get("connect_timeout_s", 5.0),
         )
+        if request.json is not None and response.ok and response.json() is None:
+            return error_response(
+                502,
+                f"Upstream {self.upstream.base_url} answered {request.method} {request.path} with a non-JSON body "
+                f"({response.content_type}, {len(response.body)} bytes: {response.body[:120]!r}). The OpenAI API "
+                "answers JSON: check that --upstream points at the model server and not at another service.",
+                "upstream_bad_response",
+            )
+        return response
 
-    def _open_cache(self, path: Path | None) -> ResponseCache:
+    def _open_cache(self, path: Path | None, busy_timeout_s: float) -> ResponseCache:
         """One `ResponseCache` per file, shared by every route that names it."""
         path = path or self.cache_path
         if path is None:
@@ -120,7 +129,7 @@ class RouteTable:
         path = Path(path).resolve()
         cache = self._caches.get(path)
         if cache is None:
-            cache = self._caches[path] = ResponseCache(path)
+            cache = self._caches[path] = ResponseCache(path, busy_timeout_s=busy_timeout_s)
         return cache
 
     def _upstream_model_id(self) -> str | None:

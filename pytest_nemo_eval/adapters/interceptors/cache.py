@@ -125,7 +125,7 @@ class CacheInterceptor(Interceptor):
 
     def __init__(self, config: CacheConfig, context: ChainContext) -> None:
         super().__init__(config, context)
-        self.cache = context.open_cache(config.path)
+        self.cache = context.open_cache(config.path, config.busy_timeout_s)
 
     def handle(self, request: ProxyRequest, call_next: Handler) -> ProxyResponse:
         if request.method != "POST" or request.json is None:

@@ -38,7 +38,7 @@ class RetryInterceptor(Interceptor):
                     return error_response(exc.status, f"{exc}{suffix}", exc.error_type)
                 self._sleep(attempt, None)
                 continue
-            if response.status in cfg.retry_statuses and not last:
+            if response.status in cfg.retry_statuses and not response.from_proxy and not last:
                 self._sleep(attempt, response.headers.get("Retry-After"))
                 continue
             if cfg.client_errors == "raise" and 400 <= response.status < 500 and response.status not in cfg.retry_statuses:
