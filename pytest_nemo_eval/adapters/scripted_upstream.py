@@ -21,7 +21,7 @@ import threading
 import time
 from typing import Any, Callable
 
-from waitress.server import create_server
+from .wsgi_thread import ServerThread
 
 MODEL_ID = "scripted-model"
 
@@ -121,23 +121,18 @@ class ScriptedUpstream:
 
     def __init__(self, host: str = "127.0.0.1", port: int = 0, threads: int = 16) -> None:
         self.script = Script()
-        self._server = create_server(make_app(self.script), host=host, port=port, threads=threads,
-                                     connection_limit=4096, asyncore_use_poll=True)
-        self.url = f"http://{host}:{self._server.effective_port}"
-        self._thread = threading.Thread(target=self._server.run, daemon=True)
+        self._server = ServerThread(make_app(self.script), host=host, port=port, threads=threads, name="scripted-upstream")
+        self.url = self._server.url
 
     def __enter__(self) -> "ScriptedUpstream":
-        self._thread.start()
+        self._server.start()
         return self
 
     def __exit__(self, *exc_info) -> None:
         self.stop()
 
     def stop(self) -> None:
-        server = self._server
-        server.task_dispatcher.shutdown(timeout=2)
-        server.trigger.pull_trigger(lambda: [c.close() for c in list(server._map.values())])
-        self._thread.join(timeout=5)
+        self._server.stop(grace_s=2.0)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -146,12 +141,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--port", type=int, default=0)
     parser.add_argument("--threads", type=int, default=16)
     args = parser.parse_args(argv)
-    upstream = ScriptedUpstream(args.host, args.port, args.threads)
-    print(f"scripted upstream listening on {upstream.url}", flush=True)
-    try:
-        upstream._server.run()
-    except KeyboardInterrupt:
-        pass
+    with ScriptedUpstream(args.host, args.port, args.threads) as upstream:
+        print(f"scripted upstream listening on {upstream.url}", flush=True)
+        try:
+            upstream._server.join()
+        except KeyboardInterrupt:
+            pass
     return 0
 
 

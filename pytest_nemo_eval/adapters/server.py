@@ -16,12 +16,11 @@ from __future__ import annotations
 
 import logging
 import tempfile
-import threading
 import time
 from pathlib import Path
 
 import requests
-from waitress.server import create_server
+from .wsgi_thread import ServerThread
 
 from .app import create_app
 from .config import AdapterConfig
@@ -55,16 +54,14 @@ class ProxyServer:
         self.log_dir = Path(log_dir) if log_dir else None
         self.threads = threads
         self._table: RouteTable | None = None
-        self._server = None
-        self._thread: threading.Thread | None = None
+        self._server: ServerThread | None = None
         self._tmp: tempfile.TemporaryDirectory | None = None
 
     @property
     def url(self) -> str:
         if self._server is None:
             raise RuntimeError("ProxyServer.url is known only after start().")
-        host = self._server.effective_host
-        return f"http://{f'[{host}]' if ':' in host else host}:{self._server.effective_port}"
+        return self._server.url
 
     def start(self) -> "ProxyServer":
         """Bind, build the default route, serve on a background thread. Raises with a clear
@@ -79,35 +76,28 @@ class ProxyServer:
         try:
             self._table.add(DEFAULT_ROUTE, self.config)
             app = create_app(self._table, lambda: self.url)
-            self._server = create_server(
-                app, host=self.host, port=self.port, threads=self.threads, connection_limit=4096,
-                channel_timeout=600, asyncore_use_poll=True, ident="nemo-eval-proxy", clear_untrusted_proxy_headers=True,
-            )
+            self._server = ServerThread(app, host=self.host, port=self.port, threads=self.threads, name="nemo-eval-proxy",
+                                        channel_timeout=600, ident="nemo-eval-proxy", clear_untrusted_proxy_headers=True)
         except OSError as exc:
             self._table.close()
             raise OSError(f"The proxy cannot listen on {self.host}:{self.port}: {exc}. Pick another --port (0 = any free port).") from exc
         except Exception:
             self._table.close()
             raise
-        self._thread = threading.Thread(target=self._server.run, name="nemo-eval-proxy", daemon=True)
-        self._thread.start()
+        self._server.start()
         return self
 
     def serve_forever(self) -> None:
         """Block until Ctrl-C (for the CLI); `stop()` is left to the caller."""
-        assert self._thread is not None, "call start() first"
-        while self._thread.is_alive():
-            self._thread.join(0.5)
+        assert self._server is not None, "call start() first"
+        while self._server.is_alive():
+            self._server.join(0.5)
 
     def stop(self) -> None:
         """Stop serving (in-flight requests get up to 5 s), close logs, caches and connections."""
         server, self._server = self._server, None
         if server is not None:
-            server.task_dispatcher.shutdown(cancel_pending=True, timeout=5)
-            closer = server.trigger  # close all sockets from the I/O loop's own thread
-            closer.pull_trigger(lambda: _close_all(server))
-            if self._thread is not None:
-                self._thread.join(timeout=5)
+            server.stop()
         if self._table is not None:
             self._table.close()
             self._table.upstream.close()
@@ -154,10 +144,3 @@ class ProxyServer:
             raise RuntimeError("The proxy is not running; call start() (or use it as a context manager) first.")
         return self._table
 
-
-def _close_all(server) -> None:
-    for channel in list(server._map.values()):
-        try:
-            channel.close()
-        except OSError:
-            pass
