@@ -1,0 +1,108 @@
+"""pytest entry point (`pytest11`): options, activation and fixtures only.
+
+The plugin is loaded by every pytest run in an environment where the package
+is installed, so it stays inert — no deployment, no collection changes, no
+heavy imports — unless a suite file is collected or a `--nemo-*` setting
+(option, `NEMO_EVAL_*` env var or `nemo_*` ini key) is given. Then it
+registers `runner.session_hooks.NemoSessionHooks`, which does the work.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import os
+from pathlib import Path
+
+import pytest
+
+from pytest_nemo_eval.runner.options import SETTINGS, addoption, dest_name, env_name
+
+HOOKS_NAME = "nemo-eval-session"
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    addoption(parser)
+
+
+def _settings_given(config: pytest.Config) -> bool:
+    """Any nemo option, env var or ini key set (cheap: no pydantic, no YAML)."""
+    for name, _, _ in SETTINGS:
+        dest = dest_name(name)
+        if config.getoption(dest, None) is not None or os.environ.get(env_name(name)) or config.getini(f"nemo_{dest}"):
+            return True
+    return False
+
+
+def suite_args(config: pytest.Config) -> list[Path]:
+    """Suite files named on the command line (what the xdist controller sees before workers collect)."""
+    found = []
+    for arg in config.args:
+        path = Path(config.invocation_params.dir, arg.split("::", 1)[0])
+        if path.suffix in (".yaml", ".yml") and path.is_file():
+            from pytest_nemo_eval.suite import looks_like_suite
+
+            if looks_like_suite(path):
+                found.append(path)
+    return found
+
+
+def activate(config: pytest.Config) -> None:
+    """Register the session hooks once; validates the settings (a bad value is a UsageError)."""
+    if config.pluginmanager.has_plugin(HOOKS_NAME):
+        return
+    from pytest_nemo_eval.runner.session_hooks import NemoSessionHooks
+
+    config.pluginmanager.register(NemoSessionHooks(config), HOOKS_NAME)
+
+
+@pytest.hookimpl(trylast=True)
+def pytest_configure(config: pytest.Config) -> None:
+    if _settings_given(config) or suite_args(config):
+        activate(config)
+
+
+def pytest_collect_file(file_path: Path, parent: pytest.Collector):
+    """A YAML file named on the command line, or matching an `nemo_suite_files` glob,
+    is a suite when it has a top-level `benchmarks:` key."""
+    if file_path.suffix not in (".yaml", ".yml"):
+        return None
+    config = parent.config
+    if not parent.session.isinitpath(file_path):
+        patterns = config.getini("nemo_suite_files")
+        root = config.rootpath
+        relative = str(file_path.relative_to(root)) if file_path.is_relative_to(root) else str(file_path)
+        if not any(fnmatch.fnmatch(relative, pattern) for pattern in patterns):
+            return None
+    from pytest_nemo_eval.suite import looks_like_suite
+
+    if not looks_like_suite(file_path):
+        return None
+    activate(config)
+    from pytest_nemo_eval.runner.items import SuiteFile
+
+    return SuiteFile.from_parent(parent, path=file_path)
+
+
+@pytest.fixture(scope="session")
+def nemo_target(pytestconfig: pytest.Config):
+    """The evaluated model behind the proxy: `.upstream_url`, `.model_id`, `.proxy_url`, `.provenance`.
+    Deploys `--nemo-checkpoint` (or adopts `--nemo-endpoint`) on first use; under xdist the
+    controller's deployment is shared by every worker."""
+    activate(pytestconfig)
+    from pytest_nemo_eval.runner.plugin_state import state_of
+
+    return state_of(pytestconfig).start_local()
+
+
+@pytest.fixture(scope="session")
+def nemo_deployment(nemo_target):
+    """The model endpoint: `.upstream_url` (OpenAI routes under /v1) and `.model_id`."""
+    return nemo_target
+
+
+@pytest.fixture(scope="session")
+def nemo_proxy(nemo_target):
+    """Control client of the run's interceptor proxy: `register(name, adapter) -> base URL`, `stats(name)`."""
+    from pytest_nemo_eval.runner.resources import ProxyControl
+
+    return ProxyControl(nemo_target.proxy_url)

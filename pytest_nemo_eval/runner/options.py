@@ -1,0 +1,58 @@
+"""The plugin's settings, declared once: option `--nemo-<name>`, ini key
+`nemo_<name>`, environment variable `NEMO_EVAL_<NAME>` (precedence in that order).
+
+Kept free of heavy imports: pytest loads it in every run to register options.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+# (name, help, choices) — option `--nemo-<name>`, ini `nemo_<name>`, env `NEMO_EVAL_<NAME>`
+SETTINGS: list[tuple[str, str, tuple[str, ...] | None]] = [
+    ("checkpoint", "NeMo 2.0 checkpoint directory to deploy, or `demo` for the bundled demo model.", None),
+    ("endpoint", "Evaluate this running OpenAI-compatible endpoint (base URL) instead of deploying.", None),
+    ("api-key-env", "Name of the environment variable holding the endpoint's API key (never the key itself).", None),
+    ("model-id", "Model id to send to --nemo-endpoint (default: the first id of its /v1/models).", None),
+    ("runtime", "Where harnesses run; overrides the suite's setting.", ("docker", "local", "auto")),
+    ("limit-samples", "Evaluate at most this many samples per benchmark (quick runs).", None),
+    ("output-dir", "Directory for harness outputs, logs, the proxy cache and deployment records.", None),
+    ("cache", "Proxy response cache: reuse cached answers, refresh them, or off.", ("reuse", "refresh", "off")),
+    ("baseline", "JUnit XML of an earlier run: fail benchmarks whose metrics regressed versus it.", None),
+    ("baseline-tolerance", "Absolute drop allowed versus the baseline, on top of the stderr-based noise.", None),
+    ("max-batch-size", "Deployment: largest batch the server forms.", None),
+    ("tensor-parallel", "Deployment: tensor-parallel size.", None),
+    ("pipeline-parallel", "Deployment: pipeline-parallel size.", None),
+    ("startup-timeout", "Deployment: seconds to wait for the server to become ready.", None),
+    ("progress-interval", "Seconds between progress lines for a running benchmark (0 = off).", None),
+]
+
+
+def addoption(parser: pytest.Parser) -> None:
+    group = parser.getgroup("nemo-eval", "LLM benchmarks as tests (pytest-nemo-eval)")
+    for name, help_text, choices in SETTINGS:
+        env = env_name(name)
+        group.addoption(
+            f"--nemo-{name}",
+            dest=dest_name(name),
+            default=None,
+            choices=choices,
+            help=f"{help_text} [env {env}, ini nemo_{dest_name(name)}]",
+        )
+        parser.addini(f"nemo_{dest_name(name)}", help_text, default=None)
+    parser.addini(
+        "nemo_suite_files",
+        "Glob patterns (relative to rootdir) of suite YAML files to collect besides those named on the command line.",
+        type="linelist",
+        default=[],
+    )
+
+
+def dest_name(name: str) -> str:
+    return name.replace("-", "_")
+
+
+def env_name(name: str) -> str:
+    return "NEMO_EVAL_" + dest_name(name).upper()
+
+

@@ -1,0 +1,141 @@
+"""Per-run state of the plugin: options, the model target, baseline, collected records.
+
+One `NemoState` lives in `config.stash`. In the serial process and the xdist
+controller it owns `LocalResources` (deploy + proxy); in an xdist worker it
+only holds the `Target` the controller sent through `workerinput`.
+"""
+
+from __future__ import annotations
+
+import shutil
+from typing import Any
+
+import pytest
+
+from pytest_nemo_eval.gate import Regression, ScoreValue
+from pytest_nemo_eval.runner.settings import NemoOptions, read_options
+from pytest_nemo_eval.runner.resources import LocalResources, ProxyControl, Target, TargetUnavailable
+from pytest_nemo_eval.suite import ResolvedBenchmark, Threshold
+
+STATE_KEY = pytest.StashKey["NemoState"]()
+WORKERINPUT_KEY = "nemo_target"
+
+
+class NemoState:
+    def __init__(self, config: pytest.Config) -> None:
+        self.config = config
+        self.options: NemoOptions = read_options(config)
+        self.workerinput: dict[str, Any] | None = getattr(config, "workerinput", None)
+        self.local: LocalResources | None = None
+        self._target: Target | None = None
+        self._baseline = None
+        self.records: list[tuple[Any, str]] = []  # (BenchmarkRecord, status) seen by this process's reports
+        self.suite_hashes: dict[str, str] = {}
+        self.seeds: dict[str, str] = {}
+        if self.workerinput and self.workerinput.get(WORKERINPUT_KEY):
+            self._target = Target.model_validate_json(self.workerinput[WORKERINPUT_KEY])
+
+    @property
+    def target(self) -> Target | None:
+        """The model target once started (or received from the controller); None before."""
+        return self._target
+
+    @property
+    def is_worker(self) -> bool:
+        return self.workerinput is not None
+
+    @property
+    def deploying(self) -> bool:
+        return bool(self.options.checkpoint) and not self.options.endpoint
+
+    def start_local(self, progress=None) -> Target:
+        """Deploy/adopt and start the proxy in this process (idempotent). Bad settings or an
+        unreachable endpoint raise `pytest.UsageError` with one clear message."""
+        if self._target is None:
+            if self.is_worker:
+                raise TargetUnavailable(
+                    "This xdist worker got no model target from the controller. Pass --nemo-checkpoint or "
+                    "--nemo-endpoint on the command line (not only inside a suite glob)."
+                )
+            self.local = LocalResources(self.options, progress=progress or self._progress)
+            try:
+                self._target = self.local.start().target
+            except TargetUnavailable as exc:
+                raise pytest.UsageError(f"pytest-nemo-eval: {exc}") from None
+        return self._target
+
+    def target_and_proxy(self) -> tuple[Target, ProxyControl]:
+        target = self.start_local()
+        return target, ProxyControl(target.proxy_url)
+
+    def stop(self) -> None:
+        if self.local is not None:
+            self.local.stop()
+
+    def _progress(self, line: str) -> None:
+        reporter = self.config.pluginmanager.get_plugin("terminalreporter")
+        if reporter is not None:
+            reporter.write_line(line)
+        else:
+            print(line, flush=True)
+
+    # --- per-benchmark settings ------------------------------------------------
+    def runtime_for(self, benchmark: ResolvedBenchmark) -> str:
+        """`--nemo-runtime` > suite; `auto`: builtin harness locally, others in Docker
+        (or locally when NeMo Evaluator's CLI is installed and no daemon answers)."""
+        runtime = self.options.runtime or benchmark.runtime
+        if runtime != "auto":
+            return runtime
+        if benchmark.harness == "builtin":
+            return "local"
+        from pytest_nemo_eval.runner.prerequisites import docker_problem
+
+        if docker_problem() and (shutil.which("nemo-evaluator") or shutil.which("eval-factory")):
+            return "local"
+        return "docker"
+
+    def adapter_for(self, benchmark: ResolvedBenchmark) -> dict[str, Any]:
+        """The suite's adapter block with the run's cache mode (and per-checkpoint namespace)."""
+        adapter = dict(benchmark.adapter)
+        cache = adapter.get("cache")
+        cache = {"mode": cache} if isinstance(cache, str) else dict(cache or {})
+        cache["mode"] = self.options.cache
+        if self._target is not None and self._target.cache_namespace and "namespace" not in cache:
+            cache["namespace"] = self._target.cache_namespace
+        adapter["cache"] = cache
+        return adapter
+
+    def baseline_regressions(
+        self, benchmark_id: str, scores: dict[str, ScoreValue], thresholds: dict[str, Threshold]
+    ) -> list[Regression]:
+        if self.options.baseline is None:
+            return []
+        from pytest_nemo_eval.report.baseline import Baseline
+        from pytest_nemo_eval.report.properties import BenchmarkRecord, MetricRecord
+
+        if self._baseline is None:
+            if not self.options.baseline.is_file():
+                raise pytest.UsageError(
+                    f"--nemo-baseline {self.options.baseline} does not exist. Pass the JUnit XML of an earlier run."
+                )
+            self._baseline = Baseline(self.options.baseline, tolerance=self.options.baseline_tolerance)
+        record = BenchmarkRecord(
+            benchmark=benchmark_id,
+            metrics={
+                name: MetricRecord(
+                    value=s.value,
+                    stderr=s.stderr,
+                    threshold=thresholds[name].describe() if name in thresholds else None,
+                )
+                for name, s in scores.items()
+            },
+        )
+        return self._baseline.regressions(record)
+
+
+def state_of(config: pytest.Config) -> NemoState:
+    """The run's state, created on first use (so runs without nemo never build it)."""
+    state = config.stash.get(STATE_KEY, None)
+    if state is None:
+        state = config.stash[STATE_KEY] = NemoState(config)
+    return state

@@ -1,0 +1,85 @@
+"""What a benchmark needs from the machine (GPU, Docker daemon, image), checked
+before it runs so a missing piece is a skip that says what is missing."""
+
+from __future__ import annotations
+
+import functools
+import shutil
+import subprocess
+
+
+@functools.lru_cache(maxsize=1)
+def gpu_available() -> bool:
+    """An NVIDIA GPU is visible (nvidia-smi lists one); no torch import needed."""
+    smi = shutil.which("nvidia-smi")
+    if smi is None:
+        return False
+    try:
+        out = subprocess.run([smi, "-L"], capture_output=True, text=True, timeout=20)
+    except (OSError, subprocess.TimeoutExpired):
+        return False
+    return out.returncode == 0 and "GPU" in out.stdout
+
+
+@functools.lru_cache(maxsize=1)
+def docker_problem() -> str | None:
+    """None when a Docker daemon answers, else why not."""
+    try:
+        import docker
+    except ImportError:
+        return "the `docker` Python package is not installed"
+    try:
+        client = docker.from_env(timeout=5)
+        client.ping()
+        client.close()
+    except Exception as exc:  # docker raises many types for "no daemon"
+        return f"no Docker daemon is reachable ({type(exc).__name__})"
+    return None
+
+
+@functools.lru_cache(maxsize=64)
+def image_problem(image: str) -> str | None:
+    """None when `image` is present locally (a pull is left to the runtime only
+    when the registry answers), else why the benchmark cannot run."""
+    import docker
+
+    client = docker.from_env(timeout=10)
+    try:
+        client.images.get(image)
+        return None
+    except docker.errors.ImageNotFound:
+        pass
+    except Exception as exc:
+        return f"cannot inspect image {image} ({type(exc).__name__}: {exc})"
+    finally:
+        client.close()
+    registry = image.split("/", 1)[0] if "/" in image and "." in image.split("/", 1)[0] else "registry-1.docker.io"
+    if not _registry_reachable(registry):
+        return f"image {image} is not present locally and its registry {registry} is unreachable (pull it beforehand)"
+    return None
+
+
+def _registry_reachable(host: str) -> bool:
+    import requests
+
+    try:
+        requests.get(f"https://{host}/v2/", timeout=5)
+    except requests.RequestException:
+        return False
+    return True
+
+
+def missing(requires: list[str], *, deploying: bool, runtime: str, image: str | None) -> list[str]:
+    """Human-readable list of what is missing for a benchmark (empty = it can run)."""
+    problems = []
+    if "gpu" in requires and deploying and not gpu_available():
+        problems.append("a GPU (none visible: nvidia-smi lists no device) to deploy this model")
+    if runtime == "docker" or "docker" in requires:
+        problem = docker_problem()
+        if problem:
+            problems.append(f"Docker ({problem})")
+        elif runtime == "docker" and image:
+            problem = image_problem(image)
+            if problem:
+                problems.append(problem)
+    return problems

@@ -1,0 +1,249 @@
+"""The model endpoint and the interceptor proxy of one pytest run.
+
+`LocalResources` owns them (the serial process, or the xdist controller): it
+deploys the checkpoint (or adopts `--nemo-endpoint`) and starts ONE proxy.
+An xdist worker gets only the resulting `Target` (URLs, as JSON through
+`workerinput`) and talks to the proxy through `ProxyControl`, its HTTP control
+routes — which the controller uses too, so a benchmark runs the same way in
+either process.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel
+
+from pytest_nemo_eval.runner.settings import NemoOptions
+
+DEPLOYMENTS_LOG = "deployments.log"
+
+
+class TargetUnavailable(RuntimeError):
+    """The endpoint cannot be reached or the checkpoint cannot be deployed."""
+
+
+class Target(BaseModel):
+    """What every process needs to evaluate the model: passed to xdist workers as JSON."""
+
+    upstream_url: str
+    model_id: str
+    proxy_url: str
+    output_dir: str
+    cache: str
+    cache_namespace: str | None = None  # the checkpoint's hash keeps caches of different weights apart
+    provenance: dict[str, str]
+
+
+def check_endpoint(url: str, api_key_env: str | None, timeout_s: float = 10.0) -> list[str]:
+    """GET <url>/v1/models once; return the model ids or raise `TargetUnavailable` (one clear message)."""
+    import requests
+
+    headers = {}
+    if api_key_env:
+        key = os.environ.get(api_key_env)
+        if not key:
+            raise TargetUnavailable(
+                f"--nemo-api-key-env names {api_key_env!r}, but that environment variable is not set. "
+                "Export it with the endpoint's API key, or drop --nemo-api-key-env for an open endpoint."
+            )
+        headers["Authorization"] = f"Bearer {key}"
+    models_url = url.rstrip("/") + "/v1/models"
+    try:
+        response = requests.get(models_url, headers=headers, timeout=timeout_s)
+    except requests.RequestException as exc:
+        raise TargetUnavailable(
+            f"The endpoint {url} is unreachable ({type(exc).__name__}: {exc}). No benchmark was run. "
+            "Start the server (e.g. `nemo-eval deploy CHECKPOINT`) or fix --nemo-endpoint; the URL is the "
+            "base address, without /v1."
+        ) from None
+    if response.status_code != 200:
+        raise TargetUnavailable(
+            f"The endpoint {url} answered GET /v1/models with HTTP {response.status_code}: "
+            f"{response.text[:200]!r}. No benchmark was run. Check the URL and, for a protected endpoint, "
+            "--nemo-api-key-env."
+        )
+    try:
+        ids = [m["id"] for m in response.json().get("data", [])]
+    except (ValueError, KeyError, TypeError, AttributeError):
+        ids = []
+    if not ids:
+        raise TargetUnavailable(
+            f"The endpoint {url} answered GET /v1/models without any model id; it is not an "
+            "OpenAI-compatible server. Point --nemo-endpoint at one."
+        )
+    return ids
+
+
+def checkpoint_sha256(path: Path) -> str:
+    """Content hash of a checkpoint directory: every file's relative path and bytes, in sorted order."""
+    digest = hashlib.sha256()
+    for file in sorted(p for p in path.rglob("*") if p.is_file()):
+        digest.update(str(file.relative_to(path)).encode() + b"\0")
+        with open(file, "rb") as handle:
+            for block in iter(lambda: handle.read(1 << 20), b""):
+                digest.update(block)
+    return digest.hexdigest()
+
+
+def software_versions() -> dict[str, str]:
+    from importlib.metadata import PackageNotFoundError, version
+
+    from pytest_nemo_eval import __version__
+
+    out = {"nemo.version.plugin": __version__}
+    for dist, key in (("megatron-core", "megatron_core"), ("nvidia-pytriton", "pytriton"), ("pytest", "pytest")):
+        try:
+            out[f"nemo.version.{key}"] = version(dist)
+        except PackageNotFoundError:
+            out[f"nemo.version.{key}"] = "not installed"
+    return out
+
+
+class LocalResources:
+    """Deploys (or adopts) the model and runs the proxy; stop() always cleans both up."""
+
+    def __init__(self, options: NemoOptions, progress=print) -> None:
+        self.options = options
+        self.progress = progress
+        self.deployment = None
+        self.proxy = None
+        self.target: Target | None = None
+        self.deployments_started = 0
+        self.deploy_seconds = 0.0
+        self._lock = threading.Lock()
+
+    def start(self) -> "LocalResources":
+        with self._lock:
+            if self.target is None:
+                try:
+                    self._start()
+                except BaseException:
+                    self.stop()
+                    raise
+        return self
+
+    def _start(self) -> None:
+        opts = self.options
+        problem = opts.target_problem()
+        if problem:
+            raise TargetUnavailable(problem)
+        output_dir = opts.output_dir.resolve()
+        output_dir.mkdir(parents=True, exist_ok=True)
+        provenance = software_versions()
+        started = time.monotonic()
+        if opts.endpoint:
+            ids = check_endpoint(opts.endpoint, opts.api_key_env)
+            upstream_url, model_id = opts.endpoint.rstrip("/"), opts.model_id or ids[0]
+            provenance["nemo.endpoint"] = upstream_url
+        else:
+            checkpoint = self._checkpoint_path()
+            upstream_url, model_id = self._deploy(checkpoint, output_dir)
+            provenance["nemo.checkpoint"] = str(checkpoint)
+            provenance["nemo.checkpoint_sha256"] = checkpoint_sha256(checkpoint)
+        self.deploy_seconds = time.monotonic() - started
+        provenance["nemo.model_id"] = model_id
+        provenance["nemo.deploy_seconds"] = f"{self.deploy_seconds:.2f}"
+        from pytest_nemo_eval.adapters.server import ProxyServer
+
+        cache_dir = output_dir / "cache"
+        cache_dir.mkdir(exist_ok=True)
+        self.proxy = ProxyServer(
+            upstream_url,
+            cache_path=cache_dir / "responses.sqlite",
+            upstream_api_key_env=opts.api_key_env,
+        ).start()
+        self.target = Target(
+            upstream_url=upstream_url,
+            model_id=model_id,
+            proxy_url=self.proxy.url,
+            output_dir=str(output_dir),
+            cache=opts.cache,
+            cache_namespace=(
+                f"{model_id}-{provenance['nemo.checkpoint_sha256'][:16]}" if "nemo.checkpoint_sha256" in provenance else None
+            ),
+            provenance=provenance,
+        )
+
+    def _checkpoint_path(self) -> Path:
+        if self.options.checkpoint == "demo":
+            from pytest_nemo_eval.checkpoint.demo import ensure_demo_checkpoint
+
+            return Path(ensure_demo_checkpoint(progress=self.progress))
+        path = Path(self.options.checkpoint).expanduser().resolve()
+        if not path.is_dir():
+            raise TargetUnavailable(
+                f"--nemo-checkpoint {self.options.checkpoint!r} is not a directory. Pass a NeMo 2.0 checkpoint "
+                "directory (with context/ and weights/), or `demo` for the bundled demo model."
+            )
+        return path
+
+    def _deploy(self, checkpoint: Path, output_dir: Path) -> tuple[str, str]:
+        from pytest_nemo_eval.serving.launcher import Deployment, DeploymentSettings
+
+        opts = self.options
+        settings = DeploymentSettings(
+            checkpoint=checkpoint,
+            max_batch_size=opts.max_batch_size,
+            tensor_parallel=opts.tensor_parallel,
+            pipeline_parallel=opts.pipeline_parallel,
+            startup_timeout_s=opts.startup_timeout,
+        )
+        self.progress(f"[nemo-eval] deploying {checkpoint} ...")
+        self.deployment = Deployment(settings)
+        self.deployment.start()
+        self.deployments_started += 1
+        with open(output_dir / DEPLOYMENTS_LOG, "a") as log:
+            log.write(json.dumps({"pid": os.getpid(), "url": self.deployment.url, "time": time.time()}) + "\n")
+        self.progress(f"[nemo-eval] deployed {self.deployment.model_id} at {self.deployment.url}")
+        return self.deployment.url, self.deployment.model_id
+
+    def stop(self) -> None:
+        """Stop the proxy, then the deployment; safe to call twice and after a failed start."""
+        proxy, deployment = self.proxy, self.deployment
+        self.proxy = self.deployment = None
+        try:
+            if proxy is not None:
+                proxy.stop()
+        finally:
+            if deployment is not None:
+                deployment.stop()
+
+
+class ProxyControl:
+    """The proxy's HTTP control routes: the same calls from the controller and from xdist workers."""
+
+    def __init__(self, proxy_url: str) -> None:
+        self.proxy_url = proxy_url.rstrip("/")
+
+    def register(self, benchmark: str, adapter: dict[str, Any]) -> str:
+        """Create (or re-use) the benchmark's isolated route; returns its base URL."""
+        import requests
+
+        response = requests.post(
+            f"{self.proxy_url}/_nemo/benchmarks", json={"name": benchmark, "config": adapter}, timeout=30
+        )
+        if response.status_code != 200:
+            raise TargetUnavailable(
+                f"The proxy at {self.proxy_url} refused to register benchmark {benchmark!r}: "
+                f"HTTP {response.status_code} {response.text[:300]}"
+            )
+        return response.json()["url"]
+
+    def benchmarks(self) -> list[str]:
+        import requests
+
+        return requests.get(f"{self.proxy_url}/_nemo/benchmarks", timeout=10).json()["benchmarks"]
+
+    def stats(self, benchmark: str) -> dict[str, Any]:
+        import requests
+
+        response = requests.get(f"{self.proxy_url}/_nemo/stats/{benchmark}", timeout=10)
+        response.raise_for_status()
+        return response.json()

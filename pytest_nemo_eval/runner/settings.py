@@ -1,0 +1,77 @@
+"""`NemoOptions`: the validated settings of one run (option > env var > ini key > default)."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any, Literal
+
+import pytest
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from pytest_nemo_eval.runner.options import SETTINGS, dest_name, env_name
+
+
+class NemoOptions(BaseModel):
+    """Validated settings of one pytest run."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    checkpoint: str | None = None
+    endpoint: str | None = None
+    api_key_env: str | None = None
+    model_id: str | None = None
+    runtime: Literal["docker", "local", "auto"] | None = None
+    limit_samples: int | None = Field(default=None, gt=0)
+    output_dir: Path = Path(".nemo-eval")
+    cache: Literal["reuse", "refresh", "off"] = "reuse"
+    baseline: Path | None = None
+    baseline_tolerance: float = Field(default=0.0, ge=0)
+    max_batch_size: int = Field(default=16, gt=0)
+    tensor_parallel: int = Field(default=1, gt=0)
+    pipeline_parallel: int = Field(default=1, gt=0)
+    startup_timeout: float = Field(default=600.0, gt=0)
+    progress_interval: float = Field(default=30.0, ge=0)
+
+    @property
+    def wants_target(self) -> bool:
+        """A checkpoint or an endpoint was asked for: the run uses the model."""
+        return bool(self.checkpoint or self.endpoint)
+
+    def target_problem(self) -> str | None:
+        """Why the checkpoint/endpoint settings cannot be used, or None."""
+        if self.checkpoint and self.endpoint:
+            return (
+                f"Both --nemo-checkpoint ({self.checkpoint}) and --nemo-endpoint ({self.endpoint}) are set "
+                "(by option, NEMO_EVAL_* environment variable or ini key). Give exactly one: a checkpoint "
+                "to deploy, or a running endpoint to evaluate."
+            )
+        if not self.wants_target:
+            return (
+                "No model to evaluate: the run collected benchmarks but neither --nemo-checkpoint nor "
+                "--nemo-endpoint is set. Pass --nemo-checkpoint=PATH (a NeMo 2.0 checkpoint directory, or "
+                "`demo` for the bundled demo model) or --nemo-endpoint=URL of a running OpenAI-compatible server."
+            )
+        return None
+
+
+def read_options(config: pytest.Config) -> NemoOptions:
+    """Merge option > env > ini; a bad value raises `pytest.UsageError` naming the setting."""
+    values: dict[str, Any] = {}
+    for name, _, _ in SETTINGS:
+        dest = dest_name(name)
+        value = config.getoption(dest, default=None)
+        if value is None:
+            value = os.environ.get(env_name(name)) or None
+        if value is None:
+            value = config.getini(f"nemo_{dest}") or None
+        if value is not None:
+            values[dest] = value
+    try:
+        return NemoOptions.model_validate(values)
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"--nemo-{str(err['loc'][0]).replace('_', '-')}={values.get(str(err['loc'][0]))!r}: {err['msg']}"
+            for err in exc.errors()
+        )
+        raise pytest.UsageError(f"pytest-nemo-eval: invalid setting(s): {problems}.") from None

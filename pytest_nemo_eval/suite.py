@@ -1,0 +1,309 @@
+"""Suite YAML -> typed benchmarks.
+
+A suite file is a list of benchmarks (harness + task + thresholds) plus
+defaults. Users write these files by hand, so every validation error names the
+file, the line and the field, and says what is allowed instead.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+Runtime = Literal["docker", "local", "auto"]
+EndpointType = Literal["completions", "chat"]
+InconclusivePolicy = Literal["fail", "warn", "pass"]
+Prerequisite = Literal["gpu", "docker"]
+
+DEFAULT_IMAGE_REGISTRY = "nvcr.io/nvidia/eval-factory"
+
+
+class _Strict(BaseModel):
+    """Unknown keys are typos: reject them instead of ignoring a setting."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class Threshold(_Strict):
+    """Bounds for one metric: the score must be >= `min` and/or <= `max`."""
+
+    min: float | None = None
+    max: float | None = None
+
+    @model_validator(mode="after")
+    def _needs_a_bound(self) -> "Threshold":
+        if self.min is None and self.max is None:
+            raise ValueError("a threshold needs `min`, `max` or both")
+        if self.min is not None and self.max is not None and self.min > self.max:
+            raise ValueError(f"`min` ({self.min}) is above `max` ({self.max})")
+        return self
+
+    def describe(self) -> str:
+        """Human form used in messages, tables and JUnit: '>= 0.5', '<= 0.1', '[0.2, 0.8]'."""
+        if self.min is not None and self.max is not None:
+            return f"[{self.min:g}, {self.max:g}]"
+        return f">= {self.min:g}" if self.min is not None else f"<= {self.max:g}"
+
+
+class SuiteDefaults(_Strict):
+    """Settings every benchmark inherits unless it sets its own."""
+
+    runtime: Runtime = "auto"
+    image_registry: str = DEFAULT_IMAGE_REGISTRY
+    image_tag: str = "latest"
+    endpoint_type: EndpointType = "completions"
+    limit_samples: int | None = Field(default=None, gt=0)
+    timeout_s: float = Field(default=1800.0, gt=0)
+    confidence: float | None = Field(default=None, gt=0, lt=1)
+    inconclusive: InconclusivePolicy = "fail"
+    parallelism: int | None = Field(default=None, gt=0)
+    adapter: dict[str, Any] = {}
+    params: dict[str, Any] = {}
+
+
+class Benchmark(_Strict):
+    """One benchmark = one test item: run `harness.task`, then check `thresholds`."""
+
+    name: str = Field(pattern=r"^[A-Za-z0-9_.\-]+$")
+    harness: str
+    task: str
+    endpoint_type: EndpointType | None = None
+    runtime: Runtime | None = None
+    image: str | None = None
+    params: dict[str, Any] = {}
+    thresholds: dict[str, Threshold] = {}
+    confidence: float | None = Field(default=None, gt=0, lt=1)
+    inconclusive: InconclusivePolicy | None = None
+    limit_samples: int | None = Field(default=None, gt=0)
+    timeout_s: float | None = Field(default=None, gt=0)
+    parallelism: int | None = Field(default=None, gt=0)
+    markers: list[str] = []
+    requires: list[Prerequisite] = []
+    adapter: dict[str, Any] = {}
+
+    @field_validator("markers")
+    @classmethod
+    def _marker_names(cls, markers: list[str]) -> list[str]:
+        for marker in markers:
+            if not marker.isidentifier():
+                raise ValueError(f"marker {marker!r} is not a Python identifier (use letters, digits, _)")
+        return markers
+
+
+class Suite(_Strict):
+    """A suite file: optional name/description, defaults, benchmarks."""
+
+    name: str | None = None
+    description: str = ""
+    seed: int = 1234
+    requires: list[Prerequisite] = []
+    defaults: SuiteDefaults = SuiteDefaults()
+    benchmarks: list[Benchmark] = Field(min_length=1)
+
+    @model_validator(mode="after")
+    def _unique_names(self) -> "Suite":
+        seen: set[str] = set()
+        for benchmark in self.benchmarks:
+            if benchmark.name in seen:
+                raise ValueError(f"benchmark name {benchmark.name!r} is used twice; names must be unique")
+            seen.add(benchmark.name)
+        return self
+
+
+class ResolvedBenchmark(BaseModel):
+    """A benchmark with the suite defaults applied: what the plugin runs."""
+
+    model_config = ConfigDict(frozen=True)
+
+    suite_name: str
+    suite_path: Path
+    name: str
+    harness: str
+    task: str
+    endpoint_type: EndpointType
+    runtime: Runtime
+    image: str | None
+    params: dict[str, Any]
+    thresholds: dict[str, Threshold]
+    confidence: float | None
+    inconclusive: InconclusivePolicy
+    limit_samples: int | None
+    timeout_s: float
+    parallelism: int | None
+    markers: list[str]
+    requires: list[Prerequisite]
+    adapter: dict[str, Any]
+    seed: int
+
+    image_registry: str
+    image_tag: str
+
+    def image_for_docker(self) -> str:
+        """The eval-factory image: explicit `image`, or `<registry>/<harness>:<tag>`."""
+        return self.image or f"{self.image_registry.rstrip('/')}/{self.harness}:{self.image_tag}"
+
+
+class SuiteError(ValueError):
+    """A suite file that cannot be used; the message names file, line and field."""
+
+
+class LoadedSuite(BaseModel):
+    """A validated suite with where it came from (for provenance and ids)."""
+
+    model_config = ConfigDict(frozen=True, arbitrary_types_allowed=True)
+
+    path: Path
+    sha256: str
+    suite: Suite
+    benchmark_lines: dict[str, int]
+
+    @property
+    def name(self) -> str:
+        return self.suite.name or self.path.stem
+
+    def resolved(self) -> list[ResolvedBenchmark]:
+        """Every benchmark with defaults merged in (benchmark settings win)."""
+        d = self.suite.defaults
+        return [
+            ResolvedBenchmark(
+                suite_name=self.name,
+                suite_path=self.path,
+                name=b.name,
+                harness=b.harness,
+                task=b.task,
+                endpoint_type=b.endpoint_type or d.endpoint_type,
+                runtime=b.runtime or d.runtime,
+                image=b.image,
+                params={**d.params, **b.params},
+                thresholds=b.thresholds,
+                confidence=b.confidence if b.confidence is not None else d.confidence,
+                inconclusive=b.inconclusive or d.inconclusive,
+                limit_samples=b.limit_samples or d.limit_samples,
+                timeout_s=b.timeout_s or d.timeout_s,
+                parallelism=b.parallelism or d.parallelism,
+                markers=b.markers,
+                requires=sorted(set(self.suite.requires) | set(b.requires)),
+                adapter={**d.adapter, **b.adapter},
+                seed=self.suite.seed,
+                image_registry=d.image_registry,
+                image_tag=d.image_tag,
+            )
+            for b in self.suite.benchmarks
+        ]
+
+
+def looks_like_suite(path: Path) -> bool:
+    """True for a YAML mapping with a top-level `benchmarks:` key (cheap: no validation)."""
+    try:
+        data = yaml.safe_load(path.read_text())
+    except (OSError, yaml.YAMLError, UnicodeDecodeError):
+        return False
+    return isinstance(data, dict) and "benchmarks" in data
+
+
+def load_suite(path: str | Path) -> LoadedSuite:
+    """Read and validate a suite file; raise `SuiteError` naming file, line and field."""
+    path = Path(path)
+    try:
+        raw = path.read_bytes()
+    except OSError as exc:
+        raise SuiteError(f"Cannot read suite file {path}: {exc}. Pass an existing YAML file.") from None
+    text = raw.decode("utf-8", errors="replace")
+    try:
+        root = yaml.compose(text)
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        raise SuiteError(f"Suite file {path} is not valid YAML: {exc}") from None
+    if not isinstance(data, dict):
+        raise SuiteError(
+            f"{path}: a suite file must be a mapping with a `benchmarks:` list at the top level; "
+            "see suites/smoke.yaml for an example."
+        )
+    try:
+        suite = Suite.model_validate(data)
+    except ValidationError as exc:
+        raise SuiteError(_describe_errors(path, root, exc)) from None
+    _check_adapter_configs(path, root, suite)
+    lines = {
+        b.name: _line_of(root, ("benchmarks", i)) or 1 for i, b in enumerate(suite.benchmarks)
+    }
+    return LoadedSuite(path=path, sha256=hashlib.sha256(raw).hexdigest(), suite=suite, benchmark_lines=lines)
+
+
+def _check_adapter_configs(path: Path, root: yaml.Node, suite: Suite) -> None:
+    """Validate `adapter:` blocks now, not when the proxy route is created mid-run."""
+    from pytest_nemo_eval.adapters.config import AdapterConfig
+
+    blocks: list[tuple[tuple[Any, ...], dict[str, Any]]] = [(("defaults", "adapter"), suite.defaults.adapter)]
+    blocks += [(("benchmarks", i, "adapter"), {**suite.defaults.adapter, **b.adapter}) for i, b in enumerate(suite.benchmarks)]
+    for loc, block in blocks:
+        if not block:
+            continue
+        try:
+            AdapterConfig.parse_user(block, source="adapter block")
+        except ValueError as exc:
+            line = _line_of(root, loc)
+            raise SuiteError(f"{path}:{line}: field `{_dotted(loc)}`: {exc}") from None
+
+
+def _describe_errors(path: Path, root: yaml.Node | None, exc: ValidationError) -> str:
+    problems = []
+    for err in exc.errors():
+        loc = tuple(err["loc"])
+        line = _line_of(root, loc) or 1
+        field = _dotted(loc) or "<top level>"
+        if err["type"] == "extra_forbidden":
+            owner = _model_at(loc[:-1])
+            allowed = ", ".join(owner.model_fields) if owner else "see suites/smoke.yaml"
+            problems.append(f"{path}:{line}: unknown field `{field}` (allowed here: {allowed})")
+        else:
+            problems.append(f"{path}:{line}: field `{field}`: {err['msg']}")
+    return "Invalid suite file. " + "; ".join(problems) + ". Fix the field(s) above; suites/smoke.yaml shows every key."
+
+
+def _model_at(loc: tuple[Any, ...]) -> type[BaseModel] | None:
+    """The schema model that owns a location (to list its allowed keys)."""
+    children: dict[tuple[type[BaseModel], str], type[BaseModel]] = {
+        (Suite, "defaults"): SuiteDefaults,
+        (Suite, "benchmarks"): Benchmark,
+        (Benchmark, "thresholds"): Threshold,
+    }
+    model: type[BaseModel] | None = Suite
+    parts = [p for p in loc if not isinstance(p, int)]
+    index = 0
+    while index < len(parts) and model is not None:
+        child = children.get((model, parts[index]))
+        index += 2 if child is Threshold else 1  # skip the metric name key
+        model = child
+    return model
+
+
+def _dotted(loc: tuple[Any, ...]) -> str:
+    text = ""
+    for part in loc:
+        text += f"[{part}]" if isinstance(part, int) else (f".{part}" if text else str(part))
+    return text
+
+
+def _line_of(node: yaml.Node | None, loc: tuple[Any, ...]) -> int | None:
+    """1-based line of the deepest YAML node on `loc` (falls back to the nearest parent)."""
+    best = node.start_mark.line + 1 if node is not None else None
+    for part in loc:
+        child = None
+        if isinstance(node, yaml.MappingNode):
+            for key, value in node.value:
+                if key.value == str(part):
+                    best = key.start_mark.line + 1
+                    child = value
+                    break
+        elif isinstance(node, yaml.SequenceNode) and isinstance(part, int) and part < len(node.value):
+            child = node.value[part]
+            best = child.start_mark.line + 1
+        if child is None:
+            break
+        node = child
+    return best
