@@ -143,8 +143,14 @@ class ResolvedBenchmark(BaseModel):
     image_tag: str
 
     def image_for_docker(self) -> str:
-        """The eval-factory image: explicit `image`, or `<registry>/<harness>:<tag>`."""
-        return self.image or f"{self.image_registry.rstrip('/')}/{self.harness}:{self.image_tag}"
+        """Explicit `image`; else our harness image for `builtin`; else `<registry>/<harness>:<tag>`."""
+        if self.image:
+            return self.image
+        if self.harness == "builtin":
+            from pytest_nemo_eval.harness.runtime import BUILTIN_IMAGE
+
+            return BUILTIN_IMAGE
+        return f"{self.image_registry.rstrip('/')}/{self.harness}:{self.image_tag}"
 
 
 class SuiteError(ValueError):

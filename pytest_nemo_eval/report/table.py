@@ -24,11 +24,13 @@ def rows(records: Iterable[tuple[BenchmarkRecord, str]]) -> list[tuple[str, ...]
     return out
 
 
-def render(table_rows: list[tuple[str, ...]], fmt: Literal["text", "markdown"] = "text") -> str:
+def render(
+    table_rows: list[tuple[str, ...]], fmt: Literal["text", "markdown"] = "text", header: tuple[str, ...] = HEADER
+) -> str:
     if fmt == "markdown":
-        lines = ["| " + " | ".join(HEADER) + " |", "|" + "---|" * len(HEADER)]
+        lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
         lines += ["| " + " | ".join(cell.replace("|", "\\|") for cell in row) + " |" for row in table_rows]
         return "\n".join(lines)
-    widths = [max(len(str(r[i])) for r in [HEADER, *table_rows]) for i in range(len(HEADER))]
+    widths = [max(len(str(r[i])) for r in [header, *table_rows]) for i in range(len(header))]
     fmt_row = lambda r: "  ".join(str(c).ljust(w) for c, w in zip(r, widths)).rstrip()  # noqa: E731
-    return "\n".join([fmt_row(HEADER), fmt_row(tuple("-" * w for w in widths))] + [fmt_row(r) for r in table_rows])
+    return "\n".join([fmt_row(header), fmt_row(tuple("-" * w for w in widths))] + [fmt_row(r) for r in table_rows])

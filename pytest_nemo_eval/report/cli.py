@@ -1,0 +1,85 @@
+"""`nemo-eval-report`: merge JUnit reports, print the score table, compare with a baseline.
+
+    nemo-eval-report gate.xml                         # table as text
+    nemo-eval-report shard*.xml --merge all.xml        # merge xdist/CI shards into one file
+    nemo-eval-report gate.xml --format markdown >> "$GITHUB_STEP_SUMMARY"
+    nemo-eval-report gate.xml --baseline last-release.xml --tolerance 0.01   # exit 1 on a regression
+
+Exit status: 0 fine, 1 a metric regressed versus the baseline, 2 bad input.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from pytest_nemo_eval.report.baseline import Baseline
+from pytest_nemo_eval.report.junit import ReportError, merge_files, read_reports
+from pytest_nemo_eval.report.table import render, rows
+
+COMPARE_HEADER = ("benchmark", "metric", "baseline", "current", "change", "allowed drop", "status")
+
+
+def _parser(prog: str) -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog=prog, description=__doc__.split("\n\n")[0])
+    parser.add_argument("reports", nargs="+", help="JUnit XML files written by pytest --junitxml (merged in order)")
+    parser.add_argument("--format", choices=("text", "markdown"), default="text")
+    parser.add_argument("--merge", metavar="OUT.xml", help="also write all test suites into one JUnit file")
+    parser.add_argument("--baseline", metavar="BASE.xml", help="JUnit report of the run to compare against")
+    parser.add_argument("--tolerance", type=float, default=0.0, help="absolute drop allowed on top of the noise")
+    parser.add_argument(
+        "--confidence", type=float, default=0.95, help="level for the stderr-based noise margin (default 0.95)"
+    )
+    return parser
+
+
+def main(argv: list[str] | None = None, prog: str = "nemo-eval-report") -> int:
+    args = _parser(prog).parse_args(argv)
+    if not 0 < args.confidence < 1 or args.tolerance < 0:
+        print(f"{prog}: --confidence must be in (0, 1) and --tolerance >= 0.", file=sys.stderr)
+        return 2
+    try:
+        report = read_reports(args.reports)
+        baseline = Baseline(args.baseline, tolerance=args.tolerance, confidence=args.confidence) if args.baseline else None
+        if args.merge:
+            merge_files(args.reports, args.merge)
+    except (ReportError, OSError) as exc:
+        print(f"{prog}: {exc}", file=sys.stderr)
+        return 2
+    cases = report.by_benchmark()
+    if not cases:
+        print(f"{prog}: no nemo-eval benchmark found in {', '.join(args.reports)} (was it written by the plugin?)",
+              file=sys.stderr)
+        return 2
+    print(render(rows((c.record, c.status) for c in cases.values()), args.format))
+    if baseline is None:
+        return 0
+    comparison, regressed = _compare(baseline, cases)
+    print()
+    print(render(comparison, args.format, header=COMPARE_HEADER))
+    print()
+    print(f"{len(regressed)} regression(s) versus {args.baseline}" + (": " + "; ".join(regressed) if regressed else ""))
+    return 1 if regressed else 0
+
+
+def _compare(baseline: Baseline, cases) -> tuple[list[tuple[str, ...]], list[str]]:
+    """Rows for every metric found in both reports, and the descriptions of the regressions."""
+    table: list[tuple[str, ...]] = []
+    regressed: list[str] = []
+    for benchmark, case in cases.items():
+        before = baseline.records.get(benchmark)
+        if before is None:
+            table.append((benchmark, "-", "-", "-", "-", "-", "NEW (not in baseline)"))
+            continue
+        found = {r.metric: r for r in baseline.regressions(case.record)}
+        for metric, now in case.record.metrics.items():
+            if metric not in before.metrics:
+                continue
+            was = before.metrics[metric].value
+            regression = found.get(metric)
+            allowed = f"{regression.allowed:.4f}" if regression else "-"
+            status = "REGRESSED" if regression else "ok"
+            table.append((benchmark, metric, f"{was:.4f}", f"{now.value:.4f}", f"{now.value - was:+.4f}", allowed, status))
+            if regression:
+                regressed.append(regression.describe())
+    return table, regressed
