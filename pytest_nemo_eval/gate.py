@@ -138,8 +138,8 @@ def evaluate(
     return GateResult(verdicts=verdicts, confidence=confidence, inconclusive_policy=inconclusive)
 
 
-class Regression(BaseModel):
-    """A metric that dropped versus the baseline by more than the allowed margin."""
+class Comparison(BaseModel):
+    """One metric versus the baseline; `regressed` when it got worse by more than `allowed`."""
 
     benchmark: str
     metric: str
@@ -147,6 +147,7 @@ class Regression(BaseModel):
     current: float
     allowed: float
     higher_is_better: bool
+    regressed: bool
 
     def describe(self) -> str:
         change = self.current - self.baseline
@@ -156,7 +157,7 @@ class Regression(BaseModel):
         )
 
 
-def compare_to_baseline(
+def compare_all(
     benchmark: str,
     current: dict[str, ScoreValue],
     baseline: dict[str, ScoreValue],
@@ -164,29 +165,33 @@ def compare_to_baseline(
     tolerance: float = 0.0,
     confidence: float = 0.95,
     lower_is_better: Iterable[str] = (),
-) -> list[Regression]:
-    """Metrics present in both runs that got worse by more than `tolerance` plus
-    z·sqrt(se_current² + se_baseline²) (the noise of the difference, when stderr is known)."""
+) -> list[Comparison]:
+    """Every metric present in both runs. It regressed when it got worse by more than
+    `tolerance` + z·sqrt(se_current² + se_baseline²) (the noise of the difference, when stderr is known)."""
     lower = set(lower_is_better)
-    regressions = []
+    out = []
     for metric in sorted(set(current) & set(baseline)):
         now, before = current[metric], baseline[metric]
-        noise = math.hypot(now.stderr or 0.0, before.stderr or 0.0) * z_value(confidence)
-        allowed = tolerance + noise
+        allowed = tolerance + math.hypot(now.stderr or 0.0, before.stderr or 0.0) * z_value(confidence)
         higher_is_better = metric not in lower
         drop = (before.value - now.value) if higher_is_better else (now.value - before.value)
-        if drop > allowed + 1e-12:
-            regressions.append(
-                Regression(
-                    benchmark=benchmark,
-                    metric=metric,
-                    baseline=before.value,
-                    current=now.value,
-                    allowed=allowed,
-                    higher_is_better=higher_is_better,
-                )
+        out.append(
+            Comparison(
+                benchmark=benchmark,
+                metric=metric,
+                baseline=before.value,
+                current=now.value,
+                allowed=allowed,
+                higher_is_better=higher_is_better,
+                regressed=drop > allowed + 1e-12,
             )
-    return regressions
+        )
+    return out
+
+
+def compare_to_baseline(benchmark: str, current, baseline, **kwargs) -> list[Comparison]:
+    """Only the regressions of `compare_all`."""
+    return [c for c in compare_all(benchmark, current, baseline, **kwargs) if c.regressed]
 
 
 def name_scores(flat: dict[str, ScoreValue], task: str) -> dict[str, ScoreValue]:

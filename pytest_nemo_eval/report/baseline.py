@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from pytest_nemo_eval.gate import Regression, ScoreValue, compare_to_baseline
+from pytest_nemo_eval.gate import Comparison, ScoreValue, compare_all
 from pytest_nemo_eval.report.junit import read_reports
 from pytest_nemo_eval.report.properties import BenchmarkRecord
 
@@ -27,11 +27,12 @@ class Baseline:
         self.confidence = confidence
         self.records = {bid: case.record for bid, case in read_reports([self.path]).by_benchmark().items()}
 
-    def regressions(self, record: BenchmarkRecord) -> list[Regression]:
+    def compare(self, record: BenchmarkRecord) -> list[Comparison] | None:
+        """Every shared metric of `record` versus the baseline; None when the baseline lacks the benchmark."""
         before = self.records.get(record.benchmark)
         if before is None:
-            return []
-        return compare_to_baseline(
+            return None
+        return compare_all(
             record.benchmark,
             scores_of(record),
             scores_of(before),
@@ -39,3 +40,6 @@ class Baseline:
             confidence=self.confidence,
             lower_is_better=lower_is_better(record) + lower_is_better(before),
         )
+
+    def regressions(self, record: BenchmarkRecord) -> list[Comparison]:
+        return [c for c in self.compare(record) or [] if c.regressed]

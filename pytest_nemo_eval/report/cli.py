@@ -67,19 +67,14 @@ def _compare(baseline: Baseline, cases) -> tuple[list[tuple[str, ...]], list[str
     table: list[tuple[str, ...]] = []
     regressed: list[str] = []
     for benchmark, case in cases.items():
-        before = baseline.records.get(benchmark)
-        if before is None:
+        comparisons = baseline.compare(case.record)
+        if comparisons is None:
             table.append((benchmark, "-", "-", "-", "-", "-", "NEW (not in baseline)"))
             continue
-        found = {r.metric: r for r in baseline.regressions(case.record)}
-        for metric, now in case.record.metrics.items():
-            if metric not in before.metrics:
-                continue
-            was = before.metrics[metric].value
-            regression = found.get(metric)
-            allowed = f"{regression.allowed:.4f}" if regression else "-"
-            status = "REGRESSED" if regression else "ok"
-            table.append((benchmark, metric, f"{was:.4f}", f"{now.value:.4f}", f"{now.value - was:+.4f}", allowed, status))
-            if regression:
-                regressed.append(regression.describe())
+        for c in comparisons:
+            status = "REGRESSED" if c.regressed else "ok"
+            table.append((benchmark, c.metric, f"{c.baseline:.4f}", f"{c.current:.4f}",
+                          f"{c.current - c.baseline:+.4f}", f"{c.allowed:.4f}", status))
+            if c.regressed:
+                regressed.append(c.describe())
     return table, regressed

@@ -88,19 +88,20 @@ class BenchmarkItem(pytest.Item):
         lacking = prerequisites.missing(b.requires, deploying=state.deploying, runtime=runtime, image=image)
         if lacking:
             pytest.skip(f"{b.suite_name}::{b.name} needs " + "; ".join(lacking))
+        from pytest_nemo_eval.harness.errors import HarnessError
+        from pytest_nemo_eval.runner.resources import TargetUnavailable
+
         target, proxy = state.target_and_proxy()
+        error = None
         try:
             route = proxy.register(self.route_name, state.adapter_for(b))
             run = self._run_harness(state, target, route, runtime, image)
-        except Exception as exc:
-            from pytest_nemo_eval.harness.errors import HarnessError
-            from pytest_nemo_eval.runner.resources import TargetUnavailable
-
-            if isinstance(exc, (HarnessError, TargetUnavailable)):
-                self._record_proxy_stats(proxy)
-                pytest.fail(f"{type(exc).__name__}: {exc}", pytrace=False)
-            raise
+        except (HarnessError, TargetUnavailable) as exc:
+            error = f"{type(exc).__name__}: {exc}"
         self._record_proxy_stats(proxy)
+        if error:  # raised outside the except block: the report shows the message, not a chain
+            self.user_properties.append(("nemo.error", error.splitlines()[0][:500]))
+            pytest.fail(error, pytrace=False)
         self.user_properties += props.run_properties(run)
         self.flat_scores = {
             key: ScoreValue(value=s.value, stderr=s.stats.stderr, count=s.stats.count)
@@ -110,7 +111,9 @@ class BenchmarkItem(pytest.Item):
         try:
             require_metrics(self.scores, b.thresholds)
         except UnknownMetricError as exc:
-            pytest.fail(f"UnknownMetricError in {b.suite_name}::{b.name}: {exc}", pytrace=False)
+            error = f"UnknownMetricError in {b.suite_name}::{b.name}: {exc}"
+        if error:
+            pytest.fail(error, pytrace=False)
 
     def _run_harness(self, state, target, route: str, runtime: str, image: str | None):
         from pytest_nemo_eval.harness.runtime import HarnessInvocation, run_harness

@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from pytest_nemo_eval.gate import Regression, ScoreValue
+from pytest_nemo_eval.gate import Comparison, ScoreValue
 from pytest_nemo_eval.runner.settings import NemoOptions, read_options
 from pytest_nemo_eval.runner.resources import LocalResources, ProxyControl, Target, TargetUnavailable
 from pytest_nemo_eval.suite import ResolvedBenchmark, Threshold
@@ -107,7 +107,7 @@ class NemoState:
 
     def baseline_regressions(
         self, benchmark_id: str, scores: dict[str, ScoreValue], thresholds: dict[str, Threshold]
-    ) -> list[Regression]:
+    ) -> list[Comparison]:
         if self.options.baseline is None:
             return []
         from pytest_nemo_eval.report.baseline import Baseline
