@@ -29,6 +29,7 @@ class NemoState:
         self.local: LocalResources | None = None
         self._target: Target | None = None
         self._baseline = None
+        self._progress_reporter = None
         self.records: list[tuple[Any, str]] = []  # (BenchmarkRecord, status) seen by this process's reports
         self.suite_hashes: dict[str, str] = {}
         self.seeds: dict[str, str] = {}
@@ -62,6 +63,15 @@ class NemoState:
                 self._target = self.local.start().target
             except TargetUnavailable as exc:
                 raise pytest.UsageError(f"pytest-nemo-eval: {exc}") from None
+            if self.options.progress_interval > 0:
+                from pytest_nemo_eval.runner.progress import ProgressReporter
+
+                self._progress_reporter = ProgressReporter(
+                    ProxyControl(self._target.proxy_url),
+                    self.options.progress_interval,
+                    self._progress,
+                    self.options.limit_samples,
+                ).start()
         return self._target
 
     def target_and_proxy(self) -> tuple[Target, ProxyControl]:
@@ -69,6 +79,8 @@ class NemoState:
         return target, ProxyControl(target.proxy_url)
 
     def stop(self) -> None:
+        if self._progress_reporter is not None:
+            self._progress_reporter.stop()
         if self.local is not None:
             self.local.stop()
 
