@@ -106,3 +106,16 @@ def nemo_proxy(nemo_target):
     from pytest_nemo_eval.runner.resources import ProxyControl
 
     return ProxyControl(nemo_target.proxy_url)
+
+
+@pytest.fixture
+def nemo_benchmark(pytestconfig: pytest.Config, nemo_target):
+    """Run a benchmark from a Python test: `nemo_benchmark({name, harness, task, thresholds, ...},
+    defaults={...}) -> outcome`; `outcome.check()` asserts like a suite item, `outcome.scores`
+    holds every score. Uses the run's deployment and proxy (see runner/api.py)."""
+    import functools
+
+    from pytest_nemo_eval.runner.api import run_benchmark
+    from pytest_nemo_eval.runner.plugin_state import state_of
+
+    return functools.partial(run_benchmark, state_of(pytestconfig))

@@ -1,0 +1,40 @@
+"""Benchmarks from Python tests: the `nemo_benchmark` fixture's implementation.
+
+    def test_addition(nemo_benchmark):
+        outcome = nemo_benchmark({"name": "add", "harness": "builtin", "task": "demo_addition",
+                                  "thresholds": {"exact_match": {"min": 0.6}}})
+        outcome.check()                       # BenchmarkFailed with every metric, like a suite item
+        assert outcome.scores["exact_match"].value > 0.6
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from pytest_nemo_eval.runner.execute import GateOutcome, check_benchmark, run_benchmark_harness
+from pytest_nemo_eval.suite import Benchmark, LoadedSuite, Suite, SuiteDefaults
+
+
+def run_benchmark(
+    state, spec: dict[str, Any] | Benchmark, *, suite: str = "python", defaults: dict[str, Any] | None = None
+) -> GateOutcome:
+    """Validate `spec` like a suite entry, run it, return the verdict (does not raise on a miss)."""
+    from pytest_nemo_eval.runner import prerequisites
+
+    benchmark = spec if isinstance(spec, Benchmark) else Benchmark.model_validate(spec)
+    loaded = LoadedSuite(
+        path=Path(f"<{suite}>"),
+        sha256="",
+        suite=Suite(name=suite, defaults=SuiteDefaults.model_validate(defaults or {}), benchmarks=[benchmark]),
+        benchmark_lines={benchmark.name: 1},
+    )
+    (resolved,) = loaded.resolved()
+    runtime = state.runtime_for(resolved)
+    image = resolved.image_for_docker() if runtime == "docker" else None
+    lacking = prerequisites.missing(resolved.requires, deploying=state.deploying, runtime=runtime, image=image)
+    if lacking:
+        pytest.skip(f"{resolved.name} needs " + "; ".join(lacking))
+    return check_benchmark(state, resolved, run_benchmark_harness(state, resolved, runtime, image))
