@@ -1,0 +1,42 @@
+#!/usr/bin/env python3
+"""A harness that misbehaves on purpose, for runtime fault tests (it IS a real process).
+
+Installed by the tests as `nemo-evaluator` on PATH; behaviour is chosen by the
+FAKE_HARNESS_MODE environment variable:
+  good       write a valid results.yml
+  fail       print some lines, exit 3
+  hang       start a child, write both pids to FAKE_HARNESS_PIDFILE, sleep forever
+  no_results exit 0 without results.yml
+  malformed  write a results.yml that is not the schema
+  leak_key   print the value of $SECRET_FOR_TEST (must be masked in logs)
+"""
+
+import os
+import subprocess
+import sys
+import time
+
+args = sys.argv[1:]
+output_dir = args[args.index("--output_dir") + 1]
+mode = os.environ.get("FAKE_HARNESS_MODE", "good")
+for i in range(60):
+    print(f"fake harness line {i}", flush=True)
+if mode == "fail":
+    print("fake harness: giving up", flush=True)
+    sys.exit(3)
+if mode == "hang":
+    child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(3600)"])
+    with open(os.environ["FAKE_HARNESS_PIDFILE"], "w") as handle:
+        handle.write(f"{os.getpid()} {child.pid}\n")
+    print("fake harness: hanging", flush=True)
+    time.sleep(3600)
+if mode == "leak_key":
+    print(f"using key {os.environ.get('SECRET_FOR_TEST')}", flush=True)
+path = os.path.join(output_dir, "results.yml")
+if mode == "malformed":
+    with open(path, "w") as handle:
+        handle.write("results:\n  tasks:\n    t: {metrics: {acc: {scores: {acc: {value: not-a-number}}}}}\n")
+elif mode != "no_results":
+    with open(path, "w") as handle:
+        handle.write("results:\n  tasks:\n    t: {metrics: {acc: {scores: {acc: {value: 0.75, stats: {stderr: 0.1}}}}}}\n")
+print("fake harness: done", flush=True)

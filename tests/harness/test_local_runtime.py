@@ -1,0 +1,112 @@
+"""Local runtime: a harness process started, streamed, timed out, cleaned up; faults become clear errors.
+
+The fault cases use `fake_harness.py` (installed as `nemo-evaluator` on PATH): a
+real process that misbehaves on purpose, since a real eval-factory package
+would need its dataset hub.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+
+import pytest
+
+from pytest_nemo_eval.harness.errors import HarnessFailed, HarnessTimeout, ResultsError, UnknownTask
+from pytest_nemo_eval.harness.runtime import HarnessInvocation, run_harness
+
+
+def invocation(tmp_path, **overrides) -> HarnessInvocation:
+    fields = dict(
+        harness="simple-evals", task="fake", model_id="demo", runtime="local",
+        model_url="http://127.0.0.1:9/v1/completions", output_dir=tmp_path / "out", log_prefix="bench-x",
+    )
+    fields.update(overrides)
+    return HarnessInvocation(**fields)
+
+
+def assert_dead(pid: int) -> None:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return
+    with open(f"/proc/{pid}/stat") as handle:  # a zombie awaiting its reaper is dead too
+        assert handle.read().split()[2] == "Z", f"process {pid} still running"
+
+
+def test_good_run_streams_prefixed_lines_and_logs_the_command(tmp_path, fake_harness):
+    fake_harness("good")
+    lines: list[str] = []
+    run = run_harness(invocation(tmp_path, limit_samples=3, parallelism=2), on_log=lines.append)
+    assert run.results.get_score("acc").value == pytest.approx(0.75)
+    assert run.command[0].endswith("nemo-evaluator") and "--eval_type" in run.command
+    assert "config.params.limit_samples=3,config.params.parallelism=2" in run.command
+    assert lines[0].startswith("[bench-x] $ ") and "[bench-x] fake harness line 59" in lines
+    assert "fake harness: done" in run.log_path.read_text()
+
+
+def test_nonzero_exit_is_harness_failed_with_log_tail(tmp_path, fake_harness):
+    fake_harness("fail")
+    with pytest.raises(HarnessFailed, match="exited with status 3") as info:
+        run_harness(invocation(tmp_path))
+    assert "fake harness: giving up" in str(info.value)
+
+
+def test_hang_is_killed_with_its_children_at_the_timeout(tmp_path, fake_harness):
+    fake_harness("hang")
+    with pytest.raises(HarnessTimeout, match="timeout of 3 s") as info:
+        run_harness(invocation(tmp_path, timeout_s=3))
+    assert "fake harness: hanging" in str(info.value)
+    pids = [int(p) for p in (tmp_path / "fake.pids").read_text().split()]
+    for pid in pids:
+        assert_dead(pid)
+
+
+@pytest.mark.parametrize("mode, expected", [("no_results", "wrote no results.yml"), ("malformed", "does not match")])
+def test_missing_or_malformed_results(tmp_path, fake_harness, mode, expected):
+    fake_harness(mode)
+    with pytest.raises(ResultsError, match=expected) as info:
+        run_harness(invocation(tmp_path))
+    assert "fake harness line 59" in str(info.value)
+
+
+def test_api_key_value_never_reaches_the_log(tmp_path, fake_harness, monkeypatch):
+    fake_harness("leak_key")
+    monkeypatch.setenv("SECRET_FOR_TEST", "sk-very-secret-value")
+    lines: list[str] = []
+    run = run_harness(invocation(tmp_path, api_key_env="SECRET_FOR_TEST"), on_log=lines.append)
+    assert "target.api_endpoint.api_key=SECRET_FOR_TEST" in " ".join(run.command)
+    assert "sk-very-secret-value" not in run.log_path.read_text() + "\n".join(lines)
+    assert "using key ***" in run.log_path.read_text()
+
+
+def test_ctrl_c_kills_the_harness_process_group(tmp_path, fake_harness):
+    """SIGINT to a process running run_harness must leave no harness process behind."""
+    fake_harness("hang")
+    driver = textwrap.dedent(f"""
+        from pathlib import Path
+        from pytest_nemo_eval.harness.runtime import HarnessInvocation, run_harness
+        run_harness(HarnessInvocation(harness="simple-evals", task="fake", model_id="m", runtime="local",
+                    model_url="http://127.0.0.1:9/v1/completions", output_dir=Path({str(tmp_path / 'out')!r})))
+    """)
+    process = subprocess.Popen([sys.executable, "-c", driver], stderr=subprocess.PIPE, text=True)
+    pid_file = tmp_path / "fake.pids"
+    deadline = time.monotonic() + 30
+    while not (pid_file.exists() and pid_file.read_text().strip()) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    pids = [int(p) for p in pid_file.read_text().split()]
+    process.send_signal(signal.SIGINT)
+    _, stderr = process.communicate(timeout=30)
+    assert "KeyboardInterrupt" in stderr
+    for pid in pids:
+        assert_dead(pid)
+
+
+def test_unknown_builtin_task_fails_before_starting_anything(tmp_path):
+    with pytest.raises(UnknownTask, match="Did you mean: builtin.sample_humaneval"):
+        run_harness(invocation(tmp_path, harness="builtin", task="sample_humanevl"))
+    assert not (tmp_path / "out").exists()
