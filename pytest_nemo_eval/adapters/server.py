@@ -22,7 +22,7 @@ from pathlib import Path
 import requests
 from .wsgi_thread import ServerThread
 
-from .app import create_app
+from .app import ProxyApp
 from .config import AdapterConfig
 from .routes import DEFAULT_ROUTE, RouteTable
 from .stats import ProxyStats
@@ -75,7 +75,7 @@ class ProxyServer:
         self._table = RouteTable(upstream, cache_path=self.cache_path, log_dir=self.log_dir)
         try:
             self._table.add(DEFAULT_ROUTE, self.config)
-            app = create_app(self._table, lambda: self.url)
+            app = ProxyApp(self._table, lambda: self.url)
             self._server = ServerThread(app, host=self.host, port=self.port, threads=self.threads, name="nemo-eval-proxy",
                                         channel_timeout=600, ident="nemo-eval-proxy", clear_untrusted_proxy_headers=True)
         except OSError as exc:
