@@ -14,9 +14,13 @@ targets side by side, at concurrency 1 and 16:
                  benchmarks/.venv-nemo-evaluator (created here if missing)
   nemo-hit       the same prompts again through NeMo's cache
 
-Reported: requests/s, client-side p50/p99 latency, and added p50/p99 over `direct`
-at the same concurrency. Every proxy runs in its own process, as in real use.
-Run: python benchmarks/bench_proxy.py [--requests N] [--skip-nemo]
+Reported: requests/s, client-side p50/p99 latency, added p50/p99 over `direct`
+at the same concurrency, and the server's CPU time per request (psutil, user+sys
+of the proxy process) — the figure least disturbed by other work on a shared
+machine. Targets are measured in interleaved rounds (every target once per
+round, in rotating order), so background load hits them all alike. Every proxy
+runs in its own process, as in real use.
+Run: python benchmarks/bench_proxy.py [--requests N] [--rounds R] [--skip-nemo]
 """
 
 from __future__ import annotations
@@ -35,6 +39,8 @@ import threading
 import time
 from pathlib import Path
 from urllib.parse import urlsplit
+
+import psutil
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
@@ -72,8 +78,8 @@ OURS_FULL = AdapterConfig(
 
 # --- load generation ---------------------------------------------------------------------------------------
 
-def run_load(url: str, concurrency: int, total: int, prompt_prefix: str) -> dict:
-    """`total` POSTs of distinct prompts split over `concurrency` keep-alive connections."""
+def run_load(url: str, concurrency: int, total: int, prompt_prefix: str) -> tuple[list[float], list[str], float]:
+    """`total` POSTs of distinct prompts over `concurrency` keep-alive connections -> (latencies ms, errors, seconds)."""
     parts = urlsplit(url)
     path = (parts.path.rstrip("/") or "") + "/v1/completions"
     latencies: list[float] = []
@@ -104,17 +110,47 @@ def run_load(url: str, concurrency: int, total: int, prompt_prefix: str) -> dict
         thread.start()
     for thread in threads:
         thread.join()
-    elapsed = time.perf_counter() - started
-    latencies.sort()
-    return {
-        "requests": len(latencies),
-        "errors": len(errors),
-        "first_error": errors[0] if errors else None,
-        "seconds": round(elapsed, 3),
-        "rps": round(len(latencies) / elapsed, 1),
-        "p50_ms": round(statistics.median(latencies), 3),
-        "p99_ms": round(latencies[max(0, int(len(latencies) * 0.99) - 1)], 3),
-    }
+    return latencies, errors, time.perf_counter() - started
+
+
+class Target:
+    """One thing to measure: its URL, the process whose CPU we count, and the samples so far."""
+
+    def __init__(self, name: str, url: str, pid: int, replay_of: "Target | None" = None) -> None:
+        self.name, self.url, self.replay_of = name, url, replay_of
+        self.process = psutil.Process(pid)
+        self.samples: dict[int, dict] = {}
+
+    def cpu_s(self) -> float:
+        """User+sys CPU seconds of the server process and its children."""
+        procs = [self.process, *self.process.children(recursive=True)]
+        return sum(p.cpu_times().user + p.cpu_times().system for p in procs)
+
+    def burst(self, concurrency: int, count: int, round_no: int) -> None:
+        source = self.replay_of.name if self.replay_of else self.name
+        cpu_before = self.cpu_s()
+        latencies, errors, seconds = run_load(self.url, concurrency, count, f"{source}-c{concurrency}-r{round_no}")
+        cpu = self.cpu_s() - cpu_before
+        acc = self.samples.setdefault(concurrency, {"latencies": [], "errors": [], "seconds": 0.0, "cpu_s": 0.0})
+        acc["latencies"] += latencies
+        acc["errors"] += errors
+        acc["seconds"] += seconds
+        acc["cpu_s"] += cpu
+
+    def row(self, concurrency: int) -> dict:
+        acc = self.samples[concurrency]
+        lat = sorted(acc["latencies"])
+        return {
+            "target": self.name,
+            "concurrency": concurrency,
+            "requests": len(lat),
+            "errors": len(acc["errors"]),
+            "first_error": acc["errors"][0] if acc["errors"] else None,
+            "rps": round(len(lat) / acc["seconds"], 1),
+            "p50_ms": round(statistics.median(lat), 3),
+            "p99_ms": round(lat[max(0, int(len(lat) * 0.99) - 1)], 3),
+            "server_cpu_us_per_request": round(acc["cpu_s"] / len(lat) * 1e6, 1),
+        }
 
 
 # --- the servers -------------------------------------------------------------------------------------------
@@ -181,59 +217,55 @@ def stop(process: subprocess.Popen) -> None:
 
 # --- the run -----------------------------------------------------------------------------------------------
 
-def measure(name: str, url: str, args, results: list[dict], prefix: str | None = None) -> None:
-    """Warm up, then concurrency 1 and 16. `prefix` reuses the prompts of an earlier run (cache hits)."""
-    run_load(url, 4, 40, f"warmup-{name}")
-    for concurrency, total in ((1, args.requests // 2), (16, args.requests)):
-        row = run_load(url, concurrency, total, prefix or f"{name}-c{concurrency}")
-        row.update(target=name, concurrency=concurrency)
-        results.append(row)
-        print(f"  {name:<11} c={concurrency:<3} {row['rps']:>8.1f} req/s  p50 {row['p50_ms']:.3f} ms  "
-              f"p99 {row['p99_ms']:.3f} ms  errors {row['errors']}", flush=True)
-
-
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--requests", type=int, default=2400, help="requests per target at concurrency 16 (half at 1)")
+    parser.add_argument("--rounds", type=int, default=6, help="interleaved rounds the requests are split into")
     parser.add_argument("--skip-nemo", action="store_true", help="do not install/measure NeMo Evaluator")
     args = parser.parse_args()
 
-    results: list[dict] = []
     nemo_note = "skipped (--skip-nemo)"
-    upstream, upstream_url = start_upstream()
+    nemo_python = None
+    if not args.skip_nemo:
+        nemo_python, version = ensure_nemo_evaluator()
+        nemo_note = f"nemo-evaluator {version} from PyPI in {NEMO_VENV.relative_to(ROOT)}" if nemo_python else version
+        if nemo_python is None:
+            print(f"NeMo Evaluator not measured: {version}")
+
     work = Path(tempfile.mkdtemp(prefix="bench-proxy-"))
+    upstream, upstream_url = start_upstream()
+    children: list = []
     try:
-        measure("direct", upstream_url, args, results)
-        with ProxyProcess(upstream_url, AdapterConfig(), log_dir=work / "empty") as proxy:
-            measure("ours-empty", proxy.url, args, results)
-        with ProxyProcess(upstream_url, OURS_FULL, cache_path=work / "ours.sqlite", log_dir=work / "ours") as proxy:
-            measure("ours-full", proxy.url, args, results)
-            for concurrency in (1, 16):  # the same prompts again: all hits
-                row = run_load(proxy.url, concurrency, args.requests // (2 if concurrency == 1 else 1), f"ours-full-c{concurrency}")
-                row.update(target="ours-hit", concurrency=concurrency)
-                results.append(row)
-                print(f"  ours-hit    c={concurrency:<3} {row['rps']:>8.1f} req/s  p50 {row['p50_ms']:.3f} ms", flush=True)
-        if not args.skip_nemo:
-            python, version = ensure_nemo_evaluator()
-            if python is None:
-                nemo_note = version
-                print(f"  NeMo Evaluator not measured: {version}")
-            else:
-                nemo_note = f"nemo-evaluator {version} from PyPI in {NEMO_VENV.relative_to(ROOT)}"
-                (work / "nemo").mkdir()
-                process, nemo_url = start_nemo(python, upstream_url, work / "nemo")
-                try:
-                    measure("nemo-full", nemo_url, args, results)
-                    for concurrency in (1, 16):
-                        row = run_load(nemo_url, concurrency, args.requests // (2 if concurrency == 1 else 1), f"nemo-full-c{concurrency}")
-                        row.update(target="nemo-hit", concurrency=concurrency)
-                        results.append(row)
-                        print(f"  nemo-hit    c={concurrency:<3} {row['rps']:>8.1f} req/s  p50 {row['p50_ms']:.3f} ms", flush=True)
-                finally:
-                    stop(process)
+        empty = ProxyProcess(upstream_url, AdapterConfig(), log_dir=work / "empty").start()
+        children.append(empty)
+        full = ProxyProcess(upstream_url, OURS_FULL, cache_path=work / "ours.sqlite", log_dir=work / "ours").start()
+        children.append(full)
+        targets = [Target("direct", upstream_url, upstream.pid), Target("ours-empty", empty.url, empty.process.pid)]
+        ours_full = Target("ours-full", full.url, full.process.pid)
+        targets += [ours_full, Target("ours-hit", full.url, full.process.pid, replay_of=ours_full)]
+        if nemo_python is not None:
+            (work / "nemo").mkdir()
+            nemo_process, nemo_url = start_nemo(nemo_python, upstream_url, work / "nemo")
+            children.append(nemo_process)
+            nemo_full = Target("nemo-full", nemo_url, nemo_process.pid)
+            targets += [nemo_full, Target("nemo-hit", nemo_url, nemo_process.pid, replay_of=nemo_full)]
+        for target in targets:
+            run_load(target.url, 4, 40, f"warmup-{target.name}")
+        for round_no in range(args.rounds):
+            for concurrency, total in ((1, args.requests // 2), (16, args.requests)):
+                # rotate the order each round; a "hit" target always right after the run it replays
+                firsts = [t for t in targets if t.replay_of is None]
+                shift = round_no % len(firsts)
+                for first in firsts[shift:] + firsts[:shift]:
+                    for target in [first] + [t for t in targets if t.replay_of is first]:
+                        target.burst(concurrency, total // args.rounds, round_no)
+            print(f"  round {round_no + 1}/{args.rounds} done", flush=True)
     finally:
+        for child in children:
+            child.stop() if isinstance(child, ProxyProcess) else stop(child)
         stop(upstream)
 
+    results = [target.row(c) for c in (1, 16) for target in targets]
     direct = {r["concurrency"]: r for r in results if r["target"] == "direct"}
     for row in results:
         base = direct[row["concurrency"]]
@@ -244,12 +276,16 @@ def main() -> int:
     for ours, theirs in (("ours-full", "nemo-full"), ("ours-hit", "nemo-hit"), ("ours-empty", "nemo-full")):
         if (theirs, 16) in by:
             ratios[f"{ours}/{theirs} rps at c=16"] = round(by[(ours, 16)]["rps"] / by[(theirs, 16)]["rps"], 2)
+            ratios[f"{theirs}/{ours} server CPU per request at c=16"] = round(
+                by[(theirs, 16)]["server_cpu_us_per_request"] / by[(ours, 16)]["server_cpu_us_per_request"], 2)
 
     print()
-    print(f"{'target':<12}{'conc':>5}{'req/s':>10}{'p50 ms':>9}{'p99 ms':>9}{'+p50 ms':>9}{'+p99 ms':>9}{'errors':>8}")
+    print(f"{'target':<12}{'conc':>5}{'req/s':>9}{'p50 ms':>9}{'p99 ms':>9}{'+p50 ms':>9}{'+p99 ms':>9}"
+          f"{'CPU us/req':>11}{'errors':>7}")
     for row in results:
-        print(f"{row['target']:<12}{row['concurrency']:>5}{row['rps']:>10.1f}{row['p50_ms']:>9.3f}{row['p99_ms']:>9.3f}"
-              f"{row['added_p50_ms']:>9.3f}{row['added_p99_ms']:>9.3f}{row['errors']:>8}")
+        print(f"{row['target']:<12}{row['concurrency']:>5}{row['rps']:>9.1f}{row['p50_ms']:>9.3f}{row['p99_ms']:>9.3f}"
+              f"{row['added_p50_ms']:>9.3f}{row['added_p99_ms']:>9.3f}{row['server_cpu_us_per_request']:>11.1f}"
+              f"{row['errors']:>7}")
     for name, value in ratios.items():
         print(f"{name}: {value}x")
 
@@ -257,8 +293,10 @@ def main() -> int:
     RESULTS.write_text(json.dumps({
         "benchmark": "bench_proxy",
         "time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-        "machine": {"cpus": os.cpu_count(), "python": platform.python_version(), "platform": platform.platform()},
-        "setup": "upstream, proxy and client each in their own process on loopback; http.client keep-alive client",
+        "machine": {"cpus": os.cpu_count(), "python": platform.python_version(), "platform": platform.platform(),
+                    "load_average_1m_at_end": os.getloadavg()[0]},
+        "setup": "upstream, each proxy and the client in their own processes on loopback; http.client keep-alive "
+                 f"client; {args.rounds} interleaved rounds",
         "nemo_evaluator": nemo_note,
         "nemo_chain": "request_logging, caching (reuse), endpoint, response_logging; it has no retry interceptor",
         "ours_full_chain": "request_logging, response_logging, cache (SQLite, reuse), retry (3)",

@@ -14,23 +14,21 @@ work is waiting on the model, and per-benchmark stats must be in one place.
 
 from __future__ import annotations
 
-import logging
+import shutil
 import tempfile
 import time
 from pathlib import Path
 
 import requests
-from .wsgi_thread import ServerThread
 
 from .app import ProxyApp
 from .config import AdapterConfig
 from .routes import DEFAULT_ROUTE, RouteTable
 from .stats import ProxyStats
 from .upstream import Upstream
+from .wsgi_thread import ServerThread
 
 __all__ = ["ProxyServer", "ProxyStats"]
-
-log = logging.getLogger(__name__)
 
 
 class ProxyServer:
@@ -55,7 +53,7 @@ class ProxyServer:
         self.threads = threads
         self._table: RouteTable | None = None
         self._server: ServerThread | None = None
-        self._tmp: tempfile.TemporaryDirectory | None = None
+        self._tmp_log_dir: Path | None = None
 
     @property
     def url(self) -> str:
@@ -69,8 +67,7 @@ class ProxyServer:
         if self._server is not None:
             return self
         if self.log_dir is None:
-            self._tmp = tempfile.TemporaryDirectory(prefix="nemo-eval-proxy-logs-")
-            self.log_dir = Path(self._tmp.name)
+            self.log_dir = self._tmp_log_dir = Path(tempfile.mkdtemp(prefix="nemo-eval-proxy-logs-"))
         upstream = Upstream(self.upstream_url, api_key_env=self.upstream_api_key_env)
         self._table = RouteTable(upstream, cache_path=self.cache_path, log_dir=self.log_dir)
         try:
@@ -101,9 +98,11 @@ class ProxyServer:
         if self._table is not None:
             self._table.close()
             self._table.upstream.close()
-        if self._tmp is not None:
-            self._tmp.cleanup()
-            self._tmp = None
+        if self._tmp_log_dir is not None:
+            # a temporary log dir goes only if nothing was logged: logs a user asked for are never lost
+            if not any(path.is_file() for path in self._tmp_log_dir.rglob("*")):
+                shutil.rmtree(self._tmp_log_dir, ignore_errors=True)
+            self._tmp_log_dir = None
 
     def __enter__(self) -> "ProxyServer":
         return self.start()

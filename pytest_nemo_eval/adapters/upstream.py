@@ -60,7 +60,8 @@ class Upstream:
         self._https = parts.scheme == "https"
         self._host, self._port = parts.hostname, parts.port or (443 if self._https else 80)
         self._prefix = prefix
-        self.base_url = f"{parts.scheme}://{parts.netloc}{prefix}"
+        # for messages and logs: never the userinfo part of a URL (it may hold a password)
+        self.base_url = f"{parts.scheme}://{parts.netloc.rpartition('@')[2]}{prefix}"
         self.api_key: str | None = None
         if api_key_env:
             self.api_key = os.environ.get(api_key_env)
