@@ -27,14 +27,24 @@ def known_secrets(context: ChainContext) -> tuple[str, ...]:
     return (context.upstream.api_key,) if context.upstream.api_key else ()
 
 
-@register_interceptor("request_logging")
-class RequestLoggingInterceptor(Interceptor):
+class JsonlLoggingInterceptor(Interceptor):
+    """Shared by request and response logging: one bounded JSONL file per route and kind."""
+
     config_model = LoggingConfig
+    kind: str
 
     def __init__(self, config: LoggingConfig, context: ChainContext) -> None:
         super().__init__(config, context)
-        self.log = open_log(config, context, "requests")
+        self.log = open_log(config, context, self.kind)
         self.secrets = known_secrets(context)
+
+    def close(self) -> None:
+        self.log.close()
+
+
+@register_interceptor("request_logging")
+class RequestLoggingInterceptor(JsonlLoggingInterceptor):
+    kind = "requests"
 
     def handle(self, request: ProxyRequest, call_next: Handler) -> ProxyResponse:
         if self.log.wants_more():
@@ -47,6 +57,3 @@ class RequestLoggingInterceptor(Interceptor):
                 "body": loggable_body(request.body, request.json, self.secrets),
             })
         return call_next(request)
-
-    def close(self) -> None:
-        self.log.close()

@@ -4,20 +4,14 @@ from __future__ import annotations
 
 import time
 
-from ..config import LoggingConfig
 from ..exchange import ProxyRequest, ProxyResponse
-from ..registry import ChainContext, Handler, Interceptor, register_interceptor
-from .request_logging import known_secrets, loggable_body, open_log
+from ..registry import Handler, register_interceptor
+from .request_logging import JsonlLoggingInterceptor, loggable_body
 
 
 @register_interceptor("response_logging")
-class ResponseLoggingInterceptor(Interceptor):
-    config_model = LoggingConfig
-
-    def __init__(self, config: LoggingConfig, context: ChainContext) -> None:
-        super().__init__(config, context)
-        self.log = open_log(config, context, "responses")
-        self.secrets = known_secrets(context)
+class ResponseLoggingInterceptor(JsonlLoggingInterceptor):
+    kind = "responses"
 
     def handle(self, request: ProxyRequest, call_next: Handler) -> ProxyResponse:
         response = call_next(request)
@@ -31,6 +25,3 @@ class ResponseLoggingInterceptor(Interceptor):
                 "body": loggable_body(response.body, response.json(), self.secrets),
             })
         return response
-
-    def close(self) -> None:
-        self.log.close()
