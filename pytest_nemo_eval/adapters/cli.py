@@ -7,6 +7,7 @@ a parent process (tests, scripts, `ProxyProcess`) knows when and where to connec
 from __future__ import annotations
 
 import argparse
+import os
 import signal
 import sys
 
@@ -29,6 +30,8 @@ def build_parser(prog: str) -> argparse.ArgumentParser:
     parser.add_argument("--threads", type=int, default=64, help="worker threads (default 64)")
     parser.add_argument("--wait-upstream", type=float, metavar="SECONDS",
                         help="before reporting ready, wait up to SECONDS for the upstream to answer")
+    parser.add_argument("--exit-with-parent", action="store_true",
+                        help="stop when the process that started this one dies (no orphaned proxies)")
     return parser
 
 
@@ -47,7 +50,7 @@ def main(argv: list[str] | None = None, prog: str = "nemo-eval proxy") -> int:
         if args.wait_upstream:
             proxy.wait_for_upstream(args.wait_upstream)
         print(f"{READY_PREFIX}{proxy.url} (upstream {args.upstream}, logs {proxy.log_dir})", flush=True)
-        proxy.serve_forever()
+        proxy.serve_forever(parent_pid=os.getppid() if args.exit_with_parent else None)
     except TimeoutError as exc:
         print(f"{prog}: {exc}", file=sys.stderr)
         return 1

@@ -45,7 +45,7 @@ class ProxyProcess:
             json.dump(self.config.model_dump(mode="json", exclude_defaults=True), handle)  # JSON is YAML
         self._config_file = Path(name)
         command = [sys.executable, "-m", "pytest_nemo_eval.adapters.cli", "--upstream", self.upstream_url,
-                   "--config", name, "--port", str(self.port)]
+                   "--config", name, "--port", str(self.port), "--exit-with-parent"]
         for flag, value in (("--cache", self.cache_path), ("--log-dir", self.log_dir),
                             ("--api-key-env", self.upstream_api_key_env)):
             if value:

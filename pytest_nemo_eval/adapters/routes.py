@@ -108,7 +108,8 @@ class RouteTable:
             timeout_s=request.meta.get("timeout_s", 600.0),
             connect_timeout_s=request.meta.get("connect_timeout_s", 5.0),
         )
-        if request.json is not None and response.ok and response.json() is None:
+        streamed = response.content_type.startswith("text/event-stream")  # relayed whole, not parsed
+        if request.json is not None and response.ok and not streamed and response.json() is None:
             return error_response(
                 502,
                 f"Upstream {self.upstream.base_url} answered {request.method} {request.path} with a non-JSON body "

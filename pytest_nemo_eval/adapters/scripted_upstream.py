@@ -81,7 +81,12 @@ def make_app(script: Script) -> Callable:
         if script.non_json:
             start_response("200 OK", [("Content-Type", "text/html"), ("Content-Length", "26")])
             return [b"<html>Bad Gateway!</html>\n"]
-        reply = _completion(call_id, path, json.loads(raw), script.reply_prefix)
+        request = json.loads(raw)
+        reply = _completion(call_id, path, request, script.reply_prefix)
+        if request.get("stream"):
+            events = f"data: {json.dumps(reply)}\n\ndata: [DONE]\n\n".encode()
+            start_response("200 OK", [("Content-Type", "text/event-stream"), ("Content-Length", str(len(events)))])
+            return [events]
         if "HTTP_AUTHORIZATION" in environ:  # lets tests check the proxy's key injection and redaction
             reply["seen_authorization"] = environ["HTTP_AUTHORIZATION"]
         return _reply(start_response, 200, reply)

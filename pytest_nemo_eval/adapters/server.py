@@ -14,6 +14,7 @@ work is waiting on the model, and per-benchmark stats must be in one place.
 
 from __future__ import annotations
 
+import os
 import shutil
 import tempfile
 import time
@@ -84,11 +85,14 @@ class ProxyServer:
         self._server.start()
         return self
 
-    def serve_forever(self) -> None:
-        """Block until Ctrl-C (for the CLI); `stop()` is left to the caller."""
+    def serve_forever(self, parent_pid: int | None = None) -> None:
+        """Block until Ctrl-C, or until `parent_pid` is no longer our parent (for the CLI).
+        `stop()` is left to the caller."""
         assert self._server is not None, "call start() first"
         while self._server.is_alive():
             self._server.join(0.5)
+            if parent_pid is not None and os.getppid() != parent_pid:
+                return
 
     def stop(self) -> None:
         """Stop serving (in-flight requests get up to 5 s), close logs, caches and connections."""

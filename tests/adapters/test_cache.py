@@ -57,6 +57,20 @@ def test_corrupted_cache_file_is_a_clear_error_at_start(upstream, start_proxy, t
     assert bad.read_bytes().startswith(b"this is not a database")  # we never overwrite a user's file
 
 
+def test_a_corrupted_entry_is_dropped_and_replaced_by_a_fresh_answer(upstream, start_proxy, http, tmp_path):
+    proxy = start_proxy(upstream.url, REUSE)
+    original = completion(http, proxy.url, "c").json()["id"]
+    conn = sqlite3.connect(tmp_path / "cache.sqlite")
+    conn.execute("UPDATE responses SET body = CAST('{\"torn\": ' AS BLOB)")
+    conn.commit()
+    conn.close()
+    fresh = completion(http, proxy.url, "c").json()
+    assert fresh["choices"][0]["text"] == "echo:c" and fresh["id"] != original
+    assert completion(http, proxy.url, "c").json()["id"] == fresh["id"]  # the fresh answer is cached now
+    stats = proxy.stats()
+    assert (stats.cache_errors, stats.cache_hits, stats.errors) == (1, 1, 0)
+
+
 def test_locked_cache_never_loses_a_result_and_recovers(upstream, start_proxy, http, tmp_path):
     """Another process holds the write lock: requests are still answered from upstream,
     `cache_errors` counts the entries not stored, and storing resumes once the lock is gone."""

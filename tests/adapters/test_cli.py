@@ -47,3 +47,30 @@ def test_cli_wait_upstream_gives_up_with_a_clear_error():
     out, err = process.communicate(timeout=30)
     assert process.returncode == 1 and READY_PREFIX not in out
     assert "did not answer GET /v1/models within 0.5 s" in err
+
+
+def test_proxy_process_exits_when_its_parent_dies(upstream, tmp_path):
+    """A proxy started by ProxyProcess (--exit-with-parent) never outlives a killed parent."""
+    import os
+    import time
+
+    import psutil
+
+    parent = subprocess.Popen([sys.executable, "-c", (
+        "import sys, time\n"
+        "from pytest_nemo_eval.adapters.process import ProxyProcess\n"
+        f"proxy = ProxyProcess({upstream.url!r}).start()\n"
+        "print(proxy.process.pid, flush=True)\n"
+        "time.sleep(60)\n"
+    )], stdout=subprocess.PIPE, text=True)
+    child_pid = int(parent.stdout.readline())
+    assert psutil.pid_exists(child_pid)
+    parent.kill()
+    parent.wait()
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline and psutil.pid_exists(child_pid) and psutil.Process(child_pid).status() != "zombie":
+        time.sleep(0.1)
+    gone = not psutil.pid_exists(child_pid) or psutil.Process(child_pid).status() == "zombie"
+    if not gone:
+        os.kill(child_pid, 9)
+    assert gone

@@ -33,6 +33,17 @@ def test_empty_chain_preserves_upstream_bytes_exactly(upstream, start_proxy, htt
     assert http.get(f"{proxy.url}/v1/models").json()["data"][0]["id"] == "scripted-model"
 
 
+def test_streamed_replies_are_relayed_whole_and_exact(upstream, start_proxy, http):
+    """Streaming is not required of the proxy; an SSE reply is relayed (buffered) byte for byte, not cached."""
+    proxy = start_proxy(upstream.url, AdapterConfig(cache="reuse", reasoning={}))
+    first = completion(http, proxy.url, "s", stream=True)
+    assert first.status_code == 200 and first.headers["Content-Type"] == "text/event-stream"
+    assert first.content.startswith(b"data: {") and first.content.endswith(b"data: [DONE]\n\n")
+    assert b'"echo:s"' in first.content
+    second = completion(http, proxy.url, "s", stream=True)
+    assert second.content != first.content and proxy.stats().cache_hits == 0  # new call id: not from the cache
+
+
 @pytest.mark.parametrize(
     ("mode", "expected_first", "expected_count"),
     [

@@ -91,7 +91,9 @@ class ResponseCache:
             return None
         status, content_type, body, digest = row
         if hashlib.sha256(body).hexdigest() != digest:
-            raise sqlite3.DatabaseError(f"cache entry {key[:12]}… fails its checksum")
+            # drop it so the upstream's fresh answer can take its place, and report it
+            self._conn().execute("DELETE FROM responses WHERE key = ?", (key,))
+            raise sqlite3.DatabaseError(f"cache entry {key[:12]}… failed its checksum and was dropped")
         return CachedResponse(status, content_type, bytes(body))
 
     def put(self, key: str, entry: CachedResponse, *, replace: bool) -> None:
