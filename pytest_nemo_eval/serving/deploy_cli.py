@@ -1,0 +1,103 @@
+"""`nemo-eval deploy`: serve a NeMo 2.0 checkpoint behind an OpenAI-compatible API until Ctrl-C/SIGTERM.
+
+Prints exactly one readiness line (READY_PREFIX + URL + model id) once the
+endpoint answers; every startup problem is one paragraph on stderr and exit
+code 2, with nothing left running.
+"""
+
+from __future__ import annotations
+
+import argparse
+import errno
+import logging
+import signal
+import sys
+import threading
+
+from pytest_nemo_eval.serving.stack import ServingStack, StackSettings
+
+READY_PREFIX = "nemo-eval deploy: ready at "
+EXIT_BAD_INPUT = 2
+
+
+def build_parser(prog: str) -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog=prog, description="Serve a NeMo 2.0 checkpoint (megatron-core GPTModel) "
+                                     "through PyTriton behind an OpenAI-compatible HTTP API.")
+    parser.add_argument("--nemo-checkpoint", required=True, metavar="PATH", help="NeMo 2.0 checkpoint directory")
+    parser.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
+    parser.add_argument("--port", type=int, default=8080, help="HTTP port; 0 picks a free one (default 8080)")
+    parser.add_argument("--max-batch-size", type=int, default=16, help="dynamic batching: most requests per engine call")
+    parser.add_argument("--max-queue-delay-us", type=int, default=2000,
+                        help="dynamic batching: how long a request may wait for others to join its batch")
+    parser.add_argument("--tensor-parallel", type=int, default=1, help="tensor parallel size (GPUs)")
+    parser.add_argument("--pipeline-parallel", type=int, default=1, help="pipeline parallel size (GPUs)")
+    parser.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
+    parser.add_argument("--http-threads", type=int, default=32, help="HTTP worker threads (>= concurrent clients)")
+    parser.add_argument("--log-level", default="WARNING", help="Python log level of the server (default WARNING)")
+    return parser
+
+
+def _settings(args: argparse.Namespace) -> StackSettings:
+    for name in ("max_batch_size", "tensor_parallel", "pipeline_parallel", "http_threads"):
+        if getattr(args, name) < 1:
+            raise ValueError(f"--{name.replace('_', '-')} must be at least 1 (got {getattr(args, name)}).")
+    if args.max_queue_delay_us < 0:
+        raise ValueError(f"--max-queue-delay-us must be >= 0 (got {args.max_queue_delay_us}).")
+    if not 0 <= args.port <= 65535:
+        raise ValueError(f"--port must be between 0 and 65535 (got {args.port}).")
+    return StackSettings(checkpoint=args.nemo_checkpoint, host=args.host, port=args.port,
+                         max_batch_size=args.max_batch_size, max_queue_delay_us=args.max_queue_delay_us,
+                         tensor_parallel=args.tensor_parallel, pipeline_parallel=args.pipeline_parallel,
+                         device=args.device, http_threads=args.http_threads)
+
+
+def _startup_error(exc: BaseException, args: argparse.Namespace) -> str | None:
+    """One paragraph for the errors a user can fix; None for a fault of ours (then the traceback is shown)."""
+    if isinstance(exc, OSError) and exc.errno in (errno.EADDRINUSE, errno.EADDRNOTAVAIL, errno.EACCES):
+        return (f"Cannot listen on {args.host}:{args.port}: {exc.strerror}. Another process holds that port, or the "
+                "address is not this machine's; pick another with --port (0 picks a free one) or stop the other "
+                "process.")
+    if isinstance(exc, ValueError):  # includes checkpoint.errors.CheckpointError
+        return str(exc)
+    return None
+
+
+def main(argv: list[str] | None = None, prog: str = "nemo-eval deploy") -> int:
+    args = build_parser(prog).parse_args(argv)
+    logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    stop_requested = threading.Event()
+    ready = threading.Event()
+
+    def _request_stop(signum, _frame):
+        """Before ready: abort the startup (start() cleans up); after: let the serve loop end."""
+        stop_requested.set()
+        if not ready.is_set():
+            raise KeyboardInterrupt
+
+    previous = {sig: signal.signal(sig, _request_stop) for sig in (signal.SIGTERM, signal.SIGINT)}
+    stack: ServingStack | None = None
+    try:
+        try:
+            stack = ServingStack(_settings(args)).start()
+        except Exception as exc:
+            message = _startup_error(exc, args)
+            if message is None:
+                raise
+            print(f"{prog}: error: {message}", file=sys.stderr, flush=True)
+            return EXIT_BAD_INPUT
+        ready.set()
+        print(f"{READY_PREFIX}{stack.url} (model {stack.model_id})", flush=True)
+        while not stop_requested.wait(1.0):
+            pass
+        return 0
+    except KeyboardInterrupt:
+        return 130
+    finally:
+        if stack is not None:
+            stack.stop()
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

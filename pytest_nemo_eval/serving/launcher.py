@@ -1,0 +1,182 @@
+"""`Deployment`: `nemo-eval deploy` as a child process group, for fixtures, benchmarks and scripts.
+
+The child runs in its own session (process group) so `stop()` can end it and
+everything it spawned (tritonserver, the Python backend stub) at once: SIGTERM
+first (clean shutdown), SIGKILL after a grace period. `stop()` is idempotent
+and also registered with atexit, so an interrupted test run leaves nothing.
+"""
+
+from __future__ import annotations
+
+import atexit
+import os
+import signal
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections import deque
+from pathlib import Path
+
+import psutil
+import requests
+from pydantic import BaseModel
+
+from pytest_nemo_eval.serving.deploy_cli import READY_PREFIX
+
+LOG_TAIL_LINES = 40
+
+
+class DeploymentError(RuntimeError):
+    """The deployment did not come up; the message carries the reason and the log's last lines."""
+
+
+class DeploymentSettings(BaseModel):
+    checkpoint: Path
+    host: str = "127.0.0.1"
+    port: int = 0
+    max_batch_size: int = 16
+    max_queue_delay_us: int = 2000
+    tensor_parallel: int = 1
+    pipeline_parallel: int = 1
+    device: str = "auto"
+    startup_timeout_s: float = 600.0
+    stop_grace_s: float = 15.0
+    log_path: Path | None = None
+
+    def command(self) -> list[str]:
+        return [sys.executable, "-m", "pytest_nemo_eval.cli", "deploy",
+                "--nemo-checkpoint", str(self.checkpoint), "--host", self.host, "--port", str(self.port),
+                "--max-batch-size", str(self.max_batch_size), "--max-queue-delay-us", str(self.max_queue_delay_us),
+                "--tensor-parallel", str(self.tensor_parallel), "--pipeline-parallel", str(self.pipeline_parallel),
+                "--device", self.device]
+
+
+class Deployment:
+    """A running `nemo-eval deploy`; use as a context manager or start()/stop()."""
+
+    def __init__(self, settings: DeploymentSettings) -> None:
+        self.settings = settings
+        self.url = ""
+        self.model_id = ""
+        self.startup_s: float | None = None
+        self.process: subprocess.Popen | None = None
+        self.log_path = settings.log_path
+        self._tail: deque[str] = deque(maxlen=LOG_TAIL_LINES)
+        self._ready = threading.Event()
+        self._reader: threading.Thread | None = None
+
+    def __enter__(self) -> "Deployment":
+        return self.start()
+
+    def __exit__(self, *_exc) -> None:
+        self.stop()
+
+    def start(self) -> "Deployment":
+        if self.process is not None:
+            return self
+        if self.log_path is None:
+            fd, name = tempfile.mkstemp(prefix="nemo-eval-deploy-", suffix=".log")
+            os.close(fd)
+            self.log_path = Path(name)
+        began = time.monotonic()
+        self.process = subprocess.Popen(
+            self.settings.command(), stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+            text=True, bufsize=1, start_new_session=True,
+        )
+        atexit.register(self.stop)
+        self._reader = threading.Thread(target=self._pump_log, name="nemo-eval-deploy-log", daemon=True)
+        self._reader.start()
+        try:
+            self._wait_ready(began)
+        except BaseException:
+            self.stop()
+            raise
+        self.startup_s = time.monotonic() - began
+        return self
+
+    def _pump_log(self) -> None:
+        """Copy the child's output to the log file, keep a tail, spot the readiness line."""
+        assert self.process is not None and self.process.stdout is not None and self.log_path is not None
+        with open(self.log_path, "a", encoding="utf-8") as log:
+            for line in self.process.stdout:
+                log.write(line)
+                log.flush()
+                self._tail.append(line)
+                if line.startswith(READY_PREFIX) and not self._ready.is_set():
+                    rest = line[len(READY_PREFIX):].strip()
+                    self.url = rest.split()[0]
+                    self.model_id = rest.partition("(model ")[2].rstrip(")")
+                    self._ready.set()
+
+    def _wait_ready(self, began: float) -> None:
+        assert self.process is not None
+        deadline = began + self.settings.startup_timeout_s
+        while not self._ready.wait(0.2):
+            if self.process.poll() is not None:
+                self._reader.join(5)  # type: ignore[union-attr]
+                raise DeploymentError(self._failure(f"`nemo-eval deploy` exited with code {self.process.returncode} "
+                                                    "before it was ready"))
+            if time.monotonic() > deadline:
+                raise DeploymentError(self._failure(f"`nemo-eval deploy` was not ready within "
+                                                    f"{self.settings.startup_timeout_s:g} s (raise startup_timeout_s "
+                                                    "for a large checkpoint)"))
+        try:
+            requests.get(f"{self.url}/v1/health", timeout=30).raise_for_status()
+        except requests.RequestException as exc:
+            raise DeploymentError(self._failure(f"{self.url}/v1/health does not answer ({exc})")) from None
+
+    def _failure(self, reason: str) -> str:
+        tail = "".join(self._tail).rstrip() or "(no output)"
+        return (f"Deploying {self.settings.checkpoint} failed: {reason}. Full log: {self.log_path}. "
+                f"Last {LOG_TAIL_LINES} lines:\n{tail}")
+
+    def log_tail(self) -> str:
+        return "".join(self._tail)
+
+    def stop(self) -> None:
+        """End the whole process group: SIGTERM, then SIGKILL after stop_grace_s. Safe to call twice."""
+        process, self.process = self.process, None
+        if process is None:
+            return
+        atexit.unregister(self.stop)
+        group = process.pid
+        survivors = _group_members(process)
+        _signal_group(group, signal.SIGTERM)
+        try:
+            process.wait(self.settings.stop_grace_s)
+        except subprocess.TimeoutExpired:
+            pass
+        _signal_group(group, signal.SIGKILL)
+        process.wait()
+        _kill_all(survivors, self.settings.stop_grace_s)
+        if self._reader is not None:
+            self._reader.join(5)
+
+
+def _group_members(process: subprocess.Popen) -> list[psutil.Process]:
+    """The child and its descendants now, so stop() can wait until each is gone (ports free)."""
+    try:
+        root = psutil.Process(process.pid)
+        return [root, *root.children(recursive=True)]
+    except psutil.NoSuchProcess:
+        return []
+
+
+def _kill_all(processes: list[psutil.Process], timeout_s: float) -> None:
+    """SIGKILL any descendant that left the process group, then wait for all of them to be gone."""
+    for proc in processes:
+        try:
+            if proc.is_running() and proc.status() != psutil.STATUS_ZOMBIE:
+                proc.kill()
+        except psutil.NoSuchProcess:
+            pass
+    psutil.wait_procs(processes, timeout=timeout_s)
+
+
+def _signal_group(group: int, sig: int) -> None:
+    try:
+        os.killpg(group, sig)
+    except (ProcessLookupError, PermissionError):
+        pass

@@ -1,0 +1,85 @@
+"""The whole serving stack in one process: engine -> PyTriton (dynamic batching) -> OpenAI HTTP front.
+
+`nemo-eval deploy` runs one of these; in-process users (benchmarks) may too.
+Start order is cheap-to-fail first (the HTTP port is bound before the model
+loads), and `stop()` undoes whatever was started, in reverse, even after a
+failed start.
+"""
+
+from __future__ import annotations
+
+from pydantic import BaseModel
+
+from pytest_nemo_eval.adapters.wsgi_thread import ServerThread
+from pytest_nemo_eval.serving.openai_api import ServedModel, create_app
+from pytest_nemo_eval.serving.triton_binding import BatchingSettings, TritonBinding
+from pytest_nemo_eval.serving.triton_client import TritonGenerateClient
+
+
+class StackSettings(BaseModel):
+    checkpoint: str
+    host: str = "127.0.0.1"
+    port: int = 0
+    max_batch_size: int = 16
+    max_queue_delay_us: int = 2000
+    tensor_parallel: int = 1
+    pipeline_parallel: int = 1
+    device: str = "auto"
+    http_threads: int = 32
+
+
+class ServingStack:
+    def __init__(self, settings: StackSettings) -> None:
+        self.settings = settings
+        self.model_id = ""
+        self._http: ServerThread | None = None
+        self._binding: TritonBinding | None = None
+        self._client: TritonGenerateClient | None = None
+
+    @property
+    def url(self) -> str:
+        assert self._http is not None, "start() first"
+        return self._http.url
+
+    def start(self) -> "ServingStack":
+        from pytest_nemo_eval.checkpoint.loader import load_checkpoint
+        from pytest_nemo_eval.serving.engine import GenerationEngine
+
+        s = self.settings
+        try:
+            # Bind the HTTP port first: a taken port fails in milliseconds, not after loading the model.
+            served = ServedModel(model_id="", tokenizer=None, max_context=0, generate=self._generate, stats=self._stats)
+            self._http = ServerThread(create_app(served), host=s.host, port=s.port, threads=s.http_threads,
+                                      name="nemo-eval-openai")
+            loaded = load_checkpoint(s.checkpoint, device=None if s.device == "auto" else s.device,
+                                     tensor_parallel=s.tensor_parallel, pipeline_parallel=s.pipeline_parallel)
+            engine = GenerationEngine(loaded)
+            served.model_id, served.tokenizer, served.max_context = loaded.model_id, engine.tokenizer, engine.max_context
+            self.model_id = loaded.model_id
+            batching = BatchingSettings(max_batch_size=s.max_batch_size, max_queue_delay_us=s.max_queue_delay_us)
+            self._binding = TritonBinding(engine, batching).start()
+            self._client = TritonGenerateClient(self._binding.http_url, max_batch_size=s.max_batch_size)
+            self._http.start()
+        except BaseException:
+            self.stop()
+            raise
+        return self
+
+    def _generate(self, requests):
+        assert self._client is not None
+        return self._client.generate(requests)
+
+    def _stats(self) -> dict:
+        return {"batching": self._binding.stats().model_dump()} if self._binding else {}
+
+    def stop(self) -> None:
+        """Stop the HTTP front, the Triton clients and tritonserver; idempotent."""
+        http, self._http = self._http, None
+        client, self._client = self._client, None
+        binding, self._binding = self._binding, None
+        if http is not None:
+            http.stop()
+        if client is not None:
+            client.close()
+        if binding is not None:
+            binding.stop()
