@@ -122,3 +122,12 @@ def test_huge_request_body_is_refused_and_the_proxy_keeps_serving(upstream, star
     just_under = completion(http, proxy.url, "z" * (8 * 1024 * 1024))
     assert just_under.status_code == 200 and len(just_under.json()["received"]["prompt"]) == 8 * 1024 * 1024
     assert upstream.script.calls == 2
+
+
+def test_a_taken_port_is_a_clear_error(upstream, start_proxy):
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        with pytest.raises(OSError, match=f"cannot listen on 127.0.0.1:{port}.*Pick another --port"):
+            start_proxy(upstream.url, port=port)

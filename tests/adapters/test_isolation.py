@@ -3,7 +3,10 @@ registered from Python and over HTTP (as pytest-xdist workers do)."""
 
 from __future__ import annotations
 
+import multiprocessing
+
 import pytest
+import requests
 
 from pytest_nemo_eval.adapters import AdapterConfig, ProxyStats
 from pytest_nemo_eval.adapters.client import ProxyClientError, fetch_stats, is_healthy, register_benchmark
@@ -59,3 +62,29 @@ def test_bad_names_unknown_benchmarks_and_bad_configs_are_clear_errors(upstream,
         fetch_stats(proxy.url, "ghost")
     with pytest.raises(ProxyClientError, match="Cannot reach the nemo-eval proxy"):
         fetch_stats("http://127.0.0.1:9")
+
+
+def _worker(proxy_url: str, worker: int, requests_per_worker: int) -> list[str]:
+    """Runs in its own process, like an xdist worker: register a route, use it, report mismatches."""
+    base = register_benchmark(proxy_url, f"worker-{worker}", AdapterConfig(system_message=f"You are worker {worker}."))
+    problems = []
+    with requests.Session() as session:
+        for i in range(requests_per_worker):
+            reply = chat(session, base, [{"role": "user", "content": f"w{worker} q{i}"}]).json()
+            system = reply["received"]["messages"][0]["content"]
+            if system != f"You are worker {worker}." or reply["choices"][0]["message"]["content"] != f"echo:w{worker} q{i}":
+                problems.append(f"worker {worker} request {i}: {reply}")
+    return problems
+
+
+def test_workers_in_separate_processes_share_one_proxy_without_crosstalk(upstream, start_proxy):
+    proxy = start_proxy(upstream.url)
+    workers, per_worker = 4, 50
+    with multiprocessing.get_context("spawn").Pool(workers) as pool:
+        problems = pool.starmap(_worker, [(proxy.url, w, per_worker) for w in range(workers)])
+    assert problems == [[]] * workers
+    for w in range(workers):
+        stats = fetch_stats(proxy.url, f"worker-{w}")
+        assert (stats.requests, stats.errors) == (per_worker, 0)
+        assert stats.prompt_tokens == 2 * per_worker  # "w<k> q<i>" is two words, counted once per request
+    assert fetch_stats(proxy.url).requests == workers * per_worker
