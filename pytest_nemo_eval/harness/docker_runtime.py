@@ -101,6 +101,7 @@ def run_in_docker(
             command=command,
             detach=True,
             network_mode="host",
+            init=True,  # tini as PID 1 forwards SIGTERM, so a timeout stop is immediate
             environment=environment,
             volumes=_volumes(inv, output_dir),
             user=f"{os.getuid()}:{os.getgid()}",
