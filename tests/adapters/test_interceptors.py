@@ -93,7 +93,9 @@ def test_reasoning_is_stripped_and_counted(upstream, start_proxy, http):
     text_reply = completion(http, proxy.url, "x").json()
     assert text_reply["choices"][0]["text"] == "echo:x"
     stats = proxy.stats()
-    assert 0 < stats.reasoning_tokens < stats.completion_tokens
+    # the scripted upstream's tokens are characters, so the split is exact: 36 removed characters per reply
+    assert stats.reasoning_tokens == 2 * len("<think>let me add 2 and 2</think>  ")
+    assert stats.completion_tokens == stats.reasoning_tokens + len("echo:2+2?") + len("echo:x")
 
 
 def test_reasoning_leaves_echo_replies_and_unclosed_thinking_alone(upstream, start_proxy, http):

@@ -1,8 +1,9 @@
 """Reasoning: strip `<think>…</think>` from replies and count reasoning tokens.
 
-Harnesses score the answer, not the thinking. The split of `completion_tokens`
-into reasoning and answer is by character share (the proxy has no tokenizer);
-it is exact when the model's tokens are characters, an estimate otherwise.
+Harnesses score the answer, not the thinking. Reasoning tokens are the
+server's own count when its `usage` reports one; otherwise `completion_tokens`
+split by character share (the proxy has no tokenizer) — exact when the model's
+tokens are characters, an estimate otherwise.
 """
 
 from __future__ import annotations
@@ -33,7 +34,7 @@ class ReasoningInterceptor(Interceptor):
             text = holder[key]
             answer, reasoning = self.split(text)
             total_chars += len(text)
-            reasoning_chars += len(reasoning)
+            reasoning_chars += len(text) - len(answer) if answer != text else len(reasoning)  # tags count too
             if answer != text:
                 changed = True
                 holder[key] = answer
@@ -41,9 +42,7 @@ class ReasoningInterceptor(Interceptor):
                     holder[self.config.reasoning_field] = reasoning
         if changed:
             response.set_json(body)
-        completion_tokens = (body.get("usage") or {}).get("completion_tokens")
-        if reasoning_chars and isinstance(completion_tokens, int) and total_chars:
-            request.meta["reasoning_tokens"] = round(completion_tokens * reasoning_chars / total_chars)
+        request.meta["reasoning_tokens"] = _reasoning_tokens(body.get("usage"), reasoning_chars, total_chars)
         return response
 
     def split(self, text: str) -> tuple[str, str]:
@@ -57,6 +56,19 @@ class ReasoningInterceptor(Interceptor):
         if reasoning.lstrip().startswith(start):
             reasoning = reasoning.lstrip()[len(start):]
         return text[cut + len(end):].lstrip(), reasoning.strip()
+
+
+def _reasoning_tokens(usage: object, reasoning_chars: int, total_chars: int) -> int:
+    """The server's own count when it reports one (OpenAI's `completion_tokens_details`),
+    else `completion_tokens` split by the reasoning's share of the characters."""
+    usage = usage if isinstance(usage, dict) else {}
+    details = usage.get("completion_tokens_details")
+    if isinstance(details, dict) and isinstance(details.get("reasoning_tokens"), int):
+        return details["reasoning_tokens"]
+    completion_tokens = usage.get("completion_tokens")
+    if not reasoning_chars or not total_chars or not isinstance(completion_tokens, int):
+        return 0
+    return round(completion_tokens * reasoning_chars / total_chars)
 
 
 def _text_slot(choice: object) -> tuple[dict | None, str]:
