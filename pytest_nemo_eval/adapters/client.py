@@ -17,8 +17,9 @@ class ProxyClientError(RuntimeError):
 
 
 def register_benchmark(proxy_url: str, name: str, config: AdapterConfig | None = None, *, timeout_s: float = 30) -> str:
-    """Register `name` with its own config; returns its base URL (`<proxy>/b/<name>`)."""
-    payload = {"name": name, "config": (config or AdapterConfig()).model_dump(mode="json", exclude_defaults=True)}
+    """Register `name` with its own config (None: the proxy's default config); returns its
+    base URL (`<proxy>/b/<name>`)."""
+    payload = {"name": name, "config": config.model_dump(mode="json", exclude_defaults=True) if config else None}
     return _call("POST", f"{proxy_url.rstrip('/')}/_nemo/benchmarks", timeout_s, json=payload)["url"]
 
 

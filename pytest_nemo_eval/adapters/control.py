@@ -14,7 +14,7 @@ import flask
 
 from .config import AdapterConfig
 from .exchange import ProxyResponse, error_response
-from .routes import RouteConflict, RouteTable
+from .routes import DEFAULT_ROUTE, RouteConflict, RouteTable
 
 
 def create_control_app(table: RouteTable, base_url: Callable[[], str]) -> flask.Flask:
@@ -27,7 +27,10 @@ def create_control_app(table: RouteTable, base_url: Callable[[], str]) -> flask.
         if not isinstance(data, dict) or not isinstance(data.get("name"), str):
             return _send(error_response(400, 'Send a JSON object {"name": str, "config": {...}}.', "invalid_request_error"))
         try:
-            config = AdapterConfig.parse_user(data.get("config") or {}, source=f"adapter config of {data['name']!r}")
+            if data.get("config") is None:  # like ProxyServer.register_benchmark: the proxy's own config
+                config = table.get(DEFAULT_ROUTE).config
+            else:
+                config = AdapterConfig.parse_user(data["config"], source=f"adapter config of {data['name']!r}")
             route = table.add(data["name"], config)
         except RouteConflict as exc:
             return _send(error_response(409, str(exc), "conflict"))

@@ -42,6 +42,12 @@ def test_http_registration_and_stats_for_workers(upstream, start_proxy, http):
     assert "gsm8k.cot" in http.get(f"{proxy.url}/_nemo/benchmarks").json()["benchmarks"]
 
 
+def test_a_benchmark_without_a_config_gets_the_proxy_default(upstream, start_proxy, http):
+    proxy = start_proxy(upstream.url, AdapterConfig(payload_modifier={"override": {"seed": 42}}))
+    for url in (proxy.register_benchmark("python-default"), register_benchmark(proxy.url, "http-default")):
+        assert completion(http, url).json()["received"]["seed"] == 42
+
+
 def test_registration_is_idempotent_for_same_config_and_refused_for_another(upstream, start_proxy):
     proxy = start_proxy(upstream.url)
     config = AdapterConfig(system_message="A")
