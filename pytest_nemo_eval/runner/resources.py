@@ -185,7 +185,7 @@ class LocalResources:
         return path
 
     def _deploy(self, checkpoint: Path, output_dir: Path) -> tuple[str, str]:
-        from pytest_nemo_eval.serving.launcher import Deployment, DeploymentSettings
+        from pytest_nemo_eval.serving.launcher import Deployment, DeploymentError, DeploymentSettings
 
         opts = self.options
         settings = DeploymentSettings(
@@ -194,10 +194,14 @@ class LocalResources:
             tensor_parallel=opts.tensor_parallel,
             pipeline_parallel=opts.pipeline_parallel,
             startup_timeout_s=opts.startup_timeout,
+            log_path=output_dir / "deploy.log",
         )
         self.progress(f"[nemo-eval] deploying {checkpoint} ...")
         self.deployment = Deployment(settings)
-        self.deployment.start()
+        try:
+            self.deployment.start()
+        except DeploymentError as exc:
+            raise TargetUnavailable(str(exc)) from None
         self.deployments_started += 1
         with open(output_dir / DEPLOYMENTS_LOG, "a") as log:
             log.write(json.dumps({"pid": os.getpid(), "url": self.deployment.url, "time": time.time()}) + "\n")
@@ -217,24 +221,22 @@ class LocalResources:
 
 
 class ProxyControl:
-    """The proxy's HTTP control routes: the same calls from the controller and from xdist workers."""
+    """The proxy's HTTP control routes (adapters/client.py): the same calls from the
+    controller and from xdist workers."""
 
     def __init__(self, proxy_url: str) -> None:
         self.proxy_url = proxy_url.rstrip("/")
 
     def register(self, benchmark: str, adapter: dict[str, Any]) -> str:
         """Create (or re-use) the benchmark's isolated route; returns its base URL."""
-        import requests
+        from pytest_nemo_eval.adapters.client import ProxyClientError, register_benchmark
+        from pytest_nemo_eval.adapters.config import AdapterConfig
 
-        response = requests.post(
-            f"{self.proxy_url}/_nemo/benchmarks", json={"name": benchmark, "config": adapter}, timeout=30
-        )
-        if response.status_code != 200:
-            raise TargetUnavailable(
-                f"The proxy at {self.proxy_url} refused to register benchmark {benchmark!r}: "
-                f"HTTP {response.status_code} {response.text[:300]}"
-            )
-        return response.json()["url"]
+        try:
+            config = AdapterConfig.parse_user(adapter, source=f"adapter config of benchmark {benchmark!r}")
+            return register_benchmark(self.proxy_url, benchmark, config)
+        except (ProxyClientError, ValueError) as exc:
+            raise TargetUnavailable(str(exc)) from None
 
     def benchmarks(self) -> list[str]:
         import requests
@@ -242,8 +244,6 @@ class ProxyControl:
         return requests.get(f"{self.proxy_url}/_nemo/benchmarks", timeout=10).json()["benchmarks"]
 
     def stats(self, benchmark: str) -> dict[str, Any]:
-        import requests
+        from pytest_nemo_eval.adapters.client import fetch_stats
 
-        response = requests.get(f"{self.proxy_url}/_nemo/stats/{benchmark}", timeout=10)
-        response.raise_for_status()
-        return response.json()
+        return fetch_stats(self.proxy_url, benchmark, timeout_s=10).model_dump()
