@@ -13,8 +13,10 @@ import logging
 import signal
 import sys
 import threading
+from typing import TYPE_CHECKING
 
-from pytest_nemo_eval.serving.stack import ServingStack, StackSettings
+if TYPE_CHECKING:  # the stack pulls in torch, flask and pytriton: imported only when deploying
+    from pytest_nemo_eval.serving.stack import ServingStack, StackSettings
 
 READY_PREFIX = "nemo-eval deploy: ready at "
 EXIT_BAD_INPUT = 2
@@ -37,7 +39,9 @@ def build_parser(prog: str) -> argparse.ArgumentParser:
     return parser
 
 
-def _settings(args: argparse.Namespace) -> StackSettings:
+def _settings(args: argparse.Namespace) -> "StackSettings":
+    from pytest_nemo_eval.serving.stack import StackSettings
+
     for name in ("max_batch_size", "tensor_parallel", "pipeline_parallel", "http_threads"):
         if getattr(args, name) < 1:
             raise ValueError(f"--{name.replace('_', '-')} must be at least 1 (got {getattr(args, name)}).")
@@ -75,10 +79,13 @@ def main(argv: list[str] | None = None, prog: str = "nemo-eval deploy") -> int:
             raise KeyboardInterrupt
 
     previous = {sig: signal.signal(sig, _request_stop) for sig in (signal.SIGTERM, signal.SIGINT)}
-    stack: ServingStack | None = None
+    stack: "ServingStack | None" = None
     try:
         try:
-            stack = ServingStack(_settings(args)).start()
+            from pytest_nemo_eval.serving.stack import ServingStack
+
+            stack = ServingStack(_settings(args))
+            stack.start()
         except Exception as exc:
             message = _startup_error(exc, args)
             if message is None:
