@@ -80,6 +80,7 @@ class Deployment:
             fd, name = tempfile.mkstemp(prefix="nemo-eval-deploy-", suffix=".log")
             os.close(fd)
             self.log_path = Path(name)
+        self.log_path.parent.mkdir(parents=True, exist_ok=True)
         began = time.monotonic()
         self.process = subprocess.Popen(
             self.settings.command(), stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
