@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import http.client
 import os
+import socket
 import ssl
 import threading
 from urllib.parse import urlsplit
@@ -108,6 +109,8 @@ class Upstream:
             try:
                 if conn.sock is None:
                     conn.connect()  # connect timeout = the connection's own timeout
+                    # head and body go out as two writes: without this, Nagle can hold the body back
+                    conn.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
             except OSError as exc:  # refused, unroutable, or no accept within connect_timeout_s
                 self._drop(conn)
                 raise self._unreachable(request, exc) from exc
