@@ -21,9 +21,8 @@ from pathlib import Path
 
 import psutil
 import requests
-from pydantic import BaseModel
-
 from pytest_nemo_eval.serving.deploy_cli import READY_PREFIX
+from pytest_nemo_eval.serving.settings import ServeSettings
 
 LOG_TAIL_LINES = 40
 
@@ -32,15 +31,7 @@ class DeploymentError(RuntimeError):
     """The deployment did not come up; the message carries the reason and the log's last lines."""
 
 
-class DeploymentSettings(BaseModel):
-    checkpoint: Path
-    host: str = "127.0.0.1"
-    port: int = 0
-    max_batch_size: int = 16
-    max_queue_delay_us: int = 2000
-    tensor_parallel: int = 1
-    pipeline_parallel: int = 1
-    device: str = "auto"
+class DeploymentSettings(ServeSettings):
     startup_timeout_s: float = 600.0
     stop_grace_s: float = 15.0
     log_path: Path | None = None

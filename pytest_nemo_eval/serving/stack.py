@@ -8,24 +8,15 @@ failed start.
 
 from __future__ import annotations
 
-from pydantic import BaseModel
-
 from pytest_nemo_eval.adapters.wsgi_thread import ServerThread
 from pytest_nemo_eval.serving.openai_api import ServedModel, create_app
+from pytest_nemo_eval.serving.settings import ServeSettings
 from pytest_nemo_eval.serving.triton_binding import BatchingSettings, TritonBinding
 from pytest_nemo_eval.serving.triton_client import TritonGenerateClient
 
 
-class StackSettings(BaseModel):
-    checkpoint: str
-    host: str = "127.0.0.1"
-    port: int = 0
-    max_batch_size: int = 16
-    max_queue_delay_us: int = 2000
-    tensor_parallel: int = 1
-    pipeline_parallel: int = 1
-    device: str = "auto"
-    http_threads: int = 32
+class StackSettings(ServeSettings):
+    http_threads: int = 32  # >= the number of concurrent clients, or they queue before Triton can batch them
 
 
 class ServingStack:
