@@ -102,24 +102,33 @@ def build_chain(config: AdapterConfig, context: ChainContext, terminal: Handler)
     """Instantiate the configured interceptors and nest them around `terminal`."""
     _load_builtins()
     interceptors: list[Interceptor] = []
+    try:
+        for cls, settings in _configured(config):
+            interceptors.append(cls(settings, context))
+    except BaseException:
+        for interceptor in interceptors:  # a later one failed: release what the earlier ones opened
+            interceptor.close()
+        raise
+    handler = terminal
+    for interceptor in reversed(interceptors):
+        handler = _wrap(interceptor, handler)
+    return handler, interceptors
+
+
+def _configured(config: AdapterConfig):
+    """(interceptor class, its settings) for each enabled slot, in chain order."""
     for slot in CHAIN_ORDER:
         if slot == "<custom>":
             for spec in config.custom:
                 cls = get_interceptor(spec.name, spec.module)
-                settings = cls.config_model.model_validate(spec.config) if cls.config_model else spec.config
-                interceptors.append(cls(settings, context))
+                yield cls, (cls.config_model.model_validate(spec.config) if cls.config_model else spec.config)
             continue
         settings = True if slot == "stats" else getattr(config, slot)
         if settings is None or getattr(settings, "enabled", True) is False:
             continue
         if slot == "cache" and settings.mode == "off":
             continue
-        interceptors.append(_REGISTRY[slot](settings, context))
-
-    handler = terminal
-    for interceptor in reversed(interceptors):
-        handler = _wrap(interceptor, handler)
-    return handler, interceptors
+        yield _REGISTRY[slot], settings
 
 
 def _wrap(interceptor: Interceptor, call_next: Handler) -> Handler:
