@@ -233,6 +233,7 @@ def main() -> int:
             print(f"NeMo Evaluator not measured: {version}")
 
     work = Path(tempfile.mkdtemp(prefix="bench-proxy-"))
+    load_at_start = os.getloadavg()[0]
     upstream, upstream_url = start_upstream()
     children: list = []
     try:
@@ -294,7 +295,7 @@ def main() -> int:
         "benchmark": "bench_proxy",
         "time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         "machine": {"cpus": os.cpu_count(), "python": platform.python_version(), "platform": platform.platform(),
-                    "load_average_1m_at_end": os.getloadavg()[0]},
+                    "load_average_1m": {"start": load_at_start, "end": os.getloadavg()[0]}},
         "setup": "upstream, each proxy and the client in their own processes on loopback; http.client keep-alive "
                  f"client; {args.rounds} interleaved rounds",
         "nemo_evaluator": nemo_note,
