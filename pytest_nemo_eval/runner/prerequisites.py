@@ -59,6 +59,7 @@ def image_problem(image: str) -> str | None:
     return None
 
 
+@functools.lru_cache(maxsize=16)
 def _registry_reachable(host: str) -> bool:
     import requests
 
