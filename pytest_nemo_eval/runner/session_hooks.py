@@ -3,6 +3,9 @@ print the summary, always tear down. Registered by `plugin.activate`."""
 
 from __future__ import annotations
 
+import signal
+import threading
+
 import pytest
 
 from pytest_nemo_eval.runner.plugin_state import WORKERINPUT_KEY, NemoState, state_of
@@ -12,10 +15,19 @@ def _is_xdist_controller(config: pytest.Config) -> bool:
     return not hasattr(config, "workerinput") and config.pluginmanager.has_plugin("dsession")
 
 
+def _terminate_as_interrupt(signum, frame):
+    raise KeyboardInterrupt(f"signal {signum}")
+
+
 class NemoSessionHooks:
     def __init__(self, config: pytest.Config) -> None:
         self.config = config
         self.state: NemoState = state_of(config)  # validates settings now
+        self._previous_sigterm = None
+        if not self.state.is_worker and threading.current_thread() is threading.main_thread():
+            # A CI job cancelled with SIGTERM unwinds like Ctrl-C, so teardown still stops the model.
+            if signal.getsignal(signal.SIGTERM) is signal.SIG_DFL:
+                self._previous_sigterm = signal.signal(signal.SIGTERM, _terminate_as_interrupt)
         from pytest_nemo_eval.plugin import suite_args
 
         if not self.state.is_worker and (self.state.options.wants_target or suite_args(config)):
@@ -72,5 +84,9 @@ class NemoSessionHooks:
         write_summary(terminalreporter, self.state)
 
     def pytest_unconfigure(self, config: pytest.Config) -> None:
-        """Teardown always runs here: after failures, timeouts and Ctrl-C too."""
-        self.state.stop()
+        """Teardown always runs here: after failures, timeouts, Ctrl-C and SIGTERM too."""
+        try:
+            self.state.stop()
+        finally:
+            if self._previous_sigterm is not None:
+                signal.signal(signal.SIGTERM, self._previous_sigterm)
