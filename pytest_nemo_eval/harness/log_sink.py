@@ -24,7 +24,8 @@ class LogSink:
         secrets: Iterable[str] = (),
     ) -> None:
         self.log_path = Path(log_path)
-        self.prefix = f"[{prefix}] " if prefix else ""
+        # a bare name becomes "[name] "; a prefix already ending in a space is used as given
+        self.prefix = prefix if not prefix or prefix.endswith(" ") else f"[{prefix}] "
         self._on_log = on_log
         self._secrets = [s for s in secrets if s]
         self._lock = threading.Lock()
