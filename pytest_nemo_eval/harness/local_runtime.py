@@ -10,6 +10,7 @@ import os
 import signal
 import subprocess
 import threading
+import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -60,9 +61,9 @@ def run_process_group(
         )
     except OSError as exc:
         raise RuntimeUnavailable(f"Cannot start harness command {command[0]!r}: {exc}") from exc
-    reader = threading.Thread(target=_pump, args=(process, sink), daemon=True)
-    reader.start()
     try:
+        reader = threading.Thread(target=_pump, args=(process, sink), daemon=True)
+        reader.start()
         try:
             process.wait(timeout=timeout_s)
         except subprocess.TimeoutExpired:
@@ -89,21 +90,18 @@ def _pump(process: subprocess.Popen, sink: LogSink) -> None:
 
 
 def _kill_group(process: subprocess.Popen) -> None:
-    """SIGTERM the process group, wait a grace period, then SIGKILL what is left."""
-    if process.poll() is not None and not _group_alive(process.pid):
-        return
-    for sig, wait_s in ((signal.SIGTERM, KILL_GRACE_S), (signal.SIGKILL, KILL_GRACE_S)):
+    """SIGTERM the process group, wait a grace period, then SIGKILL what is left; return once it is gone."""
+    for sig in (signal.SIGTERM, signal.SIGKILL):
+        if not _group_alive(process.pid):
+            break
         try:
             os.killpg(process.pid, sig)
         except ProcessLookupError:
             break
-        try:
-            process.wait(timeout=wait_s)
-        except subprocess.TimeoutExpired:
-            continue
-        if not _group_alive(process.pid):
-            break
-    # reap the leader if it is still a zombie
+        deadline = time.monotonic() + KILL_GRACE_S
+        while _group_alive(process.pid) and time.monotonic() < deadline:
+            process.poll()  # reap the leader as soon as it exits
+            time.sleep(0.05)
     try:
         process.wait(timeout=KILL_GRACE_S)
     except subprocess.TimeoutExpired:
@@ -111,8 +109,20 @@ def _kill_group(process: subprocess.Popen) -> None:
 
 
 def _group_alive(pgid: int) -> bool:
-    try:
-        os.killpg(pgid, 0)
-    except (ProcessLookupError, PermissionError):
-        return False
-    return True
+    """Whether any non-zombie process is left in process group `pgid`."""
+    proc = Path("/proc")
+    if not proc.is_dir():  # not Linux: ask the kernel (zombies count as alive there)
+        try:
+            os.killpg(pgid, 0)
+        except (ProcessLookupError, PermissionError):
+            return False
+        return True
+    for stat in proc.glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        state, process_group = fields[0], int(fields[2])
+        if process_group == pgid and state not in ("Z", "X"):
+            return True
+    return False

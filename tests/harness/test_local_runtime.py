@@ -58,8 +58,8 @@ def test_nonzero_exit_is_harness_failed_with_log_tail(tmp_path, fake_harness):
 
 def test_hang_is_killed_with_its_children_at_the_timeout(tmp_path, fake_harness):
     fake_harness("hang")
-    with pytest.raises(HarnessTimeout, match="timeout of 3 s") as info:
-        run_harness(invocation(tmp_path, timeout_s=3))
+    with pytest.raises(HarnessTimeout, match="timeout of 10 s") as info:
+        run_harness(invocation(tmp_path, timeout_s=10))
     assert "fake harness: hanging" in str(info.value)
     pids = [int(p) for p in (tmp_path / "fake.pids").read_text().split()]
     for pid in pids:
