@@ -26,12 +26,7 @@ def build_program(spec: CodeSpec, prompt: str, completion: str, record: dict) ->
 
 def score(spec: CodeSpec, client: ModelClient, record: dict, params: GenerationParams) -> SampleOutcome:
     prompt = spec.render_prompt(record)
-    completion = client.generate(
-        prompt,
-        max_tokens=params.max_tokens if params.max_tokens is not None else spec.max_tokens,
-        temperature=params.temperature if params.temperature is not None else spec.temperature,
-        stop=spec.stop, top_p=params.top_p, seed=params.seed,
-    )
+    completion = params.generate(client, spec, prompt)
     result = run_sandboxed(
         build_program(spec, prompt, completion, record), timeout_s=spec.timeout_s, memory_mb=spec.memory_mb
     )

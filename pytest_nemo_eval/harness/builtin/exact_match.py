@@ -33,12 +33,7 @@ def _normalize(spec: ExactMatchSpec, text: str) -> str:
 
 def score(spec: ExactMatchSpec, client: ModelClient, record: dict, params: GenerationParams) -> SampleOutcome:
     prompt = spec.render_prompt(record)
-    response = client.generate(
-        prompt,
-        max_tokens=params.max_tokens if params.max_tokens is not None else spec.max_tokens,
-        temperature=params.temperature if params.temperature is not None else spec.temperature,
-        stop=spec.stop, top_p=params.top_p, seed=params.seed,
-    )
+    response = params.generate(client, spec, prompt)
     target = str(record[spec.answer_field])
     extracted = extract_answer(spec, response)
     correct = extracted is not None and _normalize(spec, extracted) == _normalize(spec, target)

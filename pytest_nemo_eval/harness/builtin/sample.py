@@ -15,6 +15,15 @@ class GenerationParams(BaseModel):
     top_p: float | None = None
     seed: int | None = None
 
+    def generate(self, client, spec, prompt: str) -> str:
+        """Generate for `prompt` with the spec's settings, these overrides winning."""
+        return client.generate(
+            prompt,
+            max_tokens=self.max_tokens if self.max_tokens is not None else spec.max_tokens,
+            temperature=self.temperature if self.temperature is not None else spec.temperature,
+            stop=spec.stop, top_p=self.top_p, seed=self.seed,
+        )
+
 
 class SampleOutcome(BaseModel):
     """One line of the per-sample outputs JSONL."""
