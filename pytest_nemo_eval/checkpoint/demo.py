@@ -1,0 +1,188 @@
+"""Train the demo checkpoint once (megatron-core on CPU, a few minutes) and cache it.
+
+A tiny GPT with the features real checkpoints use (RoPE, RMSNorm, SwiGLU, GQA)
+learns the synthetic tasks of demo_tasks.py and is written in the real NeMo 2.0
+layout, so it is loaded by the same code as a user's checkpoint. The cache key
+is a hash of the recipe; training happens in a temporary folder renamed into
+place at the end (an interrupted run leaves nothing half-written) under a file
+lock (concurrent xdist workers train once, the others wait and reuse it).
+"""
+
+from __future__ import annotations
+
+import fcntl
+import hashlib
+import json
+import os
+import random
+import shutil
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import torch
+import yaml
+
+from . import cpu_compat
+from .config import GPTArchitecture, architecture_to_yaml_config
+from .demo_tasks import HeldOut, addition_prompt, chat_user_message, code_prompt, random_pair, random_word, reversal_prompt
+from .demo_tokenizer import CHARACTERS, EOS, SPECIAL_TOKENS, build_tokenizer, write_tokenizer_files
+from .loader import WEIGHTS_PREFIX, build_model
+
+CACHE_ENV = "NEMO_EVAL_CACHE_DIR"
+PROBE_FILE = "demo_probe.pt"
+ARCHITECTURE = GPTArchitecture(
+    num_layers=3, hidden_size=128, ffn_hidden_size=384, num_attention_heads=4, num_query_groups=2,
+    seq_length=128, normalization="RMSNorm", layernorm_epsilon=1e-5, activation="silu", gated_linear_unit=True,
+    position_embedding_type="rope", rotary_base=10000.0, add_bias_linear=False,
+    share_embeddings_and_output_weights=False, make_vocab_size_divisible_by=128,
+)
+# One task per batch keeps padding small (an addition line is 10 tokens, a code line 32).
+TRAINING = {"steps": 1500, "batch_size": 64, "lr": 3e-3, "warmup": 100, "weight_decay": 0.01,
+            "mix": {"addition": 0.4, "reversal": 0.3, "code": 0.18, "chat": 0.12}}
+RECIPE_VERSION = "2"
+
+
+def recipe_hash(seed: int) -> str:
+    recipe = {"arch": ARCHITECTURE.model_dump(), "training": TRAINING, "seed": seed, "version": RECIPE_VERSION,
+              "vocab": [*SPECIAL_TOKENS, *CHARACTERS]}
+    return hashlib.sha256(json.dumps(recipe, sort_keys=True).encode()).hexdigest()[:12]
+
+
+def default_cache_dir() -> Path:
+    return Path(os.environ.get(CACHE_ENV) or Path.home() / ".cache" / "pytest-nemo-eval")
+
+
+class _Corpus:
+    """Training texts in the task formats, never one of the held-out items."""
+
+    def __init__(self, seed: int) -> None:
+        self.rng = random.Random(seed)
+        held = HeldOut()
+        self.banned_pairs, self.banned_words = held.pairs, held.words
+        kinds = TRAINING["mix"]
+        self.kinds, self.weights = list(kinds), list(kinds.values())
+
+    def _pair(self) -> tuple[int, int]:
+        while (pair := random_pair(self.rng)) in self.banned_pairs:
+            pass
+        return pair
+
+    def kind(self) -> str:
+        return self.rng.choices(self.kinds, self.weights)[0]
+
+    def sample(self, kind: str) -> str:
+        if kind == "reversal":
+            while (word := random_word(self.rng)) in self.banned_words:
+                pass
+            return f"{reversal_prompt(word)}{word[::-1]};{EOS}"
+        a, b = self._pair()
+        if kind == "addition":
+            return f"{addition_prompt(a, b)}{a + b};{EOS}"
+        if kind == "code":
+            return f"{code_prompt(a, b)}{a + b};{EOS}"
+        return f"<|user|>{chat_user_message(a, b)}\n<|assistant|>{a + b}{EOS}"
+
+
+def _causal_mask(length: int) -> torch.Tensor:
+    """megatron convention: True = masked out."""
+    return torch.triu(torch.ones(length, length, dtype=torch.bool), diagonal=1).view(1, 1, length, length)
+
+
+def _batch(corpus: _Corpus, tokenizer, batch_size: int, pad_id: int) -> tuple[torch.Tensor, torch.Tensor]:
+    kind = corpus.kind()
+    rows = [tokenizer.encode(corpus.sample(kind)).ids for _ in range(batch_size)]
+    width = max(map(len, rows))
+    tokens = torch.full((batch_size, width), pad_id, dtype=torch.long)
+    for i, row in enumerate(rows):
+        tokens[i, : len(row)] = torch.tensor(row)
+    return tokens[:, :-1], tokens[:, 1:]
+
+
+def train_demo_model(seed: int, progress: Callable[[str], None]):
+    """The trained GPTModel (fp32, CPU) and its training log (loss per 100 steps, seconds)."""
+    cpu_compat.apply_cpu_shims()
+    cpu_compat.ensure_model_parallel()
+    torch.manual_seed(seed)
+    tokenizer = build_tokenizer()
+    pad_id = tokenizer.token_to_id("<|pad|>")
+    model = build_model(ARCHITECTURE, tokenizer.get_vocab_size(), torch.float32, torch.device("cpu"))
+    model.train()
+    steps, lr, warmup = TRAINING["steps"], TRAINING["lr"], TRAINING["warmup"]
+    optimizer = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=TRAINING["weight_decay"], betas=(0.9, 0.98))
+    schedule = torch.optim.lr_scheduler.LambdaLR(
+        optimizer, lambda s: min(1.0, (s + 1) / warmup) * 0.5 * (1 + torch.cos(torch.tensor(s / steps * torch.pi)).item())
+    )
+    corpus, started, log = _Corpus(seed), time.monotonic(), []
+    for step in range(1, steps + 1):
+        inputs, labels = _batch(corpus, tokenizer, TRAINING["batch_size"], pad_id)
+        positions = torch.arange(inputs.shape[1]).expand_as(inputs)
+        logits = model(inputs, positions, _causal_mask(inputs.shape[1]))
+        loss = torch.nn.functional.cross_entropy(logits.flatten(0, 1), labels.flatten(), ignore_index=pad_id)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        optimizer.step()
+        schedule.step()
+        if step % 100 == 0 or step == steps:
+            elapsed = time.monotonic() - started
+            log.append({"step": step, "loss": round(loss.item(), 4), "seconds": round(elapsed, 1)})
+            progress(f"[demo-checkpoint] step {step}/{steps} loss {loss.item():.3f} ({elapsed:.0f} s)")
+    model.eval()
+    return model, log
+
+
+def _probe(model, tokenizer) -> dict:
+    """Logits of the trained in-memory model on a fixed input, to check the saved checkpoint reproduces them."""
+    ids = torch.tensor([tokenizer.encode("12+34=46;rev abc=cba;").ids])
+    with torch.no_grad():
+        logits = model(ids, torch.arange(ids.shape[1])[None], _causal_mask(ids.shape[1]))
+    return {"input_ids": ids, "logits": logits}
+
+
+def write_checkpoint(model, folder: Path, training_log: list[dict], seed: int) -> None:
+    """The NeMo 2.0 layout: context/model.yaml, context/nemo_tokenizer/, weights/ (torch_dist)."""
+    from megatron.core import dist_checkpointing
+
+    context = folder / "context"
+    write_tokenizer_files(context / "nemo_tokenizer")
+    model_yaml = {
+        "_target_": "nemo.collections.llm.gpt.model.base.GPTModel",
+        "config": architecture_to_yaml_config(ARCHITECTURE),
+        "tokenizer": {
+            "_target_": "nemo.collections.common.tokenizers.huggingface.auto_tokenizer.AutoTokenizer",
+            "pretrained_model_name": "nemo_tokenizer",
+        },
+    }
+    (context / "model.yaml").write_text(yaml.safe_dump(model_yaml, sort_keys=False), encoding="utf-8")
+    (folder / "weights").mkdir()
+    dist_checkpointing.save(model.sharded_state_dict(prefix=WEIGHTS_PREFIX), str(folder / "weights"))
+    torch.save(_probe(model, build_tokenizer()), folder / PROBE_FILE)
+    (folder / "demo_training.json").write_text(
+        json.dumps({"seed": seed, "recipe": recipe_hash(seed), "log": training_log}, indent=2), encoding="utf-8"
+    )
+
+
+def ensure_demo_checkpoint(cache_dir=None, *, seed: int = 1234, progress: Callable[[str], None] = print) -> Path:
+    """The cached demo checkpoint; trains it first (a few minutes on CPU) when absent."""
+    cache = Path(cache_dir) if cache_dir else default_cache_dir()
+    cache.mkdir(parents=True, exist_ok=True)
+    final = cache / f"nemo-demo-gpt-{recipe_hash(seed)}"
+    if (final / "weights" / "metadata.json").is_file():
+        return final
+    with open(cache / f".{final.name}.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if (final / "weights" / "metadata.json").is_file():
+            return final
+        progress(f"[demo-checkpoint] training {final.name} with megatron-core (about 3 minutes on 2 CPU cores)")
+        temporary = cache / f".tmp-{final.name}-{os.getpid()}"
+        shutil.rmtree(temporary, ignore_errors=True)
+        try:
+            temporary.mkdir()
+            model, log = train_demo_model(seed, progress)
+            write_checkpoint(model, temporary, log, seed)
+            os.rename(temporary, final)
+        finally:
+            shutil.rmtree(temporary, ignore_errors=True)
+        progress(f"[demo-checkpoint] wrote {final}")
+    return final

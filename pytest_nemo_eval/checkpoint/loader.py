@@ -1,0 +1,140 @@
+"""Load a NeMo 2.0 checkpoint directory into a megatron-core GPTModel (eval mode) and its tokenizer.
+
+Layout: `<ckpt>/context/model.yaml` (architecture), `<ckpt>/context/nemo_tokenizer/`
+(tokenizer), `<ckpt>/weights/` (megatron-core dist_checkpointing, torch_dist).
+Weights are stored under the `module.` prefix, as NeMo's MegatronStrategy writes them.
+
+Precision: bf16 on CUDA, fp32 on CPU (override with `dtype`). Parallelism:
+tensor_parallel/pipeline_parallel > 1 need that many GPUs and a launch with one
+process per GPU (`torchrun --nproc-per-node=TP*PP`); otherwise a clear error.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from . import cpu_compat
+from .config import GPTArchitecture, build_transformer_config, read_architecture
+from .errors import CheckpointError
+from .tokenizer import Tokenizer, load_tokenizer
+
+WEIGHTS_PREFIX = "module."
+
+
+@dataclass
+class LoadedCheckpoint:
+    model: torch.nn.Module
+    tokenizer: Tokenizer
+    config: GPTArchitecture
+    model_id: str
+    device: torch.device
+    dtype: torch.dtype
+
+
+def check_layout(path: Path) -> Path:
+    """The checkpoint root, after checking it is a NeMo 2.0 directory; says what is missing."""
+    path = Path(path).expanduser()
+    if not path.exists():
+        raise CheckpointError(f"Checkpoint path {path} does not exist. Pass the directory of a NeMo 2.0 checkpoint.")
+    if not path.is_dir():
+        raise CheckpointError(
+            f"Checkpoint path {path} is a file, not a directory. NeMo 2.0 checkpoints are directories with "
+            "context/ and weights/ (unpack a .nemo/.tar archive first)."
+        )
+    missing = [name for name in ("context", "weights") if not (path / name).is_dir()]
+    if missing:
+        raise CheckpointError(
+            f"{path} is not a NeMo 2.0 checkpoint: missing {' and '.join(f'{m}/' for m in missing)} "
+            "(expected context/ with model.yaml and the tokenizer, and weights/ with the torch_dist shards)."
+        )
+    return path.resolve()
+
+
+def _check_parallelism(tensor_parallel: int, pipeline_parallel: int, device: torch.device) -> None:
+    needed = tensor_parallel * pipeline_parallel
+    if tensor_parallel < 1 or pipeline_parallel < 1:
+        raise CheckpointError(f"tensor_parallel and pipeline_parallel must be >= 1 (got {tensor_parallel}, {pipeline_parallel}).")
+    if needed == 1:
+        return
+    gpus = torch.cuda.device_count() if device.type == "cuda" else 0
+    if gpus < needed:
+        raise CheckpointError(
+            f"tensor_parallel={tensor_parallel} x pipeline_parallel={pipeline_parallel} needs {needed} GPUs, "
+            f"but {gpus} {'is' if gpus == 1 else 'are'} available. Use 1 and 1, or run on a machine with more GPUs."
+        )
+    world = torch.distributed.get_world_size() if torch.distributed.is_initialized() else None
+    if world != needed:
+        raise CheckpointError(
+            f"tensor_parallel x pipeline_parallel = {needed} needs one process per GPU: launch with "
+            f"`torchrun --nproc-per-node={needed} ...` (world size is {world or 1})."
+        )
+
+
+def build_model(arch: GPTArchitecture, vocab_size: int, dtype: torch.dtype, device: torch.device):
+    """An untrained megatron-core GPTModel of this architecture (local, Transformer-Engine-free layers)."""
+    from megatron.core.models.gpt import GPTModel
+    from megatron.core.models.gpt.gpt_layer_specs import get_gpt_layer_local_spec
+
+    cpu_compat.apply_cpu_shims()
+    config = build_transformer_config(arch, dtype, use_cpu_initialization=device.type == "cpu")
+    model = GPTModel(
+        config=config,
+        transformer_layer_spec=get_gpt_layer_local_spec(normalization=arch.normalization),
+        vocab_size=arch.padded_vocab_size(vocab_size),
+        max_sequence_length=arch.seq_length,
+        position_embedding_type=arch.position_embedding_type,
+        rotary_base=int(arch.rotary_base),
+        rotary_percent=arch.rotary_percent,
+        seq_len_interpolation_factor=arch.seq_len_interpolation_factor,
+        share_embeddings_and_output_weights=arch.share_embeddings_and_output_weights,
+    )
+    return model.to(device=device, dtype=dtype)
+
+
+def load_weights(model: torch.nn.Module, weights_dir: Path) -> None:
+    """Fill `model` from a torch_dist checkpoint; a damaged or mismatched one raises CheckpointError."""
+    from megatron.core import dist_checkpointing
+
+    if not (weights_dir / "metadata.json").is_file():
+        raise CheckpointError(
+            f"{weights_dir} holds no metadata.json, so it is not a megatron-core dist_checkpointing (torch_dist) "
+            "checkpoint. Re-save the weights with NeMo 2.0 / megatron-core."
+        )
+    try:
+        state = dist_checkpointing.load(model.sharded_state_dict(prefix=WEIGHTS_PREFIX), str(weights_dir))
+        stripped = {key.removeprefix(WEIGHTS_PREFIX): value for key, value in state.items()}
+        model.load_state_dict(stripped, strict=False)
+    except Exception as exc:  # torch.distributed.checkpoint raises many types for damaged files
+        detail = str(exc).strip().splitlines()
+        raise CheckpointError(
+            f"The weights in {weights_dir} cannot be loaded ({type(exc).__name__}: "
+            f"{detail[-1] if detail else 'no detail'}). The files may be truncated or corrupted, or written "
+            "for another architecture than context/model.yaml describes; copy or export the checkpoint again."
+        ) from None
+
+
+def default_device(device: str | torch.device | None) -> torch.device:
+    if device is None:
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(device)
+
+
+def load_checkpoint(
+    path, *, device=None, dtype=None, tensor_parallel: int = 1, pipeline_parallel: int = 1
+) -> LoadedCheckpoint:
+    """Read a NeMo 2.0 checkpoint directory; every problem raises CheckpointError (a ValueError)."""
+    root = check_layout(Path(path))
+    device = default_device(device)
+    dtype = dtype or (torch.bfloat16 if device.type == "cuda" else torch.float32)
+    _check_parallelism(tensor_parallel, pipeline_parallel, device)
+    arch = read_architecture(root / "context")
+    tokenizer = load_tokenizer(root / "context")
+    cpu_compat.apply_cpu_shims()
+    cpu_compat.ensure_model_parallel(tensor_parallel, pipeline_parallel)
+    model = build_model(arch, tokenizer.vocab_size, dtype, device)
+    load_weights(model, root / "weights")
+    model.eval()
+    return LoadedCheckpoint(model=model, tokenizer=tokenizer, config=arch, model_id=root.name, device=device, dtype=dtype)
