@@ -175,8 +175,9 @@ def ensure_demo_checkpoint(cache_dir=None, *, seed: int = 1234, progress: Callab
         if (final / "weights" / "metadata.json").is_file():
             return final
         progress(f"[demo-checkpoint] training {final.name} with megatron-core (about 3 minutes on 2 CPU cores)")
+        for stale in cache.glob(f".tmp-{final.name}-*"):  # left by a killed run; we hold the lock
+            shutil.rmtree(stale, ignore_errors=True)
         temporary = cache / f".tmp-{final.name}-{os.getpid()}"
-        shutil.rmtree(temporary, ignore_errors=True)
         try:
             temporary.mkdir()
             model, log = train_demo_model(seed, progress)
