@@ -12,7 +12,9 @@ Ctrl-C.
 from __future__ import annotations
 
 import os
+import re
 import threading
+import uuid
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -96,21 +98,23 @@ def run_in_docker(
     with LogSink(log_path, prefix=inv.log_prefix, on_log=on_log, secrets=secrets) as sink:
         image = ensure_image(client, image_name, sink.line)
         sink.line(f"$ docker run --network host {image_name} " + " ".join(command))
-        container = client.containers.run(
-            image.id,
-            command=command,
-            detach=True,
-            network_mode="host",
-            init=True,  # tini as PID 1 forwards SIGTERM, so a timeout stop is immediate
-            environment=environment,
-            volumes=_volumes(inv, output_dir),
-            user=f"{os.getuid()}:{os.getgid()}",
-            labels={"nemo-eval.benchmark": inv.log_prefix or inv.eval_type},
-        )
+        name = _container_name(inv)
         try:
+            container = client.containers.create(
+                image.id,
+                command=command,
+                name=name,
+                network_mode="host",
+                init=True,  # tini as PID 1 forwards SIGTERM, so a timeout stop is immediate
+                environment=environment,
+                volumes=_volumes(inv, output_dir),
+                user=f"{os.getuid()}:{os.getgid()}",
+                labels={"nemo-eval.benchmark": inv.log_prefix or inv.eval_type},
+            )
+            container.start()
             status = _wait_streaming(container, sink, inv.timeout_s)
         finally:
-            _remove(container)
+            _remove(client, name)  # by name: also covers a Ctrl-C that lands inside create()
     if status != 0:
         raise HarnessFailed(with_log_tail(
             f"Harness {inv.eval_type} exited with status {status} in container image {image_name}. "
@@ -122,6 +126,12 @@ def run_in_docker(
     return RuntimeOutcome(
         command=command, image=image_name, image_digest=digests[0] if digests else image.id
     )
+
+
+def _container_name(inv: HarnessInvocation) -> str:
+    """Unique and recognisable: `docker ps` shows which benchmark a container belongs to."""
+    readable = re.sub(r"[^A-Za-z0-9_.-]", "_", inv.log_prefix.strip(" []") or inv.task)[:40]
+    return f"nemo-eval-{readable}-{uuid.uuid4().hex[:8]}"
 
 
 def _container_environment(inv: HarnessInvocation) -> tuple[dict[str, str], list[str]]:
@@ -183,8 +193,8 @@ def _wait_streaming(container: Any, sink: LogSink, timeout_s: float | None) -> i
     return int(outcome["result"].get("StatusCode", -1))
 
 
-def _remove(container: Any) -> None:
+def _remove(client: Any, name: str) -> None:
     try:
-        container.remove(force=True)
-    except Exception:  # already gone
+        client.containers.get(name).remove(force=True)
+    except Exception:  # never created, or already gone
         pass

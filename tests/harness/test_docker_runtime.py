@@ -6,7 +6,11 @@ with the reason, except the daemon-down test, which needs none.
 
 from __future__ import annotations
 
+import signal
 import subprocess
+import sys
+import textwrap
+import time
 import uuid
 
 import pytest
@@ -56,3 +60,39 @@ def test_hanging_harness_container_is_stopped_and_removed(tmp_path, harness_imag
     assert leftover_containers(inv.log_prefix) == []
     running = subprocess.run(["docker", "ps", "-q"], capture_output=True, text=True, check=True).stdout
     assert running.strip() == ""
+
+
+def test_builtin_harness_in_a_container_scores_the_demo_deployment(tmp_path, harness_image, completions_url,
+                                                                  monkeypatch):
+    """Real container (--network host) against the real deployment on the host's loopback."""
+    monkeypatch.setenv("NEMO_EVAL_TEST_KEY", "sk-container-secret")
+    inv = invocation(tmp_path, task="demo_addition", model_url=completions_url, limit_samples=20,
+                     parallelism=4, timeout_s=600, api_key_env="NEMO_EVAL_TEST_KEY")
+    lines: list[str] = []
+    run = run_harness(inv, on_log=lines.append)
+    score = run.results.get_score("exact_match")
+    assert score.value > 0.5 and score.stats.count == 20
+    assert run.image == harness_image and run.image_digest.startswith("sha256:")
+    assert (run.output_dir / "samples_demo_addition.jsonl").read_text().count("\n") == 20
+    assert any("20/20 samples scored" in line for line in lines)
+    assert "sk-container-secret" not in run.log_path.read_text() + "".join(lines)
+    assert leftover_containers(inv.log_prefix) == []
+
+
+def test_ctrl_c_removes_the_container(tmp_path, harness_image, hanging_endpoint):
+    """SIGINT to a process inside run_harness (docker) must leave no container behind."""
+    label = f"docker-ctrl-c-{uuid.uuid4().hex[:8]}"
+    driver = textwrap.dedent(f"""
+        from pytest_nemo_eval.harness.runtime import HarnessInvocation, run_harness
+        run_harness(HarnessInvocation(harness="builtin", task="sample_gsm_arith", model_id="m", runtime="docker",
+                    model_url={hanging_endpoint!r}, output_dir={str(tmp_path / "out")!r}, log_prefix={label!r}))
+    """)
+    process = subprocess.Popen([sys.executable, "-c", driver], stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 120
+    while not leftover_containers(label) and time.monotonic() < deadline and process.poll() is None:
+        time.sleep(0.5)
+    assert leftover_containers(label), "the container never started"
+    process.send_signal(signal.SIGINT)
+    _, stderr = process.communicate(timeout=60)
+    assert "KeyboardInterrupt" in stderr
+    assert leftover_containers(label) == []
