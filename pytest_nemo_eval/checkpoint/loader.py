@@ -97,6 +97,7 @@ def build_model(arch: GPTArchitecture, vocab_size: int, dtype: torch.dtype, devi
 def load_weights(model: torch.nn.Module, weights_dir: Path) -> None:
     """Fill `model` from a torch_dist checkpoint; a damaged or mismatched one raises CheckpointError."""
     from megatron.core import dist_checkpointing
+    from torch.distributed.checkpoint.api import CheckpointException  # a BaseException, not an Exception
 
     if not (weights_dir / "metadata.json").is_file():
         raise CheckpointError(
@@ -107,8 +108,8 @@ def load_weights(model: torch.nn.Module, weights_dir: Path) -> None:
         state = dist_checkpointing.load(model.sharded_state_dict(prefix=WEIGHTS_PREFIX), str(weights_dir))
         stripped = {key.removeprefix(WEIGHTS_PREFIX): value for key, value in state.items()}
         model.load_state_dict(stripped, strict=False)
-    except Exception as exc:  # torch.distributed.checkpoint raises many types for damaged files
-        detail = str(exc).strip().splitlines()
+    except (Exception, CheckpointException) as exc:  # damaged files raise many types
+        detail = [line for line in str(exc).strip().splitlines() if line.strip()]
         raise CheckpointError(
             f"The weights in {weights_dir} cannot be loaded ({type(exc).__name__}: "
             f"{detail[-1] if detail else 'no detail'}). The files may be truncated or corrupted, or written "
