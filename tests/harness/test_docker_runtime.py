@@ -64,14 +64,19 @@ def test_hanging_harness_container_is_stopped_and_removed(tmp_path, harness_imag
 
 def test_builtin_harness_in_a_container_scores_the_demo_deployment(tmp_path, harness_image, completions_url,
                                                                   monkeypatch):
-    """Real container (--network host) against the real deployment on the host's loopback."""
+    """Real container (--network host) against the real deployment on the host's loopback; it must
+    produce exactly what the local runtime produces (greedy decoding), with the API key masked."""
     monkeypatch.setenv("NEMO_EVAL_TEST_KEY", "sk-container-secret")
     inv = invocation(tmp_path, task="demo_addition", model_url=completions_url, limit_samples=20,
                      parallelism=4, timeout_s=600, api_key_env="NEMO_EVAL_TEST_KEY")
     lines: list[str] = []
     run = run_harness(inv, on_log=lines.append)
     score = run.results.get_score("exact_match")
-    assert score.value > 0.5 and score.stats.count == 20
+    local = run_harness(inv.model_copy(update={"runtime": "local", "output_dir": tmp_path / "local"}))
+    assert score.stats.count == 20
+    assert score.value == local.results.get_score("exact_match").value  # greedy: same answers either way
+    assert (run.output_dir / "samples_demo_addition.jsonl").read_text() == (
+        local.output_dir / "samples_demo_addition.jsonl").read_text()
     assert run.image == harness_image and run.image_digest.startswith("sha256:")
     assert (run.output_dir / "samples_demo_addition.jsonl").read_text().count("\n") == 20
     assert any("20/20 samples scored" in line for line in lines)
