@@ -1,0 +1,133 @@
+"""Benchmark: builtin-harness throughput against the demo deployment, and container start overhead.
+
+One run, one deployment of the demo checkpoint (real megatron-core model behind
+PyTriton and the OpenAI front), side by side:
+
+  ceiling  p=N   the same demo_addition requests (same prompts, max_tokens, stop)
+                 sent straight from N client threads with the harness's own HTTP
+                 client: what the server can give at that concurrency
+  harness  p=N   `run_harness` (local runtime) with parallelism N on demo_addition:
+                 samples/s inside the harness (its own timer) and end to end
+                 (process start, dataset load, results.yml)
+  local / docker the same small task through each runtime, end-to-end wall time;
+                 the difference is the container start overhead
+
+Ratios: harness samples/s over the ceiling at the same concurrency (medians of --rounds).
+Run: python benchmarks/bench_harness.py [--samples N] [--skip-docker]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import re
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from pytest_nemo_eval.harness.builtin.client import ModelClient  # noqa: E402
+from pytest_nemo_eval.harness.builtin.dataset import load_jsonl  # noqa: E402
+from pytest_nemo_eval.harness.builtin.tasks import find_task  # noqa: E402
+from pytest_nemo_eval.harness.runtime import HarnessInvocation, run_harness  # noqa: E402
+
+RESULTS = ROOT / "benchmarks" / "results" / "bench_harness.json"
+TASK = "demo_addition"
+CONCURRENCY = (1, 4, 16)
+IN_HARNESS = re.compile(r"done in [0-9.]+ s \(([0-9.]+) samples/s\)")
+
+
+def ceiling(url: str, prompts: list[str], concurrency: int) -> float:
+    """Samples/s of bare requests, the harness's client and request shape, no harness around them."""
+    spec = find_task(TASK)
+    client = ModelClient(url, "demo", "completions", pool_size=concurrency)
+    started = time.monotonic()
+    with ThreadPoolExecutor(concurrency) as pool:
+        list(pool.map(lambda p: client.generate(p, max_tokens=spec.max_tokens, temperature=0.0, stop=spec.stop),
+                      prompts))
+    return len(prompts) / (time.monotonic() - started)
+
+
+def harness(url: str, samples: int, parallelism: int, runtime: str, work: Path) -> tuple[float, float]:
+    """(in-harness samples/s, end-to-end wall seconds) of one run_harness call."""
+    lines: list[str] = []
+    started = time.monotonic()
+    run_harness(HarnessInvocation(
+        harness="builtin", task=TASK, model_id="demo", model_url=url, runtime=runtime,
+        output_dir=work / f"{runtime}-p{parallelism}-{time.monotonic_ns()}", limit_samples=samples,
+        parallelism=parallelism, timeout_s=900,
+    ), on_log=lines.append)
+    wall = time.monotonic() - started
+    rate = next(float(m.group(1)) for line in lines if (m := IN_HARNESS.search(line)))
+    return rate, wall
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--samples", type=int, default=100, help="demo_addition samples per measurement")
+    parser.add_argument("--rounds", type=int, default=3, help="ceiling/harness pairs per concurrency (median)")
+    parser.add_argument("--overhead-samples", type=int, default=8)
+    parser.add_argument("--repeats", type=int, default=2, help="runs per runtime for the overhead figure")
+    parser.add_argument("--skip-docker", action="store_true")
+    args = parser.parse_args()
+
+    from pytest_nemo_eval.checkpoint.demo import ensure_demo_checkpoint
+    from pytest_nemo_eval.serving.launcher import Deployment, DeploymentSettings
+
+    prompts = [r["prompt"] for r in load_jsonl(find_task(TASK).data_path(), ["prompt"])][: args.samples]
+    report: dict = {"machine": {"python": platform.python_version(), "cpus": __import__("os").cpu_count()},
+                    "task": TASK, "samples": len(prompts), "throughput": [], "overhead": {}}
+    with Deployment(DeploymentSettings(checkpoint=ensure_demo_checkpoint())) as deployment, \
+            tempfile.TemporaryDirectory(prefix="bench-harness-") as tmp:
+        url = f"{deployment.url}/v1/completions"
+        work = Path(tmp)
+        ceiling(url, prompts[:4], 1)  # warm-up
+        print(f"{'concurrency':>11} {'ceiling/s':>10} {'harness/s':>10} {'ratio':>6} {'end-to-end s':>13}")
+        for concurrency in CONCURRENCY:
+            tops, rates, walls = [], [], []
+            for _ in range(args.rounds):  # interleaved, so background load hits both alike
+                tops.append(ceiling(url, prompts, concurrency))
+                rate, wall = harness(url, len(prompts), concurrency, "local", work)
+                rates.append(rate)
+                walls.append(wall)
+            top, rate, wall = (statistics.median(v) for v in (tops, rates, walls))
+            row = {"concurrency": concurrency, "ceiling_samples_per_s": round(top, 2),
+                   "harness_samples_per_s": round(rate, 2), "ratio": round(rate / top, 3),
+                   "harness_end_to_end_s": round(wall, 2), "rounds": args.rounds}
+            report["throughput"].append(row)
+            print(f"{concurrency:>11} {top:>10.1f} {rate:>10.1f} {rate / top:>6.2f} {wall:>13.2f}")
+        runtimes = ["local"] + ([] if args.skip_docker or not docker_ready() else ["docker"])
+        for runtime in runtimes:
+            walls = [harness(url, args.overhead_samples, 1, runtime, work)[1] for _ in range(args.repeats)]
+            report["overhead"][runtime] = {"wall_s": [round(w, 2) for w in walls], "min_s": round(min(walls), 2)}
+        if "docker" in report["overhead"]:
+            extra = report["overhead"]["docker"]["min_s"] - report["overhead"]["local"]["min_s"]
+            report["overhead"]["docker_minus_local_s"] = round(extra, 2)
+        print(f"runtime overhead on {args.overhead_samples} samples (min of {args.repeats}): "
+              + ", ".join(f"{k} {v['min_s']} s" for k, v in report["overhead"].items() if isinstance(v, dict))
+              + (f"; docker - local = {report['overhead'].get('docker_minus_local_s')} s"
+                 if "docker" in report["overhead"] else " (docker skipped)"))
+    RESULTS.parent.mkdir(parents=True, exist_ok=True)
+    RESULTS.write_text(json.dumps(report, indent=2) + "\n")
+    print(f"wrote {RESULTS}")
+    return 0
+
+
+def docker_ready() -> bool:
+    """Docker reachable and the harness image built (builds it when missing)."""
+    if subprocess.run(["docker", "info"], capture_output=True).returncode != 0:
+        print("docker: no daemon reachable, skipping the docker runtime")
+        return False
+    build = ROOT / "fixtures" / "harness_image" / "build_image.py"
+    return subprocess.run([sys.executable, str(build)]).returncode == 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
