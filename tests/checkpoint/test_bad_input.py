@@ -64,51 +64,36 @@ def test_unsupported_or_missing_architecture_field(checkpoint_copy, changes, fie
         load_checkpoint(checkpoint_copy)
 
 
-def test_model_yaml_missing(checkpoint_copy):
-    (checkpoint_copy / "context" / "model.yaml").unlink()
-    with pytest.raises(CheckpointError, match=r"no model\.yaml"):
-        load_checkpoint(checkpoint_copy)
-
-
-def test_truncated_weight_file(checkpoint_copy):
-    shard = max((checkpoint_copy / "weights").glob("__*_*.distcp"), key=lambda p: p.stat().st_size)
+def _truncate_largest_shard(checkpoint):
+    shard = max((checkpoint / "weights").glob("__*_*.distcp"), key=lambda p: p.stat().st_size)
     shard.write_bytes(shard.read_bytes()[: shard.stat().st_size // 3])
-    with pytest.raises(CheckpointError, match=r"cannot be loaded.*truncated or corrupted"):
-        load_checkpoint(checkpoint_copy)
 
 
-def test_corrupted_weight_metadata(checkpoint_copy):
-    (checkpoint_copy / "weights" / ".metadata").write_bytes(b"\x00garbage")
-    with pytest.raises(CheckpointError, match=r"cannot be loaded"):
-        load_checkpoint(checkpoint_copy)
+DAMAGES = {
+    "model_yaml_missing": (lambda c: (c / "context" / "model.yaml").unlink(), r"no model\.yaml"),
+    "truncated_weight_shard": (_truncate_largest_shard, r"cannot be loaded.*truncated or corrupted"),
+    "corrupted_weight_metadata": (
+        lambda c: (c / "weights" / ".metadata").write_bytes(b"\x00garbage"), r"cannot be loaded"),
+    "weights_of_another_architecture": (lambda c: _edit_config(c, hidden_size=64), r"another architecture"),
+    "weights_without_metadata_json": (
+        lambda c: (c / "weights" / "metadata.json").unlink(), r"no metadata\.json.*torch_dist"),
+    "tokenizer_missing": (
+        lambda c: shutil.rmtree(c / "context" / "nemo_tokenizer"), r"No tokenizer found.*tokenizer\.json.*SentencePiece"),
+    "tokenizer_file_corrupted": (
+        lambda c: (c / "context" / "nemo_tokenizer" / "tokenizer.json").write_text("{not json"),
+        r"tokenizer\.json cannot be read"),
+}
 
 
-def test_weights_of_another_architecture(checkpoint_copy):
-    _edit_config(checkpoint_copy, hidden_size=64)
-    with pytest.raises(CheckpointError, match=r"another architecture"):
-        load_checkpoint(checkpoint_copy)
-
-
-def test_weights_folder_without_metadata(checkpoint_copy):
-    (checkpoint_copy / "weights" / "metadata.json").unlink()
-    with pytest.raises(CheckpointError, match=r"no metadata\.json.*torch_dist"):
-        load_checkpoint(checkpoint_copy)
-
-
-def test_tokenizer_missing(checkpoint_copy):
-    shutil.rmtree(checkpoint_copy / "context" / "nemo_tokenizer")
-    with pytest.raises(CheckpointError, match=r"No tokenizer found.*tokenizer\.json.*SentencePiece"):
-        load_checkpoint(checkpoint_copy)
-
-
-def test_tokenizer_file_corrupted(checkpoint_copy):
-    (checkpoint_copy / "context" / "nemo_tokenizer" / "tokenizer.json").write_text("{not json")
-    with pytest.raises(CheckpointError, match=r"tokenizer\.json cannot be read"):
+@pytest.mark.parametrize("damage", DAMAGES)
+def test_damaged_checkpoint(checkpoint_copy, damage):
+    apply_damage, message = DAMAGES[damage]
+    apply_damage(checkpoint_copy)
+    with pytest.raises(CheckpointError, match=message):
         load_checkpoint(checkpoint_copy)
 
 
 def test_sentencepiece_tokenizer_without_the_package(checkpoint_copy):
-    pytest.importorskip("pytest", reason="always present")
     try:
         import sentencepiece  # noqa: F401
     except ImportError:
