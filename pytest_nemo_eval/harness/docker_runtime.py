@@ -91,10 +91,10 @@ def run_in_docker(
     log_path: Path,
     on_log: Callable[[str], None] | None = None,
 ) -> RuntimeOutcome:
+    environment, secrets = _container_environment(inv)  # a missing API key fails before any Docker work
     client = docker_client()
     image_name = inv.resolved_image()
     command = container_command(inv)
-    environment, secrets = _container_environment(inv)
     with LogSink(log_path, prefix=inv.log_prefix, on_log=on_log, secrets=secrets) as sink:
         image = ensure_image(client, image_name, sink.line)
         sink.line(f"$ docker run --network host {image_name} " + " ".join(command))

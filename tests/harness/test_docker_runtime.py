@@ -37,6 +37,12 @@ def test_daemon_down_is_a_clear_runtime_error(tmp_path, monkeypatch):
         run_harness(invocation(tmp_path))
 
 
+def test_api_key_variable_not_set_is_a_clear_error(tmp_path, monkeypatch):
+    monkeypatch.delenv("NEMO_EVAL_UNSET_KEY", raising=False)
+    with pytest.raises(RuntimeUnavailable, match="NEMO_EVAL_UNSET_KEY.*not set on the host"):
+        run_harness(invocation(tmp_path, api_key_env="NEMO_EVAL_UNSET_KEY"))
+
+
 def test_image_that_cannot_be_pulled_is_a_clear_error(tmp_path, harness_image):
     inv = invocation(tmp_path, image="127.0.0.1:1/nemo-eval/missing:none")
     lines: list[str] = []

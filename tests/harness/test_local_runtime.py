@@ -16,7 +16,9 @@ import time
 
 import pytest
 
-from pytest_nemo_eval.harness.errors import HarnessFailed, HarnessTimeout, ResultsError, UnknownTask
+from pytest_nemo_eval.harness.errors import (
+    HarnessFailed, HarnessTimeout, ResultsError, RuntimeUnavailable, UnknownTask,
+)
 from pytest_nemo_eval.harness.runtime import HarnessInvocation, run_harness
 
 
@@ -110,3 +112,9 @@ def test_unknown_builtin_task_fails_before_starting_anything(tmp_path):
     with pytest.raises(UnknownTask, match="Did you mean: builtin.sample_humaneval"):
         run_harness(invocation(tmp_path, harness="builtin", task="sample_humanevl"))
     assert not (tmp_path / "out").exists()
+
+
+def test_eval_factory_harness_without_nemo_evaluator_installed(tmp_path, monkeypatch):
+    monkeypatch.setenv("PATH", str(tmp_path))  # no nemo-evaluator anywhere
+    with pytest.raises(RuntimeUnavailable, match="nemo-evaluator.*not on PATH.*pip install nvidia-simple-evals"):
+        run_harness(invocation(tmp_path))
