@@ -38,9 +38,9 @@ ARCHITECTURE = GPTArchitecture(
     share_embeddings_and_output_weights=False, make_vocab_size_divisible_by=128,
 )
 # One task per batch keeps padding small (an addition line is 10 tokens, a code line 32).
-TRAINING = {"steps": 1500, "batch_size": 64, "lr": 3e-3, "warmup": 100, "weight_decay": 0.01,
-            "mix": {"addition": 0.4, "reversal": 0.3, "code": 0.18, "chat": 0.12}}
-RECIPE_VERSION = "3"
+TRAINING = {"steps": 2000, "batch_size": 64, "lr": 3e-3, "warmup": 100, "weight_decay": 0.01,
+            "mix": {"addition": 0.45, "reversal": 0.3, "code": 0.15, "chat": 0.1}}
+RECIPE_VERSION = "4"
 
 
 def recipe_hash(seed: int) -> str:
@@ -71,17 +71,18 @@ class _Corpus:
     def kind(self) -> str:
         return self.rng.choices(self.kinds, self.weights)[0]
 
-    def sample(self, kind: str) -> str:
+    def sample(self, kind: str) -> tuple[str, str]:
+        """(prompt, completion) of one example; the loss is taken on the completion only."""
         if kind == "reversal":
             while (word := random_word(self.rng)) in self.banned_words:
                 pass
-            return f"{reversal_prompt(word)}{word[::-1]};{EOS}"
+            return reversal_prompt(word), f"{word[::-1]};{EOS}"
         a, b = self._pair()
         if kind == "addition":
-            return f"{addition_prompt(a, b)}{a + b};{EOS}"
+            return addition_prompt(a, b), f"{a + b};{EOS}"
         if kind == "code":
-            return f"{code_prompt(a, b)}{a + b};{EOS}"
-        return f"<|user|>{chat_user_message(a, b)}\n<|assistant|>{a + b}{EOS}"
+            return code_prompt(a, b), f"{a + b};{EOS}"
+        return f"<|user|>{chat_user_message(a, b)}\n<|assistant|>", f"{a + b}{EOS}"
 
 
 def _causal_mask(length: int) -> torch.Tensor:
@@ -90,13 +91,17 @@ def _causal_mask(length: int) -> torch.Tensor:
 
 
 def _batch(corpus: _Corpus, tokenizer, batch_size: int, pad_id: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """(inputs, labels) of one single-task batch; labels are pad (ignored) except on completions."""
     kind = corpus.kind()
-    rows = [tokenizer.encode(corpus.sample(kind)).ids for _ in range(batch_size)]
-    width = max(map(len, rows))
+    examples = [corpus.sample(kind) for _ in range(batch_size)]
+    encoded = [(tokenizer.encode(p).ids, tokenizer.encode(c).ids) for p, c in examples]
+    width = max(len(p) + len(c) for p, c in encoded)
     tokens = torch.full((batch_size, width), pad_id, dtype=torch.long)
-    for i, row in enumerate(rows):
-        tokens[i, : len(row)] = torch.tensor(row)
-    return tokens[:, :-1], tokens[:, 1:]
+    labels = torch.full((batch_size, width), pad_id, dtype=torch.long)
+    for i, (prompt, completion) in enumerate(encoded):
+        tokens[i, : len(prompt) + len(completion)] = torch.tensor(prompt + completion)
+        labels[i, len(prompt) : len(prompt) + len(completion)] = torch.tensor(completion)
+    return tokens[:, :-1], labels[:, 1:]
 
 
 def train_demo_model(seed: int, progress: Callable[[str], None]):
