@@ -121,3 +121,24 @@ def test_cli_run_eval_writes_results_yml_for_nemo_evaluator_readers(tmp_path, co
     document = yaml.safe_load((out / "results.yml").read_text())
     score = document["results"]["tasks"]["demo_addition"]["metrics"]["exact_match"]["scores"]["exact_match"]
     assert score["stats"]["count"] == 5 and 0.0 <= score["value"] <= 1.0
+
+
+def test_chat_endpoint_generation_matches_direct_chat_requests(tmp_path, demo_deployment):
+    """model_type chat: prompts go out as a user message; responses equal direct chat requests."""
+    import requests
+
+    chat_url = f"{demo_deployment.url}/v1/chat/completions"
+    data = tmp_path / "chat.jsonl"
+    data.write_text("".join(json.dumps({"id": i, "q": q, "answer": a}) + "\n"
+                            for i, (q, a) in enumerate([("12+34", "46"), ("50+25", "75"), ("81+9", "90")])))
+    spec = tmp_path / "chat_sums.yaml"
+    spec.write_text(f"type: exact_match\ndata: {data.name}\nprompt_template: \"What is {{q}}?\"\n"
+                    "extract_regex: \"(-?[0-9]+)\"\nmax_tokens: 8\nstop: [\";\"]\n")
+    run, _ = run_builtin(tmp_path, chat_url, "chat_sums", model_type="chat", overrides={"task_spec": str(spec)})
+    for record in samples(run, "chat_sums"):
+        reply = requests.post(chat_url, json={
+            "model": "demo", "messages": [{"role": "user", "content": record["prompt"]}],
+            "max_tokens": 8, "temperature": 0.0, "stop": [";"],
+        }, timeout=60).json()["choices"][0]["message"]["content"]
+        assert record["prompt"].startswith("What is ") and reply == record["response"]
+    assert run.results.get_score("exact_match").stats.count == 3
