@@ -1,7 +1,7 @@
 """The trained demo model scores far above chance on the held-out data the builtin harness uses.
 
 Measured on the committed demo_*.jsonl files (never trained on); the floors are
-well under the measured scores (see the report in the engine's commit log) and
+well under the measured scores (recipe v5: addition 1.00, reversal 0.99, MC 0.99, code 1.00, chat 1.00) and
 far above chance, so a broken loader, tokenizer or engine fails them.
 """
 
@@ -32,11 +32,11 @@ def _exact_match(engine, name: str) -> float:
 
 
 def test_addition_exact_match(engine):
-    assert _exact_match(engine, "demo_addition.jsonl") >= 0.6  # chance ~0.01
+    assert _exact_match(engine, "demo_addition.jsonl") >= 0.8  # measured 1.00; chance ~0.01
 
 
 def test_reversal_exact_match(engine):
-    assert _exact_match(engine, "demo_reversal.jsonl") >= 0.4  # chance ~0
+    assert _exact_match(engine, "demo_reversal.jsonl") >= 0.7  # measured 0.99; chance ~0
 
 
 def test_multiple_choice_by_loglikelihood(engine):
@@ -54,7 +54,7 @@ def test_multiple_choice_by_loglikelihood(engine):
     for i, record in enumerate(records):
         mine = scores[4 * i: 4 * i + 4]
         correct += mine.index(max(mine)) == record["label"]
-    assert correct / len(records) >= 0.6  # chance 0.25
+    assert correct / len(records) >= 0.8  # measured 0.99; chance 0.25
 
 
 def test_code_completions_pass_their_tests(engine):
@@ -69,7 +69,7 @@ def test_code_completions_pass_their_tests(engine):
             passed += 1
         except Exception:
             pass
-    assert passed / len(records) >= 0.5  # chance ~0.01
+    assert passed / len(records) >= 0.8  # measured 1.00; chance ~0.01
 
 
 def test_chat_formatted_question(engine):
@@ -82,7 +82,7 @@ def test_chat_formatted_question(engine):
     requests = [GenerationRequest(prompt_ids=engine.tokenizer.encode(p), max_tokens=6) for p in prompts]
     results = engine.generate(requests)
     correct = sum(res.text == r["answer"] and res.finish_reason == "stop" for res, r in zip(results, records))
-    assert correct / len(records) >= 0.5
+    assert correct / len(records) >= 0.8  # measured 1.00 (30 items)
 
 
 @pytest.mark.parametrize("name", ["demo_addition.jsonl", "demo_reversal.jsonl"])
