@@ -136,6 +136,12 @@ def _container_name(inv: HarnessInvocation) -> str:
 
 def _container_environment(inv: HarnessInvocation) -> tuple[dict[str, str], list[str]]:
     environment = {"HF_HOME": CONTAINER_CACHE_DIR, "HOME": "/tmp", "PYTHONUNBUFFERED": "1"}
+    from .builtin.tasks import TASKS_PATH_ENV
+
+    if os.environ.get(TASKS_PATH_ENV):  # mounted at the same paths (see _user_task_folders)
+        environment[TASKS_PATH_ENV] = os.pathsep.join(
+            str(Path(p).resolve()) for p in os.environ[TASKS_PATH_ENV].split(os.pathsep) if p
+        )
     secrets: list[str] = []
     if inv.api_key_env:
         value = os.environ.get(inv.api_key_env)
@@ -154,11 +160,19 @@ def _volumes(inv: HarnessInvocation, output_dir: Path) -> dict[str, dict[str, st
         str(output_dir): {"bind": CONTAINER_OUTPUT_DIR, "mode": "rw"},
         str(dataset_cache_dir()): {"bind": CONTAINER_CACHE_DIR, "mode": "rw"},
     }
-    task_spec = inv.overrides.get("task_spec")
-    if task_spec:  # a user's own task file (and the data beside it) at the same path inside
-        spec_dir = str(Path(task_spec).resolve().parent)
-        volumes[spec_dir] = {"bind": spec_dir, "mode": "ro"}
+    for folder in _user_task_folders(inv):  # the user's own task specs and data, at the same paths inside
+        volumes[folder] = {"bind": folder, "mode": "ro"}
     return volumes
+
+
+def _user_task_folders(inv: HarnessInvocation) -> list[str]:
+    """Host folders holding user task specs: the task_spec override's and NEMO_EVAL_TASKS_PATH's."""
+    from .builtin.tasks import TASKS_PATH_ENV
+
+    paths = [Path(p) for p in os.environ.get(TASKS_PATH_ENV, "").split(os.pathsep) if p]
+    if inv.overrides.get("task_spec"):
+        paths.append(Path(inv.overrides["task_spec"]))
+    return sorted({str((p if p.is_dir() else p.parent).resolve()) for p in paths})
 
 
 def _wait_streaming(container: Any, sink: LogSink, timeout_s: float | None) -> int:

@@ -146,6 +146,9 @@ def run_harness(inv: HarnessInvocation, on_log: LogCallback | None = None) -> Ha
         from .builtin.tasks import find_task  # fails fast with close matches, before any start-up cost
 
         find_task(inv.task)
+    if "task_spec" in inv.overrides:  # absolute, so it means the same file in a container (mounted there)
+        resolved = str(Path(inv.overrides["task_spec"]).resolve())
+        inv = inv.model_copy(update={"overrides": {**inv.overrides, "task_spec": resolved}})
     output_dir = Path(inv.output_dir).resolve()
     output_dir.mkdir(parents=True, exist_ok=True)
     log_path = output_dir / HARNESS_LOG_FILE

@@ -90,6 +90,18 @@ def test_builtin_harness_in_a_container_scores_the_demo_deployment(tmp_path, har
     assert leftover_containers(inv.log_prefix) == []
 
 
+def test_user_tasks_from_the_host_run_in_the_container(tmp_path, harness_image, completions_url, monkeypatch):
+    """NEMO_EVAL_TASKS_PATH folders are mounted read-only at the same paths and passed on."""
+    tasks = tmp_path / "my-tasks"
+    tasks.mkdir()
+    (tasks / "mine.jsonl").write_text('{"id": 1, "prompt": "12+34=", "answer": "46"}\n'
+                                      '{"id": 2, "prompt": "50+25=", "answer": "75"}\n')
+    (tasks / "my_sums.yaml").write_text("type: exact_match\ndata: mine.jsonl\nmax_tokens: 8\nstop: [';']\n")
+    monkeypatch.setenv("NEMO_EVAL_TASKS_PATH", str(tasks))
+    run = run_harness(invocation(tmp_path, task="my_sums", model_url=completions_url, timeout_s=600))
+    assert run.results.get_score("exact_match", task="my_sums").stats.count == 2
+
+
 def test_ctrl_c_removes_the_container(tmp_path, harness_image, hanging_endpoint):
     """SIGINT to a process inside run_harness (docker) must leave no container behind."""
     label = f"docker-ctrl-c-{uuid.uuid4().hex[:8]}"
