@@ -34,7 +34,8 @@ def test_demo_addition_exact_match_far_above_chance(tmp_path, completions_url):
     run, lines = run_builtin(tmp_path, completions_url, "demo_addition", limit_samples=40, parallelism=4)
     score = run.results.get_score("exact_match", task="demo_addition")
     assert score.value > 0.5, f"exact_match {score.value} (chance ~0)"
-    assert score.stats.count == 40 and 0 < score.stats.stderr < 0.1
+    p = score.value  # 0/1 scores: stderr of the mean = sqrt(p(1-p)/(n-1))
+    assert score.stats.count == 40 and score.stats.stderr == pytest.approx((p * (1 - p) / 39) ** 0.5)
     records = samples(run, "demo_addition")
     assert len(records) == 40 and all({"prompt", "response", "scores"} <= set(r) for r in records)
     assert sum(r["scores"]["exact_match"] for r in records) == pytest.approx(score.value * 40)

@@ -106,3 +106,12 @@ def test_overrides_accept_nemo_evaluator_prefixes_and_reject_typos():
 def test_answer_extraction(regex, extract, response, expected):
     spec = ExactMatchSpec(type="exact_match", data="x.jsonl", extract_regex=regex, extract=extract)
     assert extract_answer(spec, response) == expected
+
+
+def test_metric_carries_mean_and_standard_error_of_the_mean():
+    from pytest_nemo_eval.harness.builtin.runner import _metric
+
+    score = _metric("acc", [1.0, 0.0, 1.0, 1.0]).scores["acc"]
+    assert score.value == pytest.approx(0.75) and score.stats.count == 4 and score.stats.sum == 3.0
+    assert score.stats.stderr == pytest.approx(0.25)  # sample stddev 0.5 / sqrt(4)
+    assert _metric("acc", [1.0]).scores["acc"].stats.stderr is None  # undefined for one sample, not 0
