@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-import socket
 import threading
 
 import torch
@@ -67,24 +66,18 @@ def apply_cpu_shims() -> None:
         _applied = True
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 def ensure_model_parallel(tensor_parallel: int = 1, pipeline_parallel: int = 1) -> None:
     """Initialize torch.distributed (one process unless launched by torchrun) and megatron's parallel state."""
     from megatron.core import parallel_state
 
     if not torch.distributed.is_initialized():
-        os.environ.setdefault("MASTER_ADDR", "127.0.0.1")
-        os.environ.setdefault("MASTER_PORT", str(_free_port()))
-        torch.distributed.init_process_group(
-            backend="nccl" if cuda_available() else "gloo",
-            world_size=int(os.environ.get("WORLD_SIZE", "1")),
-            rank=int(os.environ.get("RANK", "0")),
-        )
+        backend = "nccl" if cuda_available() else "gloo"
+        world_size = int(os.environ.get("WORLD_SIZE", "1"))
+        if world_size == 1:
+            # An in-process store: no TCP port to pick, so concurrent processes cannot collide.
+            torch.distributed.init_process_group(backend=backend, store=torch.distributed.HashStore(), rank=0, world_size=1)
+        else:  # launched by torchrun, which sets MASTER_ADDR/MASTER_PORT/RANK
+            torch.distributed.init_process_group(backend=backend)
     if not parallel_state.model_parallel_is_initialized():
         parallel_state.initialize_model_parallel(
             tensor_model_parallel_size=tensor_parallel, pipeline_model_parallel_size=pipeline_parallel
