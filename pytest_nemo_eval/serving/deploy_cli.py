@@ -1,6 +1,6 @@
 """`nemo-eval deploy`: serve a NeMo 2.0 checkpoint behind an OpenAI-compatible API until Ctrl-C/SIGTERM.
 
-Prints exactly one readiness line (READY_PREFIX + URL + model id) once the
+Prints exactly one readiness line (READY_PREFIX + URL + model id, see parse_ready_line) once the
 endpoint answers; every startup problem is one paragraph on stderr and exit
 code 2, with nothing left running.
 """
@@ -20,6 +20,20 @@ if TYPE_CHECKING:  # the stack pulls in torch, flask and pytriton: imported only
 
 READY_PREFIX = "nemo-eval deploy: ready at "
 EXIT_BAD_INPUT = 2
+
+
+def parse_ready_line(line: str) -> tuple[str, str] | None:
+    """(url, model id) from output holding the readiness line, else None.
+
+    tritonserver writes to the same stdout and splits its own log lines, so the
+    readiness line may follow a fragment of Triton's on the same line: search, do
+    not anchor (our line is one write, so it is never split itself).
+    """
+    start = line.find(READY_PREFIX)
+    if start < 0:
+        return None
+    url, _, rest = line[start + len(READY_PREFIX):].strip().partition(" (model ")
+    return url, rest.rpartition(")")[0]
 
 
 def build_parser(prog: str) -> argparse.ArgumentParser:

@@ -21,7 +21,7 @@ from pathlib import Path
 
 import psutil
 import requests
-from pytest_nemo_eval.serving.deploy_cli import READY_PREFIX
+from pytest_nemo_eval.serving.deploy_cli import parse_ready_line
 from pytest_nemo_eval.serving.settings import ServeSettings
 
 LOG_TAIL_LINES = 40
@@ -33,7 +33,7 @@ class DeploymentError(RuntimeError):
 
 class DeploymentSettings(ServeSettings):
     startup_timeout_s: float = 600.0
-    stop_grace_s: float = 15.0
+    stop_grace_s: float = 30.0  # tritonserver unloads the model before it exits: seconds on a busy machine
     log_path: Path | None = None
 
     def command(self) -> list[str]:
@@ -96,10 +96,9 @@ class Deployment:
                 log.write(line)
                 log.flush()
                 self._tail.append(line)
-                if line.startswith(READY_PREFIX) and not self._ready.is_set():
-                    rest = line[len(READY_PREFIX):].strip()
-                    self.url = rest.split()[0]
-                    self.model_id = rest.partition("(model ")[2].rstrip(")")
+                ready = None if self._ready.is_set() else parse_ready_line(line)
+                if ready:
+                    self.url, self.model_id = ready
                     self._ready.set()
 
     def _wait_ready(self, began: float) -> None:
