@@ -12,7 +12,9 @@ from __future__ import annotations
 import json
 import logging
 import os
+import shutil
 import sysconfig
+import tempfile
 import threading
 from collections import Counter
 from typing import Protocol
@@ -79,6 +81,7 @@ class TritonBinding:
         self.http_port = 0
         self.grpc_port = 0
         self._triton = None
+        self._workspace_root: str | None = None
         self._stats_lock = threading.Lock()
         self._batch_sizes: Counter[int] = Counter()
 
@@ -96,21 +99,21 @@ class TritonBinding:
             metrics_address=self.host, metrics_port=metrics_port,
             allow_metrics=False, log_verbose=0, exit_timeout_secs=5,
         )
-        self._triton = Triton(config=config)
-        self._triton.bind(
-            model_name=TRITON_MODEL_NAME,
-            infer_func=batch(self._infer_rows),
-            inputs=[Tensor(name="request", dtype=bytes, shape=(1,))],
-            outputs=[Tensor(name="result", dtype=bytes, shape=(1,))],
-            config=ModelConfig(
-                max_batch_size=self.settings.max_batch_size,
-                batcher=DynamicBatcher(max_queue_delay_microseconds=self.settings.max_queue_delay_us),
-            ),
-            strict=True,
-        )
         try:
+            self._triton = Triton(config=config, workspace=self._short_workspace())
+            self._triton.bind(
+                model_name=TRITON_MODEL_NAME,
+                infer_func=batch(self._infer_rows),
+                inputs=[Tensor(name="request", dtype=bytes, shape=(1,))],
+                outputs=[Tensor(name="result", dtype=bytes, shape=(1,))],
+                config=ModelConfig(
+                    max_batch_size=self.settings.max_batch_size,
+                    batcher=DynamicBatcher(max_queue_delay_microseconds=self.settings.max_queue_delay_us),
+                ),
+                strict=True,
+            )
             self._triton.run()
-        except Exception:
+        except BaseException:
             self.stop()
             raise
         return self
@@ -123,8 +126,25 @@ class TritonBinding:
         behind), and any tritonserver/stub child still alive afterwards is killed.
         """
         triton, self._triton = self._triton, None
-        if triton is None:
-            return
+        try:
+            if triton is not None:
+                self._stop_triton(triton)
+        finally:
+            if self._workspace_root is not None:
+                shutil.rmtree(self._workspace_root, ignore_errors=True)
+                self._workspace_root = None
+
+    def _short_workspace(self) -> str | None:
+        """A workspace under the temp dir, unless PYTRITON_HOME is set: PyTriton's default,
+        ~/.cache/pytriton/workspace_*, holds AF_UNIX sockets, and a long HOME pushed their paths
+        past the kernel's 108-byte limit ("AF_UNIX path too long", the model never loaded)."""
+        if os.environ.get("PYTRITON_HOME"):
+            return None
+        self._workspace_root = tempfile.mkdtemp(prefix="nemo-triton-")
+        return os.path.join(self._workspace_root, "ws")  # PyTriton creates it and refuses an existing one
+
+    @staticmethod
+    def _stop_triton(triton) -> None:
         children = _triton_children()
         try:
             triton._model_manager.clean()  # pytriton has no public "unload all models" call
