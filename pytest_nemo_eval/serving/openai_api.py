@@ -17,6 +17,7 @@ from typing import Any, Callable
 
 from flask import Flask, Response, jsonify, request
 from pydantic import ValidationError
+from werkzeug.exceptions import HTTPException
 
 from pytest_nemo_eval.serving.chat_template import render_chat
 from pytest_nemo_eval.serving.engine import GenerationRequest, GenerationResult, TokenLogprob
@@ -52,13 +53,15 @@ def create_app(served: ServedModel) -> Flask:
     def _openai_error(exc: OpenAIError) -> tuple[Response, int]:
         return jsonify(exc.body()), exc.status
 
-    @app.errorhandler(404)
-    def _not_found(_exc) -> tuple[Response, int]:
-        return _openai_error(OpenAIError(404, f"No route {request.method} {request.path}; see /v1/models.", code="not_found"))
-
-    @app.errorhandler(405)
-    def _bad_method(_exc) -> tuple[Response, int]:
-        return _openai_error(OpenAIError(405, f"{request.method} is not allowed on {request.path}.", code="method_not_allowed"))
+    @app.errorhandler(HTTPException)
+    def _http_error(exc: HTTPException) -> tuple[Response, int]:
+        status = exc.code or 500
+        if status == 404:
+            message = (f"No route {request.method} {request.path}; this server has /v1/completions, "
+                       "/v1/chat/completions, /v1/models and /v1/health.")
+        else:
+            message = f"{exc.name}: {exc.description}"
+        return _openai_error(OpenAIError(status, message, code=exc.name.lower().replace(" ", "_")))
 
     @app.errorhandler(Exception)
     def _server_fault(exc: Exception) -> tuple[Response, int]:
