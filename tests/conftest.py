@@ -7,11 +7,20 @@ megatron-core on the CPU (then cached on disk), and the deployment is a real
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
 
 pytest_plugins = ["pytester"]
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """Pin the demo-checkpoint cache before pytester points HOME at a temp dir:
+    inner pytest runs and their deployments must reuse the trained demo, not retrain it."""
+    from pytest_nemo_eval.checkpoint.demo import CACHE_ENV, default_cache_dir
+
+    os.environ[CACHE_ENV] = str(default_cache_dir())
 
 
 @pytest.fixture(scope="session")
