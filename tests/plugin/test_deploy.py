@@ -1,0 +1,85 @@
+"""The plugin deploys the checkpoint itself: once per run, also under `-n 2`, and
+always tears it down (also after Ctrl-C). These are the only plugin tests that
+deploy; the others share the `demo_deployment` server."""
+
+from __future__ import annotations
+
+import json
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import time
+
+import psutil
+import requests
+
+from .inner_run import REPO, junit_cases, junit_suite_properties
+
+SMOKE_LIMIT = "10"
+
+
+def deployments(out_dir) -> list[dict]:
+    log = out_dir / "deployments.log"
+    return [json.loads(line) for line in log.read_text().splitlines()] if log.exists() else []
+
+
+def assert_down(url: str) -> None:
+    try:
+        requests.get(f"{url}/v1/models", timeout=5)
+    except requests.ConnectionError:
+        return
+    raise AssertionError(f"deployment {url} still answers after the run")
+
+
+def test_xdist_deploys_once_and_workers_share_it(run_inner, pytester, demo_checkpoint):
+    shutil.copy(REPO / "suites" / "smoke.yaml", pytester.path / "smoke.yaml")
+    result = run_inner("smoke.yaml", "--nemo-checkpoint=demo", "-n", "2", "-v",
+                       f"--nemo-limit-samples={SMOKE_LIMIT}", subprocess=True)
+    result.assert_outcomes(passed=4)
+    output = result.stdout.str()
+    assert re.search(r"\[gw0\].* PASSED", output) and re.search(r"\[gw1\].* PASSED", output)  # both workers ran some
+    (deployment,) = deployments(pytester.path / "nemo-out")  # exactly one deployment line
+    suite_props = junit_suite_properties(pytester.path / "junit.xml")
+    assert suite_props["nemo.deployments"] == "1"
+    assert suite_props["nemo.checkpoint"] == str(demo_checkpoint)
+    assert len(suite_props["nemo.checkpoint_sha256"]) == 64
+    cases = junit_cases(pytester.path / "junit.xml")
+    assert {status for status, _ in cases.values()} == {"passed"} and len(cases) == 4
+    for _, props in cases.values():  # properties survive the trip from the workers
+        assert props["nemo.samples"] == SMOKE_LIMIT and "nemo.proxy.requests" in props
+    assert_down(deployment["url"])
+
+
+def test_serial_deploy_is_torn_down_after_ctrl_c(pytester):
+    """Ctrl-C while a benchmark runs: the run stops, the deployment and the harness are gone."""
+    pytester.path.joinpath("slow.yaml").write_text(
+        "defaults: {runtime: local, parallelism: 1}\n"
+        "benchmarks:\n  - {name: slow, harness: builtin, task: demo_addition_code}\n"
+    )
+    out_dir = pytester.path / "nemo-out"
+    process = subprocess.Popen(
+        [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "slow.yaml", "--nemo-checkpoint=demo",
+         f"--nemo-output-dir={out_dir}", "--nemo-cache=off"],
+        cwd=pytester.path, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+    )
+    try:
+        deadline = time.monotonic() + 300
+        while not deployments(out_dir) or not (out_dir / "runs" / "slow.slow" / "harness.log").exists():
+            assert process.poll() is None, process.stdout.read()
+            assert time.monotonic() < deadline, "the benchmark never started"
+            time.sleep(0.2)
+        time.sleep(1.0)  # the harness is sending requests now
+        children = psutil.Process(process.pid).children(recursive=True)  # deployment + harness processes
+        assert len(children) >= 2
+        process.send_signal(signal.SIGINT)
+        output, _ = process.communicate(timeout=120)
+    finally:
+        if process.poll() is None:
+            process.kill()
+    assert process.returncode == 2, output  # pytest's "interrupted"
+    assert "KeyboardInterrupt" in output
+    assert_down(deployments(out_dir)[0]["url"])
+    alive = [c for c in children if c.is_running() and c.status() != psutil.STATUS_ZOMBIE]
+    assert not alive, f"left running after Ctrl-C: {[c.cmdline() for c in alive]}"
