@@ -37,10 +37,17 @@ class ServerThread:
         server.task_dispatcher.shutdown(cancel_pending=True, timeout=grace_s)
         if self._thread.is_alive():
             # Sockets belong to the I/O loop's thread: close them there, then its loop ends.
-            server.trigger.pull_trigger(lambda: _close_all(server))
+            try:
+                server.trigger.pull_trigger(lambda: _close_all(server))
+            except OSError:
+                # Waitress closes its trigger itself when poll reports the pipe hung up or invalid
+                # (seen once in CI: EBADF here); its loop is then ending on its own.
+                pass
             self._thread.join(timeout=grace_s)
-        else:
-            _close_all(server)
+        # Whatever is still open: nothing after a normal stop; without a trigger, the listening
+        # socket and channels, and the loop then finds its map empty at its next poll timeout.
+        _close_all(server)
+        self._thread.join(timeout=grace_s)
 
 
 def _close_all(server) -> None:
