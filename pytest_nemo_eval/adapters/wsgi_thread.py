@@ -47,7 +47,8 @@ class ServerThread:
         # Whatever is still open: nothing after a normal stop; without a trigger, the listening
         # socket and channels, and the loop then finds its map empty at its next poll timeout.
         _close_all(server)
-        self._thread.join(timeout=grace_s)
+        if self._thread.ident is not None:  # started (a stack that failed to start stops it unstarted)
+            self._thread.join(timeout=grace_s)
 
 
 def _close_all(server) -> None:

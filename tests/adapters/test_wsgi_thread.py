@@ -36,3 +36,10 @@ def test_normal_stop_is_idempotent_and_frees_the_port():
     server.stop()
     server.stop()
     assert not server.is_alive() and _refuses(server.url)
+
+
+def test_stop_before_start_frees_the_bound_port():
+    """A serving stack that fails to start stops its HTTP front, which bound but never served."""
+    server = ServerThread(_hello, host="127.0.0.1", port=0, threads=2, name="test-wsgi")
+    server.stop()
+    assert not server.is_alive() and _refuses(server.url)
