@@ -12,7 +12,6 @@ import sys
 import time
 
 import psutil
-import pytest
 
 from pytest_nemo_eval.report.cli import main as report_main
 from .inner_run import LIMIT, REPO, junit_cases, junit_suite_properties
