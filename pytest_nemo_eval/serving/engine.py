@@ -1,11 +1,22 @@
-"""Batched text generation with exact logprobs on a megatron-core GPTModel.
+"""Continuous (in-flight) batched generation with exact logprobs on a megatron-core GPTModel.
 
-One `generate` call runs one batch: prompts are left-padded to a common length
-and run through the model once (prefill), then one token per step is decoded
-with megatron-core's StaticInferenceContext KV cache (it runs on CPU with the
-checkpoint.cpu_compat shims). Padding is masked out of attention, so each row
-equals the same request run alone (RoPE depends only on relative positions;
-learned absolute positions are given per row).
+Requests are not grouped into fixed batches. One scheduler thread runs one
+decode step at a time for every active request and, between steps, admits
+waiting requests (their prompts prefilled together in one forward) and retires
+finished ones. A request that arrives mid-decode joins the running batch at the
+next step instead of waiting for the batch to end: that keeps the batch full
+when many clients send at staggered times. Fixed batches measured 5-6 rows of 16
+at 16 clients; see benchmarks/bench_serving.py.
+
+KV cache: one megatron-core StaticInferenceContext of `slots` rows over a shared
+timeline of positions. Every decode step writes position `cur` of every row. A
+request admitted at `cur` has its prompt's keys/values placed at [cur-L, cur) of
+its slot, so its own positions stay contiguous. megatron-core caches keys before
+RoPE and rotates them by timeline position when reading, and RoPE depends only
+on relative positions, so a row computes exactly what the same request computes
+alone (learned absolute positions are passed per row). Everything before a
+row's start is masked out. When the timeline has no room for the next request,
+admission pauses until the active rows finish; then the timeline starts again at 0.
 
 Logprobs are log-softmax of the model's raw logits over the tokenizer's real
 vocabulary (the padded tail of the embedding table is excluded), before any
@@ -14,8 +25,10 @@ temperature or top-k/top-p processing; they equal a direct forward pass.
 
 from __future__ import annotations
 
+import logging
 import threading
-from pathlib import Path
+from collections import deque
+from concurrent.futures import Future
 from typing import Literal
 
 import torch
@@ -23,6 +36,7 @@ from pydantic import BaseModel, Field
 
 from .sampling import TokenSampler
 
+LOGGER = logging.getLogger(__name__)
 MAX_TOP_LOGPROBS = 20
 
 
@@ -36,6 +50,7 @@ class GenerationRequest(BaseModel):
     stop: list[str] = Field(default_factory=list)
     logprobs: int | None = Field(None, ge=0, le=MAX_TOP_LOGPROBS)
     echo: bool = False
+    ignore_eos: bool = False  # generate exactly max_tokens (as vLLM's option): load tests with equal work per request
 
 
 class TokenLogprob(BaseModel):
@@ -53,16 +68,40 @@ class GenerationResult(BaseModel):
     output_logprobs: list[TokenLogprob] | None = None
 
 
-class _Row:
-    """Decoding state of one request in the batch."""
+class EngineStats(BaseModel):
+    """How full the running batch was: `mean_active_rows` near `slots` means batching works."""
 
-    def __init__(self, request: GenerationRequest, pad: int) -> None:
-        self.request, self.pad = request, pad
+    slots: int
+    decode_steps: int = 0
+    decoded_rows: int = 0  # sum over decode steps of the rows decoded together
+    prefills: int = 0
+    prefilled_rows: int = 0
+    timeline_restarts: int = 0
+
+    @property
+    def mean_active_rows(self) -> float:
+        return self.decoded_rows / self.decode_steps if self.decode_steps else 0.0
+
+
+class EngineClosed(RuntimeError):
+    """The engine stopped before this request finished."""
+
+
+class _Row:
+    """Decoding state of one request, from admission to its result."""
+
+    def __init__(self, request: GenerationRequest) -> None:
+        self.request = request
         self.sampler = TokenSampler(request.temperature, request.top_p, request.top_k, request.seed)
         self.output_ids: list[int] = []
         self.logprobs: list[TokenLogprob] = []
+        self.prompt_logprobs: list[TokenLogprob | None] | None = None
         self.finish_reason: Literal["stop", "length"] | None = None if request.max_tokens > 0 else "length"
         self.text = ""
+        self.slot: int | None = None  # its row of the KV cache while it decodes
+        self.start = 0  # the timeline position of its first prompt token
+        self.next_token = 0  # the token to feed at the next decode step
+        self.future: Future[GenerationResult] = Future()
 
     @property
     def done(self) -> bool:
@@ -70,19 +109,31 @@ class _Row:
 
 
 class GenerationEngine:
-    """Generates for a batch of tokenized requests; `generate` is thread-safe (one batch at a time)."""
+    """Generates for tokenized requests; `generate` is thread-safe and may be called from many threads at once."""
 
-    def __init__(self, checkpoint) -> None:
+    def __init__(self, checkpoint, *, slots: int = 16, timeline: int | None = None, admit_every: int = 4) -> None:
         self.model = checkpoint.model
         self.tokenizer = checkpoint.tokenizer
         self.model_id: str = checkpoint.model_id
         self.max_context: int = checkpoint.config.seq_length
         self.device: torch.device = checkpoint.device
         self.vocab_size: int = self.tokenizer.vocab_size
-        self._absolute_positions = checkpoint.config.position_embedding_type == "learned_absolute"
-        self._lock = threading.Lock()
+        self.slots = slots
+        self.admit_every = admit_every
+        self.timeline = timeline or self.max_context
+        if self.timeline < self.max_context:
+            raise ValueError(f"timeline={self.timeline} is shorter than the model's context of {self.max_context}.")
+        self._cond = threading.Condition()
+        self._waiting: deque[_Row] = deque()
+        self._active: dict[int, _Row] = {}  # slot -> row; only the scheduler thread changes it
+        self._cur = 0  # the next timeline position a decode step writes
+        self._steps_since_admission = 0
+        self._cache = None  # StaticInferenceContext(slots, timeline), allocated at the first prefill
+        self._thread: threading.Thread | None = None
+        self._closed = False
+        self._stats = EngineStats(slots=slots)
 
-    # -- validation ---------------------------------------------------------
+    # -- the public calls -----------------------------------------------------
     def validate(self, request: GenerationRequest) -> None:
         """ValueError (an HTTP 400 upstream) for a request this model cannot serve."""
         if not request.prompt_ids:
@@ -97,59 +148,185 @@ class GenerationEngine:
                 f"tokens, more than this model's context of {self.max_context}; shorten the prompt or lower max_tokens."
             )
 
-    # -- the public call ----------------------------------------------------
     def generate(self, requests: list[GenerationRequest]) -> list[GenerationResult]:
+        """Results in request order; blocks until every one is done (they join the running batch)."""
+        return [future.result() for future in self.submit(requests)]
+
+    def submit(self, requests: list[GenerationRequest]) -> list[Future[GenerationResult]]:
+        """Queue the requests and return at once; each future ends with its result or the error that failed it."""
         for request in requests:
             self.validate(request)
-        if not requests:
-            return []
-        with self._lock, torch.inference_mode():
-            return self._generate(requests)
+        rows = [_Row(request) for request in requests]
+        with self._cond:
+            if self._closed:
+                raise EngineClosed("The generation engine is closed.")
+            if self._thread is None:
+                self._thread = threading.Thread(target=self._schedule, name="nemo-eval-engine", daemon=True)
+                self._thread.start()
+            self._waiting.extend(rows)
+            self._cond.notify()
+        return [row.future for row in rows]
 
-    def _generate(self, requests: list[GenerationRequest]) -> list[GenerationResult]:
+    def stats(self) -> EngineStats:
+        return self._stats.model_copy()
+
+    def close(self) -> None:
+        """Stop the scheduler; requests not finished yet fail with EngineClosed. Idempotent."""
+        with self._cond:
+            self._closed = True
+            self._cond.notify_all()
+            thread = self._thread
+        if thread is not None:
+            thread.join()
+
+    # -- the scheduler thread -------------------------------------------------
+    def _schedule(self) -> None:
+        while True:
+            with self._cond:
+                while not (self._waiting or self._active or self._closed):
+                    self._cond.wait()
+                if self._closed:
+                    break
+                admitted = self._admit() if self._admission_due() else []
+            try:
+                with torch.inference_mode():
+                    if admitted:
+                        self._prefill(admitted)
+                    if self._active:
+                        self._decode_step()
+            except Exception as exc:  # a failed forward fails every request in it; the engine keeps serving
+                LOGGER.exception("generation step failed")
+                self._fail([*admitted, *self._active.values()], exc)
+                self._active.clear()
+        with self._cond:
+            leftovers, self._waiting = [*self._waiting, *self._active.values()], deque()
+        self._active.clear()
+        self._fail(leftovers, EngineClosed("The generation engine was closed before this request finished."))
+
+    def _admission_due(self) -> bool:
+        """A prefill costs about one decode step, so waiting rows are let in together: at once when nothing
+        runs or they fill every free slot, otherwise every `admit_every` steps (bounding their wait)."""
+        if not self._waiting:
+            return False
+        free = self.slots - len(self._active)
+        return not self._active or len(self._waiting) >= free or self._steps_since_admission >= self.admit_every
+
+    def _admit(self) -> list[_Row]:
+        """Take waiting rows in arrival order while they fit: a free slot for rows that generate and
+        timeline room for their prompt before `cur` and their tokens after it. The first row that does
+        not fit stops admission, so none is overtaken forever; with nothing active the timeline restarts."""
+        fresh = not self._active
+        if fresh and self._cur:
+            self._cur = 0
+            self._stats.timeline_restarts += 1
+        free = [slot for slot in range(self.slots) if slot not in self._active]
+        admitted: list[_Row] = []
+        cur, longest_output = self._cur, 0
+        while self._waiting and len(admitted) < self.slots:
+            row = self._waiting[0]
+            if row.request.max_tokens > 0:
+                prompt = len(row.request.prompt_ids)
+                start_cur = max(cur, prompt) if fresh else cur
+                output = max(longest_output, row.request.max_tokens)
+                if not free or prompt > start_cur or start_cur + output > self.timeline:
+                    break
+                cur, longest_output = start_cur, output
+                row.slot = free.pop(0)
+            admitted.append(self._waiting.popleft())
+        self._cur = cur
+        if admitted:
+            self._steps_since_admission = 0
+        return admitted
+
+    def _prefill(self, rows: list[_Row]) -> None:
+        """Run the new prompts in one left-padded forward, choose their first tokens, and move the
+        keys/values of the rows that go on decoding into their slots at [cur - width, cur)."""
         from megatron.core.inference.contexts import StaticInferenceContext
 
-        width = max(len(r.prompt_ids) for r in requests)
-        steps = max(r.max_tokens for r in requests)
-        rows = [_Row(r, width - len(r.prompt_ids)) for r in requests]
+        width = max(len(row.request.prompt_ids) for row in rows)
+        pads = torch.tensor([width - len(row.request.prompt_ids) for row in rows])
         tokens = torch.full((len(rows), width), self.tokenizer.eos_id, dtype=torch.long)
         for i, row in enumerate(rows):
-            tokens[i, row.pad:] = torch.tensor(row.request.prompt_ids)
-        total = width + steps
-        key_valid = torch.arange(total)[None, :] >= torch.tensor([row.pad for row in rows])[:, None]
-        context = StaticInferenceContext(len(rows), total)
-        context.materialize_only_last_token_logits = not any(r.echo for r in requests)
+            tokens[i, int(pads[i]):] = torch.tensor(row.request.prompt_ids)
+        keys = torch.arange(width)
+        mask = (keys[None, :] > keys[:, None])[None, None] | (keys[None, :] < pads[:, None])[:, None, None, :]
+        scratch = StaticInferenceContext(len(rows), width)
+        scratch.materialize_only_last_token_logits = not any(row.request.echo for row in rows)
+        logits = self._forward(tokens, (keys[None, :] - pads[:, None]).clamp(min=0), mask, scratch)
+        self._stats.prefills += 1
+        self._stats.prefilled_rows += len(rows)
 
-        logits = self._forward(tokens, 0, key_valid, context)
-        prompt_logprobs = [
-            self._prompt_logprobs(row, logits[i]) if row.request.echo else None for i, row in enumerate(rows)
-        ]
-        last = logits[:, -1]
-        for step in range(steps):
-            next_ids = [self._advance(row, last[i]) for i, row in enumerate(rows)]
-            if all(row.done for row in rows):
-                break
-            context.enable_decode_mode()
-            last = self._forward(torch.tensor(next_ids)[:, None], width + step, key_valid, context)[:, -1]
-        return [self._result(row, prompt_logprobs[i]) for i, row in enumerate(rows)]
+        staying: list[tuple[int, _Row]] = []
+        for i, row in enumerate(rows):
+            if row.request.echo:
+                row.prompt_logprobs = self._prompt_logprobs(row, logits[i, int(pads[i]):])
+            self._advance_or_fail(row, logits[i, -1])
+            if row.done or row.future.done():
+                self._finish(row)
+            else:
+                staying.append((i, row))
+        if staying:
+            self._store_prefill(scratch, staying, width)
+
+    def _store_prefill(self, scratch, staying: list[tuple[int, _Row]], width: int) -> None:
+        cache = self._kv_cache(scratch)
+        source = torch.tensor([i for i, _ in staying], device=self.device)
+        target = torch.tensor([row.slot for _, row in staying], device=self.device)
+        for layer, (keys, values) in scratch.key_value_memory_dict.items():
+            cache_keys, cache_values = cache.key_value_memory_dict[layer]
+            cache_keys[self._cur - width : self._cur, target] = keys[:width, source]
+            cache_values[self._cur - width : self._cur, target] = values[:width, source]
+        for i, row in staying:
+            row.start = self._cur - len(row.request.prompt_ids)
+            self._active[row.slot] = row
+
+    def _kv_cache(self, scratch):
+        """The slots x timeline cache, zero-filled so positions no row ever wrote are finite (masked
+        scores times NaN values would still give NaN); shaped like megatron-core's own buffers."""
+        from megatron.core.inference.contexts import StaticInferenceContext
+
+        if self._cache is None:
+            cache = StaticInferenceContext(self.slots, self.timeline)
+            for layer, (keys, values) in scratch.key_value_memory_dict.items():
+                cache.key_value_memory_dict[layer] = (
+                    keys.new_zeros((self.timeline, self.slots, *keys.shape[2:])),
+                    values.new_zeros((self.timeline, self.slots, *values.shape[2:])),
+                )
+            self._cache = cache
+        return self._cache
+
+    def _decode_step(self) -> None:
+        """Feed every active row's last token at position `cur`; empty slots below the highest active
+        one ride along attending only to themselves."""
+        rows = self._active
+        width = max(rows) + 1
+        cur = self._cur
+        tokens = torch.full((width, 1), self.tokenizer.eos_id, dtype=torch.long)
+        starts = torch.full((width,), cur, dtype=torch.long)
+        for slot, row in rows.items():
+            tokens[slot, 0], starts[slot] = row.next_token, row.start
+        mask = (torch.arange(cur + 1)[None, :] < starts[:, None])[:, None, None, :]
+        cache = self._cache
+        cache.sequence_len_offset, cache.batch_size_offset = cur, 0
+        cache.enable_decode_mode()
+        logits = self._forward(tokens, (cur - starts)[:, None], mask, cache)[:, -1]
+        self._cur = cur + 1
+        self._steps_since_admission += 1
+        self._stats.decode_steps += 1
+        self._stats.decoded_rows += len(rows)
+        for slot, row in list(rows.items()):
+            self._advance_or_fail(row, logits[slot])
+            if row.done or row.future.done():
+                del rows[slot]
+                self._finish(row)
 
     # -- model --------------------------------------------------------------
-    def _forward(self, tokens: torch.Tensor, start: int, key_valid: torch.Tensor, context) -> torch.Tensor:
-        """fp32 logits over the real vocabulary for `tokens` placed at positions start.. of the cache."""
-        batch, length = tokens.shape
-        end = start + length
-        query = torch.arange(start, end)[:, None]
-        keys = torch.arange(end)[None, :]
-        mask = (keys > query)[None, None] | ~key_valid[:, None, None, :end]
-        positions = torch.arange(start, end)[None, :].expand(batch, -1)
-        if self._absolute_positions:
-            pads = (~key_valid[:, :end]).sum(dim=1, keepdim=True)
-            positions = (positions - pads).clamp(min=0)
+    def _forward(self, tokens: torch.Tensor, positions: torch.Tensor, mask: torch.Tensor, context) -> torch.Tensor:
+        """fp32 logits over the real vocabulary; `mask` is True where attention is not allowed."""
         logits = self.model(
             tokens.to(self.device), positions.to(self.device), mask.to(self.device),
             inference_context=context, runtime_gather_output=True,
         )
-        context.sequence_len_offset += length
         return logits[..., : self.vocab_size].float().cpu()
 
     # -- per-row bookkeeping -------------------------------------------------
@@ -164,21 +341,29 @@ class GenerationEngine:
         )
 
     def _prompt_logprobs(self, row: _Row, logits: torch.Tensor) -> list[TokenLogprob | None]:
-        """Logprob of each prompt token given the ones before it; the first has none."""
+        """Logprob of each prompt token given the ones before it (`logits` starts at the first); the first has none."""
         ids = row.request.prompt_ids
-        log_probs = torch.log_softmax(logits[row.pad : row.pad + len(ids) - 1], dim=-1)
+        log_probs = torch.log_softmax(logits[: len(ids) - 1], dim=-1)
         return [None] + [
             self._token_logprob(log_probs[j], ids[j + 1], row.request.logprobs) for j in range(len(ids) - 1)
         ]
 
-    def _advance(self, row: _Row, logits: torch.Tensor) -> int:
-        """Choose this row's next token and update its finish state; returns the token to feed next."""
+    def _advance_or_fail(self, row: _Row, logits: torch.Tensor) -> None:
+        """Choose the row's next token; a fault in one row (say, a sampler error) fails that request alone."""
         if row.done:
-            return self.tokenizer.eos_id
+            return
+        try:
+            self._advance(row, logits)
+        except Exception as exc:
+            LOGGER.exception("choosing the next token failed")
+            row.future.set_exception(exc)
+
+    def _advance(self, row: _Row, logits: torch.Tensor) -> None:
         token = row.sampler.choose(logits)
-        if token == self.tokenizer.eos_id:
+        row.next_token = token
+        if token == self.tokenizer.eos_id and not row.request.ignore_eos:
             row.finish_reason = "stop"
-            return token
+            return
         row.output_ids.append(token)
         if row.request.logprobs is not None:
             row.logprobs.append(self._token_logprob(torch.log_softmax(logits, dim=-1), token, row.request.logprobs))
@@ -187,7 +372,6 @@ class GenerationEngine:
             row.finish_reason = "stop"
         elif len(row.output_ids) >= row.request.max_tokens:
             row.finish_reason = "length"
-        return token
 
     def _cut_at_stop(self, row: _Row) -> bool:
         """Truncate the output before the earliest stop string; True when one occurred."""
@@ -202,16 +386,17 @@ class GenerationEngine:
         row.text = row.text[:cut]
         return True
 
-    def _result(self, row: _Row, prompt_logprobs) -> GenerationResult:
-        return GenerationResult(
+    def _finish(self, row: _Row) -> None:
+        if row.future.done():  # already failed alone
+            return
+        row.future.set_result(GenerationResult(
             output_ids=row.output_ids, text=row.text, finish_reason=row.finish_reason or "length",
-            prompt_logprobs=prompt_logprobs,
+            prompt_logprobs=row.prompt_logprobs,
             output_logprobs=row.logprobs if row.request.logprobs is not None else None,
-        )
+        ))
 
-
-def load_engine(checkpoint_path: str | Path, device=None, **load_options) -> GenerationEngine:
-    """Load a NeMo 2.0 checkpoint and wrap it in a GenerationEngine."""
-    from pytest_nemo_eval.checkpoint.loader import load_checkpoint
-
-    return GenerationEngine(load_checkpoint(checkpoint_path, device=device, **load_options))
+    @staticmethod
+    def _fail(rows: list[_Row], exc: BaseException) -> None:
+        for row in rows:
+            if not row.future.done():
+                row.future.set_exception(exc)

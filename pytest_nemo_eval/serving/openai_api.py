@@ -172,7 +172,8 @@ def _max_tokens(requested: int | None, default: int | None, prompts: list[list[i
 def _generation_request(ids: list[int], body: SamplingParams, max_tokens: int, logprobs: int | None,
                         echo: bool) -> GenerationRequest:
     return GenerationRequest(prompt_ids=ids, max_tokens=max_tokens, temperature=body.temperature, top_p=body.top_p,
-                             top_k=body.top_k, seed=body.seed, stop=body.stop_list(), logprobs=logprobs, echo=echo)
+                             top_k=body.top_k, seed=body.seed, stop=body.stop_list(), logprobs=logprobs, echo=echo,
+                             ignore_eos=body.ignore_eos)
 
 
 def _run(served: ServedModel, requests: list[GenerationRequest]) -> list[GenerationResult]:

@@ -46,6 +46,7 @@ class SamplingParams(BaseModel):
     stop: str | list[str] | None = None
     n: int = 1
     stream: bool = False
+    ignore_eos: bool = False  # vLLM's extension: keep generating past the end-of-sequence token
 
     @field_validator("n")
     @classmethod
