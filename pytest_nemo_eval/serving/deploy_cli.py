@@ -42,9 +42,9 @@ def build_parser(prog: str) -> argparse.ArgumentParser:
     parser.add_argument("--nemo-checkpoint", required=True, metavar="PATH", help="NeMo 2.0 checkpoint directory")
     parser.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
     parser.add_argument("--port", type=int, default=8080, help="HTTP port; 0 picks a free one (default 8080)")
-    parser.add_argument("--max-batch-size", type=int, default=16, help="dynamic batching: most requests per engine call")
+    parser.add_argument("--max-batch-size", type=int, default=16, help="most requests decoding together (in-flight batch slots; also Triton's batch limit)")
     parser.add_argument("--max-queue-delay-us", type=int, default=2000,
-                        help="dynamic batching: how long a request may wait for others to join its batch")
+                        help="Triton dynamic batching: how long a request may wait for others to travel with it")
     parser.add_argument("--tensor-parallel", type=int, default=1, help="tensor parallel size (GPUs)")
     parser.add_argument("--pipeline-parallel", type=int, default=1, help="pipeline parallel size (GPUs)")
     parser.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")

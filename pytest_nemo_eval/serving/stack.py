@@ -1,4 +1,4 @@
-"""The whole serving stack in one process: engine -> PyTriton (dynamic batching) -> OpenAI HTTP front.
+"""The whole serving stack in one process: engine (in-flight batching) -> PyTriton (dynamic batching) -> OpenAI HTTP front.
 
 `nemo-eval deploy` runs one of these; in-process users (benchmarks) may too.
 Start order is cheap-to-fail first (the HTTP port is bound before the model
@@ -26,6 +26,7 @@ class ServingStack:
         self._http: ServerThread | None = None
         self._binding: TritonBinding | None = None
         self._client: TritonGenerateClient | None = None
+        self._engine = None
 
     @property
     def url(self) -> str:
@@ -44,12 +45,12 @@ class ServingStack:
                                       name="nemo-eval-openai")
             loaded = load_checkpoint(s.checkpoint, device=None if s.device == "auto" else s.device,
                                      tensor_parallel=s.tensor_parallel, pipeline_parallel=s.pipeline_parallel)
-            engine = GenerationEngine(loaded)
+            engine = self._engine = GenerationEngine(loaded, slots=s.max_batch_size)
             served.model_id, served.tokenizer, served.max_context = loaded.model_id, engine.tokenizer, engine.max_context
             self.model_id = loaded.model_id
             batching = BatchingSettings(max_batch_size=s.max_batch_size, max_queue_delay_us=s.max_queue_delay_us)
             self._binding = TritonBinding(engine, batching).start()
-            self._client = TritonGenerateClient(self._binding.http_url, max_batch_size=s.max_batch_size)
+            self._client = TritonGenerateClient(self._binding.http_url)
             self._http.start()
         except BaseException:
             self.stop()
@@ -61,11 +62,18 @@ class ServingStack:
         return self._client.generate(requests)
 
     def _stats(self) -> dict:
-        return {"batching": self._binding.stats().model_dump()} if self._binding else {}
+        stats = {}
+        if self._binding:
+            stats["batching"] = self._binding.stats().model_dump()
+        if self._engine:
+            engine = self._engine.stats()
+            stats["engine"] = {**engine.model_dump(), "mean_active_rows": round(engine.mean_active_rows, 2)}
+        return stats
 
     def stop(self) -> None:
-        """Stop the HTTP front, the Triton clients and tritonserver; idempotent."""
+        """Stop the HTTP front, the Triton clients, tritonserver and the engine; idempotent."""
         http, self._http = self._http, None
+        engine, self._engine = self._engine, None
         client, self._client = self._client, None
         binding, self._binding = self._binding, None
         if http is not None:
@@ -74,3 +82,5 @@ class ServingStack:
             client.close()
         if binding is not None:
             binding.stop()
+        if engine is not None:
+            engine.close()

@@ -1,14 +1,25 @@
-"""Bind a GenerationEngine to NVIDIA PyTriton with dynamic batching.
+"""Bind a GenerationEngine to NVIDIA PyTriton: dynamic batching in front of in-flight batching.
 
-Wire format: one BYTES input ``request`` per row holding the JSON of a
-GenerationRequest, one BYTES output ``result`` holding the JSON of a
-GenerationResult (or ``{"error": "...", "kind": "..."}`` when that one request failed). Every
-per-request parameter (temperature, stop, logprobs, ...) thus travels inside
-the row, and Triton's dynamic batcher may group any requests together.
+Wire format: input ``requests`` and output ``results`` are BYTES vectors, one
+cell per generation: the JSON of a GenerationRequest in, the JSON of a
+GenerationResult out (or ``{"error": "...", "kind": "..."}`` when that one
+request failed). Every per-request parameter (temperature, stop, logprobs, ...)
+thus travels inside its cell, and Triton's dynamic batcher may group any
+requests together.
+
+The model is *decoupled*: Triton hands a batch to the inference callable and
+goes on to the next without waiting for the answer, and the callable is a
+coroutine that submits the rows to the engine and awaits them. So any number of
+batches are in flight at once and their rows join the engine's running batch
+(engine.py); a coupled model would hold every new batch in Triton's queue until
+the previous one had generated its last token. Triton serves decoupled models
+over gRPC streams and over HTTP's ``/v2/models/<name>/generate``, which
+triton_client.py uses.
 """
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import os
@@ -17,6 +28,7 @@ import sysconfig
 import tempfile
 import threading
 from collections import Counter
+from concurrent.futures import Future
 from typing import Protocol
 
 import numpy as np
@@ -31,18 +43,18 @@ LOGGER = logging.getLogger(__name__)
 class Engine(Protocol):
     """The part of serving.engine.GenerationEngine the binding needs."""
 
-    def generate(self, requests: list) -> list: ...
+    def submit(self, requests: list) -> list[Future]: ...
 
 
 class BatchingSettings(BaseModel):
-    """Triton dynamic batcher knobs: how many rows per engine call, how long to wait for more."""
+    """Triton dynamic batcher knobs: how many requests per callable call, how long to wait for more."""
 
     max_batch_size: int = 16
     max_queue_delay_us: int = 2000
 
 
 class BatchStats(BaseModel):
-    """How the dynamic batcher grouped requests: proof that batching happened."""
+    """How Triton's dynamic batcher grouped requests into callable calls."""
 
     batches: int = 0
     requests: int = 0
@@ -87,7 +99,6 @@ class TritonBinding:
 
     # -- lifecycle ---------------------------------------------------------
     def start(self) -> "TritonBinding":
-        from pytriton.decorators import batch
         from pytriton.model_config import DynamicBatcher, ModelConfig, Tensor
         from pytriton.triton import Triton, TritonConfig
 
@@ -103,12 +114,13 @@ class TritonBinding:
             self._triton = Triton(config=config, workspace=self._short_workspace())
             self._triton.bind(
                 model_name=TRITON_MODEL_NAME,
-                infer_func=batch(self._infer_rows),
-                inputs=[Tensor(name="request", dtype=bytes, shape=(1,))],
-                outputs=[Tensor(name="result", dtype=bytes, shape=(1,))],
+                infer_func=self._infer,
+                inputs=[Tensor(name="requests", dtype=bytes, shape=(-1,))],
+                outputs=[Tensor(name="results", dtype=bytes, shape=(-1,))],
                 config=ModelConfig(
                     max_batch_size=self.settings.max_batch_size,
                     batcher=DynamicBatcher(max_queue_delay_microseconds=self.settings.max_queue_delay_us),
+                    decoupled=True,
                 ),
                 strict=True,
             )
@@ -172,35 +184,36 @@ class TritonBinding:
         )
 
     # -- the inference callable --------------------------------------------
-    def _infer_rows(self, request: np.ndarray) -> dict[str, np.ndarray]:
-        """One Triton batch -> one engine call; a failing request fails alone, not its batch."""
+    async def _infer(self, requests: list) -> list[dict[str, np.ndarray]]:
+        """One Triton batch: every cell of every request goes to the engine; answers come as they finish."""
+        with self._stats_lock:
+            self._batch_sizes[len(requests)] += 1
+        pending = [[self._submit(bytes(cell)) for cell in request.data["requests"].reshape(-1)] for request in requests]
+        return [
+            {"results": np.array([[await _answer(cell) for cell in cells]], dtype=np.object_)} for cells in pending
+        ]
+
+    def _submit(self, raw: bytes) -> Future | bytes:
+        """The engine's future for one cell, or the error answer when it cannot be submitted."""
         from pytest_nemo_eval.serving.engine import GenerationRequest
 
-        rows = [bytes(cell[0]) for cell in request]
-        with self._stats_lock:
-            self._batch_sizes[len(rows)] += 1
-        outputs: list[bytes | None] = [None] * len(rows)
-        parsed: list[tuple[int, GenerationRequest]] = []
-        for i, raw in enumerate(rows):
-            try:
-                parsed.append((i, GenerationRequest.model_validate_json(raw)))
-            except ValueError as exc:
-                outputs[i] = _error_json(f"invalid GenerationRequest: {exc}", "invalid_request")
-        if parsed:
-            for i, result in zip([i for i, _ in parsed], self._generate([r for _, r in parsed])):
-                outputs[i] = result
-        return {"result": np.array([[out] for out in outputs], dtype=np.object_)}
-
-    def _generate(self, requests: list) -> list[bytes]:
         try:
-            return [result.model_dump_json().encode() for result in self.engine.generate(requests)]
+            return self.engine.submit([GenerationRequest.model_validate_json(raw)])[0]
+        except ValueError as exc:  # pydantic's ValidationError is one
+            return _error_json(f"{type(exc).__name__}: {exc}", "invalid_request")
         except Exception as exc:
-            if len(requests) == 1:
-                LOGGER.exception("generation failed")
-                kind = "invalid_request" if isinstance(exc, ValueError) else "server_error"
-                return [_error_json(f"{type(exc).__name__}: {exc}", kind)]
-        # retry one by one so only the faulty request reports the error
-        return [self._generate([single])[0] for single in requests]
+            LOGGER.exception("submitting a request to the engine failed")
+            return _error_json(f"{type(exc).__name__}: {exc}", "server_error")
+
+
+async def _answer(cell: Future | bytes) -> bytes:
+    if isinstance(cell, bytes):
+        return cell
+    try:
+        return (await asyncio.wrap_future(cell)).model_dump_json().encode()
+    except Exception as exc:
+        kind = "invalid_request" if isinstance(exc, ValueError) else "server_error"
+        return _error_json(f"{type(exc).__name__}: {exc}", kind)
 
 
 def _triton_children() -> list:
