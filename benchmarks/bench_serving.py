@@ -1,19 +1,28 @@
-"""Benchmark: the serving stack (PyTriton dynamic batching + OpenAI HTTP front) against the engine's ceiling.
+"""Benchmark: the serving stack (PyTriton + OpenAI HTTP front) against the engine's ceiling.
 
-One run, the demo checkpoint, one workload (held-out addition prompts, greedy,
-a fixed max_tokens and no stop, so every request generates the same number of
-tokens), measured side by side:
+One run, the demo checkpoint, measured side by side on two workloads of
+held-out addition prompts, greedy:
+
+  short   max_tokens 16; the model answers in ~4 tokens and stops at its end-of-sequence token,
+          so per-request costs (HTTP, Triton, prefill) weigh the most
+  fixed   max_tokens 64 with ignore_eos, so every request generates exactly 64 tokens
+          (the equal-work-per-request load of vLLM-style serving benchmarks)
+
+and, for each, two targets:
 
   direct        GenerationEngine.generate() in this process, batches of --batch (the ceiling)
   served@C      the same prompts as /v1/completions requests to a real `nemo-eval deploy`
                 process, from C concurrent clients (C = 1, 4, 16), one keep-alive session each
 
 Reported: generated tokens/s, ratio served/direct, client-side p50/p99 latency
-per request, the batch sizes Triton's dynamic batcher formed (from /v1/health),
-and the speedup dynamic batching gives at 16 clients over 1. The deployment
-and the direct engine never run at the same time. Numbers are for this machine
-(CPU, shared cores); the JSON keeps them with the machine's description.
-Run: python benchmarks/bench_serving.py [--requests N] [--max-tokens T] [--batch B]
+per request, how full the engine's running batch was (mean active rows per
+decode step, and prefills) from /v1/health, and the speedup batching gives at
+16 clients over 1. Targets run one at a time (the idle deployment stays up
+while the direct engine runs), in --rounds interleaved rounds; each ratio is
+taken within a round and the median over rounds is reported, because this
+shared machine's speed drifts by tens of percent between minutes. The JSON
+keeps every round with the machine's description.
+Run: python benchmarks/bench_serving.py [--requests N] [--rounds R] [--batch B] [--max-queue-delay-us US]
 """
 
 from __future__ import annotations
@@ -22,6 +31,7 @@ import argparse
 import json
 import os
 import platform
+import statistics
 import sys
 import threading
 import time
@@ -39,6 +49,7 @@ from pytest_nemo_eval.serving.launcher import Deployment, DeploymentSettings  # 
 RESULTS = ROOT / "benchmarks" / "results" / "bench_serving.json"
 DATA = ROOT / "pytest_nemo_eval" / "harness" / "builtin" / "data" / "demo_addition.jsonl"
 CONCURRENCY = (1, 4, 16)
+WORKLOADS = {"short": {"max_tokens": 16, "ignore_eos": False}, "fixed": {"max_tokens": 64, "ignore_eos": True}}
 
 
 def load_prompts(count: int) -> list[str]:
@@ -51,13 +62,11 @@ def percentile(values: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
 
 
-def run_direct(checkpoint: Path, prompts: list[str], max_tokens: int, batch: int) -> dict:
+def run_direct(engine, prompts: list[str], workload: dict, batch: int) -> dict:
     """The ceiling: the engine generating the whole workload in batches, no server in between."""
-    from pytest_nemo_eval.checkpoint.loader import load_checkpoint
-    from pytest_nemo_eval.serving.engine import GenerationEngine, GenerationRequest
+    from pytest_nemo_eval.serving.engine import GenerationRequest
 
-    engine = GenerationEngine(load_checkpoint(checkpoint))
-    requests_ = [GenerationRequest(prompt_ids=engine.tokenizer.encode(p), max_tokens=max_tokens) for p in prompts]
+    requests_ = [GenerationRequest(prompt_ids=engine.tokenizer.encode(p), **workload) for p in prompts]
     engine.generate(requests_[:batch])  # warm-up
     latencies, tokens = [], 0
     began = time.perf_counter()
@@ -72,7 +81,7 @@ def run_direct(checkpoint: Path, prompts: list[str], max_tokens: int, batch: int
             "p50_ms": 1000 * percentile(latencies, 0.5), "p99_ms": 1000 * percentile(latencies, 0.99)}
 
 
-def run_served(url: str, prompts: list[str], max_tokens: int, concurrency: int) -> dict:
+def run_served(url: str, prompts: list[str], workload: dict, concurrency: int) -> dict:
     """The same workload as HTTP requests from `concurrency` clients, each with its own keep-alive session."""
     local = threading.local()
 
@@ -80,65 +89,96 @@ def run_served(url: str, prompts: list[str], max_tokens: int, concurrency: int) 
         session = getattr(local, "session", None) or requests.Session()
         local.session = session
         t0 = time.perf_counter()
-        reply = session.post(f"{url}/v1/completions", json={"prompt": prompt, "max_tokens": max_tokens}, timeout=600)
+        reply = session.post(f"{url}/v1/completions", json={"prompt": prompt, **workload}, timeout=600)
         reply.raise_for_status()
         return time.perf_counter() - t0, reply.json()["usage"]["completion_tokens"]
 
     with ThreadPoolExecutor(concurrency) as pool:
         list(pool.map(ask, prompts[: 2 * concurrency]))  # warm-up: every client connected
-        before = requests.get(f"{url}/v1/health", timeout=30).json()["batching"]
+        before = requests.get(f"{url}/v1/health", timeout=30).json()["engine"]
         began = time.perf_counter()
         outcomes = list(pool.map(ask, prompts))
         wall = time.perf_counter() - began
-    after = requests.get(f"{url}/v1/health", timeout=30).json()["batching"]
-    batches = after["batches"] - before["batches"]
+    after = requests.get(f"{url}/v1/health", timeout=30).json()["engine"]
+    steps, prefills = after["decode_steps"] - before["decode_steps"], after["prefills"] - before["prefills"]
     latencies = [latency for latency, _ in outcomes]
     tokens = sum(count for _, count in outcomes)
     return {"target": f"served@{concurrency}", "concurrency": concurrency, "requests": len(prompts), "tokens": tokens,
             "wall_s": wall, "tokens_per_s": tokens / wall,
             "p50_ms": 1000 * percentile(latencies, 0.5), "p99_ms": 1000 * percentile(latencies, 0.99),
-            "mean_batch_size": (after["requests"] - before["requests"]) / batches if batches else None}
+            "mean_active_rows": (after["decoded_rows"] - before["decoded_rows"]) / steps if steps else None,
+            "decode_steps": steps, "prefills": prefills}
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--requests", type=int, default=64, help="requests per target (default 64)")
-    parser.add_argument("--max-tokens", type=int, default=16, help="tokens generated per request (default 16)")
+    parser.add_argument("--rounds", type=int, default=3, help="interleaved rounds; medians are reported (default 3)")
     parser.add_argument("--batch", type=int, default=16, help="direct batch size = deployment max batch size")
-    parser.add_argument("--max-queue-delay-us", type=int, default=2000)
+    parser.add_argument("--max-queue-delay-us", type=int, default=None, help="default: the deployment's")
     args = parser.parse_args()
+
+    from pytest_nemo_eval.checkpoint.loader import load_checkpoint
+    from pytest_nemo_eval.serving.engine import GenerationEngine
 
     checkpoint = ensure_demo_checkpoint()
     prompts = load_prompts(args.requests)
-    rows = []
-    settings = DeploymentSettings(checkpoint=checkpoint, max_batch_size=args.batch,
-                                  max_queue_delay_us=args.max_queue_delay_us)
-    with Deployment(settings) as deployment:
-        startup_s = deployment.startup_s
-        for concurrency in CONCURRENCY:
-            rows.append(run_served(deployment.url, prompts, args.max_tokens, concurrency))
-    direct = run_direct(checkpoint, prompts, args.max_tokens, args.batch)
-    rows.insert(0, direct)
-    for row in rows:
-        row["ratio_to_direct"] = row["tokens_per_s"] / direct["tokens_per_s"]
-    by_c = {row["concurrency"]: row for row in rows if row["concurrency"]}
-    speedup = by_c[16]["tokens_per_s"] / by_c[1]["tokens_per_s"]
+    rounds: list[dict[str, list[dict]]] = []
+    options = {} if args.max_queue_delay_us is None else {"max_queue_delay_us": args.max_queue_delay_us}
+    settings = DeploymentSettings(checkpoint=checkpoint, max_batch_size=args.batch, **options)
+    engine = GenerationEngine(load_checkpoint(checkpoint), slots=args.batch)
+    try:
+        with Deployment(settings) as deployment:
+            startup_s = deployment.startup_s
+            for round_index in range(args.rounds):
+                measured = {}
+                for name, workload in WORKLOADS.items():
+                    table = [run_direct(engine, prompts, workload, args.batch)]
+                    table += [run_served(deployment.url, prompts, workload, c) for c in CONCURRENCY]
+                    for row in table:
+                        row["ratio_to_direct"] = row["tokens_per_s"] / table[0]["tokens_per_s"]
+                    measured[name] = table
+                    print(f"round {round_index + 1}/{args.rounds} {name}: "
+                          + ", ".join(f"{row['target']} {row['ratio_to_direct']:.2f}x" for row in table[1:]), flush=True)
+                rounds.append(measured)
+    finally:
+        engine.close()
 
-    print(f"{'target':<18}{'tokens/s':>10}{'x direct':>10}{'p50 ms':>10}{'p99 ms':>10}{'mean batch':>12}")
-    for row in rows:
-        mean_batch = row.get("mean_batch_size")
-        print(f"{row['target']:<18}{row['tokens_per_s']:>10.1f}{row['ratio_to_direct']:>10.2f}{row['p50_ms']:>10.1f}"
-              f"{row['p99_ms']:>10.1f}{(f'{mean_batch:.1f}' if mean_batch else '-'):>12}")
-    print(f"dynamic batching speedup, 16 clients vs 1: {speedup:.2f}x; deployment startup {startup_s:.1f} s")
+    summary = {name: summarize([r[name] for r in rounds]) for name in WORKLOADS}
+    print(f"\nmedians of {args.rounds} rounds")
+    print(f"{'workload':<10}{'target':<18}{'tokens/s':>10}{'x direct':>10}{'p50 ms':>10}{'p99 ms':>10}{'rows/step':>11}")
+    for name, table in summary.items():
+        for row in table["targets"]:
+            occupancy = row.get("mean_active_rows")
+            print(f"{name:<10}{row['target']:<18}{row['tokens_per_s']:>10.1f}{row['ratio_to_direct']:>10.2f}"
+                  f"{row['p50_ms']:>10.1f}{row['p99_ms']:>10.1f}{(f'{occupancy:.1f}' if occupancy else '-'):>11}")
+        print(f"{name}: served@16 = {table['served16_vs_direct']:.2f}x direct; "
+              f"16 clients vs 1: {table['speedup_16_vs_1']:.2f}x")
+    print(f"deployment startup {startup_s:.1f} s")
 
     RESULTS.parent.mkdir(parents=True, exist_ok=True)
     RESULTS.write_text(json.dumps({
-        "benchmark": "bench_serving", "checkpoint": checkpoint.name, "max_tokens": args.max_tokens,
-        "requests": args.requests, "batch": args.batch, "max_queue_delay_us": args.max_queue_delay_us,
-        "deployment_startup_s": startup_s, "speedup_16_vs_1": speedup, "rows": rows,
+        "benchmark": "bench_serving", "checkpoint": checkpoint.name, "workloads": WORKLOADS,
+        "requests": args.requests, "batch": args.batch, "max_queue_delay_us": settings.max_queue_delay_us,
+        "deployment_startup_s": startup_s, "summary": summary, "rounds": rounds,
         "machine": {"platform": platform.platform(), "cpus": os.cpu_count(), "python": platform.python_version()},
     }, indent=2) + "\n", encoding="utf-8")
     print(f"wrote {RESULTS}")
+
+
+def summarize(tables: list[list[dict]]) -> dict:
+    """Per target, the median over rounds of each number; ratios were taken within each round."""
+    targets = []
+    for rows in zip(*tables):
+        merged = dict(rows[0])
+        for key in ("tokens_per_s", "ratio_to_direct", "p50_ms", "p99_ms", "mean_active_rows"):
+            values = [row[key] for row in rows if row.get(key) is not None]
+            merged[key] = statistics.median(values) if values else None
+        targets.append(merged)
+    by_c = {row["concurrency"]: row for row in targets if row["concurrency"]}
+    return {"targets": targets, "served16_vs_direct": by_c[16]["ratio_to_direct"],
+            "speedup_16_vs_1": statistics.median(
+                [t[-1]["tokens_per_s"] / t[1]["tokens_per_s"] for t in tables])}
 
 
 if __name__ == "__main__":
