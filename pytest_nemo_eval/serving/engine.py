@@ -240,7 +240,7 @@ class GenerationEngine:
 
     def _prefill(self, rows: list[_Row]) -> None:
         """Run the new prompts in one left-padded forward, choose their first tokens, and move the
-        keys/values of the rows that go on decoding into their slots at [cur - width, cur)."""
+        keys/values of the rows that go on decoding into their slots, ending at `cur`."""
         from megatron.core.inference.contexts import StaticInferenceContext
 
         width = max(len(row.request.prompt_ids) for row in rows)
@@ -269,13 +269,17 @@ class GenerationEngine:
             self._store_prefill(scratch, staying, width)
 
     def _store_prefill(self, scratch, staying: list[tuple[int, _Row]], width: int) -> None:
+        """Copy the prompts' keys/values of the rows that go on decoding to [cur - span, cur) of their slots.
+        Only the last `span` positions (their longest prompt) move: a longer prompt in the same prefill
+        may belong to a request that ended there (max_tokens=0) and has no room before `cur`."""
         cache = self._kv_cache(scratch)
+        span = max(len(row.request.prompt_ids) for _, row in staying)
         source = torch.tensor([i for i, _ in staying], device=self.device)
         target = torch.tensor([row.slot for _, row in staying], device=self.device)
         for layer, (keys, values) in scratch.key_value_memory_dict.items():
             cache_keys, cache_values = cache.key_value_memory_dict[layer]
-            cache_keys[self._cur - width : self._cur, target] = keys[:width, source]
-            cache_values[self._cur - width : self._cur, target] = values[:width, source]
+            cache_keys[self._cur - span : self._cur, target] = keys[width - span : width, source]
+            cache_values[self._cur - span : self._cur, target] = values[width - span : width, source]
         for i, row in staying:
             row.start = self._cur - len(row.request.prompt_ids)
             self._active[row.slot] = row
@@ -299,10 +303,10 @@ class GenerationEngine:
         """Feed every active row's last token at position `cur`; empty slots below the highest active
         one ride along attending only to themselves."""
         rows = self._active
-        width = max(rows) + 1
+        fed_slots = max(rows) + 1
         cur = self._cur
-        tokens = torch.full((width, 1), self.tokenizer.eos_id, dtype=torch.long)
-        starts = torch.full((width,), cur, dtype=torch.long)
+        tokens = torch.full((fed_slots, 1), self.tokenizer.eos_id, dtype=torch.long)
+        starts = torch.full((fed_slots,), cur, dtype=torch.long)
         for slot, row in rows.items():
             tokens[slot, 0], starts[slot] = row.next_token, row.start
         mask = (torch.arange(cur + 1)[None, :] < starts[:, None])[:, None, None, :]

@@ -52,6 +52,27 @@ def test_a_request_joining_a_running_decode_equals_it_alone(engine, loaded_demo)
     assert torch.allclose(torch.tensor(served), direct[: len(served)], atol=1e-5)
 
 
+def test_scoring_and_generating_requests_admitted_together_equal_themselves_alone(engine, two_slot_engine):
+    """A multiple-choice harness (echo, max_tokens=0, long prompts) beside a generating one (short prompt):
+    the scored prompt is longer than the timeline room before the generating row, on a fresh timeline
+    and on a running one. Regression: copying the whole prefill width there failed every such step."""
+    scored = _request(engine, "rev abcdefghijklmnopqrstuvwxyz=", max_tokens=0, logprobs=0, echo=True)
+    generating = _request(engine, "12+34=", max_tokens=6)
+    running = _request(engine, "7", max_tokens=40, ignore_eos=True)
+    alone = [engine.generate([r])[0] for r in (scored, generating, running)]
+
+    fresh = two_slot_engine.generate([scored, generating])
+    (running_future,) = two_slot_engine.submit([running])
+    _wait_until(lambda: two_slot_engine.stats().decode_steps >= 8)  # cur ~ 9: shorter than the scored prompt
+    joined = two_slot_engine.generate([scored, generating])
+
+    for scored_result, generated in (fresh, joined):
+        assert [e.logprob for e in scored_result.prompt_logprobs[1:]] == pytest.approx(
+            [e.logprob for e in alone[0].prompt_logprobs[1:]], abs=1e-5)
+        assert generated.output_ids == alone[1].output_ids
+    assert running_future.result().output_ids == alone[2].output_ids
+
+
 def test_ignore_eos_generates_exactly_max_tokens(engine):
     stopped = engine.generate([_request(engine, "12+34=", max_tokens=20)])[0]
     full = engine.generate([_request(engine, "12+34=", max_tokens=20, ignore_eos=True)])[0]
