@@ -20,7 +20,7 @@ SETTINGS: list[tuple[str, str, tuple[str, ...] | None]] = [
     ("cache", "Proxy response cache: reuse cached answers, refresh them, or off.", ("reuse", "refresh", "off")),
     ("baseline", "JUnit XML of an earlier run: fail benchmarks whose metrics regressed versus it.", None),
     ("baseline-tolerance", "Absolute drop allowed versus the baseline, on top of the stderr-based noise.", None),
-    ("max-batch-size", "Deployment: largest batch the server forms.", None),
+    ("max-batch-size", "Deployment: most requests decoding together (in-flight batch slots).", None),
     ("tensor-parallel", "Deployment: tensor-parallel size.", None),
     ("pipeline-parallel", "Deployment: pipeline-parallel size.", None),
     ("startup-timeout", "Deployment: seconds to wait for the server to become ready.", None),
