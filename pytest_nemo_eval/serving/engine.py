@@ -128,7 +128,7 @@ class GenerationEngine:
         self._active: dict[int, _Row] = {}  # slot -> row; only the scheduler thread changes it
         self._cur = 0  # the next timeline position a decode step writes
         self._steps_since_admission = 0
-        self._cache = None  # StaticInferenceContext(slots, timeline), allocated at the first prefill
+        self._cache = self._allocate_kv_cache()
         self._thread: threading.Thread | None = None
         self._closed = False
         self._stats = EngineStats(slots=slots)
@@ -272,7 +272,7 @@ class GenerationEngine:
         """Copy the prompts' keys/values of the rows that go on decoding to [cur - span, cur) of their slots.
         Only the last `span` positions (their longest prompt) move: a longer prompt in the same prefill
         may belong to a request that ended there (max_tokens=0) and has no room before `cur`."""
-        cache = self._kv_cache(scratch)
+        cache = self._cache
         span = max(len(row.request.prompt_ids) for _, row in staying)
         source = torch.tensor([i for i, _ in staying], device=self.device)
         target = torch.tensor([row.slot for _, row in staying], device=self.device)
@@ -284,20 +284,37 @@ class GenerationEngine:
             row.start = self._cur - len(row.request.prompt_ids)
             self._active[row.slot] = row
 
-    def _kv_cache(self, scratch):
-        """The slots x timeline cache, zero-filled so positions no row ever wrote are finite (masked
-        scores times NaN values would still give NaN); shaped like megatron-core's own buffers."""
+    def _allocate_kv_cache(self):
+        """The slots x timeline cache as a StaticInferenceContext, allocated now so a deployment that cannot
+        hold it fails at startup with a clear message, not at its first request. Zero-filled so positions no
+        row ever wrote are finite (a masked score times a NaN value would still be NaN). Per-position
+        shapes come from a one-token forward, so they match megatron-core's own buffers."""
+        import psutil
         from megatron.core.inference.contexts import StaticInferenceContext
 
-        if self._cache is None:
-            cache = StaticInferenceContext(self.slots, self.timeline)
-            for layer, (keys, values) in scratch.key_value_memory_dict.items():
+        probe = StaticInferenceContext(1, 1)
+        with torch.inference_mode():
+            self._forward(torch.tensor([[self.tokenizer.eos_id]]), torch.zeros((1, 1), dtype=torch.long),
+                          torch.zeros((1, 1, 1, 1), dtype=torch.bool), probe)
+        layers = probe.key_value_memory_dict.items()
+        needed = self.slots * self.timeline * sum(k[0, 0].nbytes + v[0, 0].nbytes for _, (k, v) in layers)
+        free = torch.cuda.mem_get_info(self.device)[0] if self.device.type == "cuda" else psutil.virtual_memory().available
+        advice = (f"The KV cache for {self.slots} requests decoding together over {self.timeline} positions needs "
+                  f"{needed / 2**30:.2f} GiB, more than the {free / 2**30:.2f} GiB free on {self.device}; lower "
+                  "--max-batch-size.")
+        if needed > free:
+            raise ValueError(advice)
+        cache = StaticInferenceContext(self.slots, self.timeline)
+        try:
+            for layer, (keys, values) in layers:
                 cache.key_value_memory_dict[layer] = (
                     keys.new_zeros((self.timeline, self.slots, *keys.shape[2:])),
                     values.new_zeros((self.timeline, self.slots, *values.shape[2:])),
                 )
-            self._cache = cache
-        return self._cache
+        except torch.OutOfMemoryError:
+            raise ValueError(advice) from None
+        LOGGER.info("KV cache: %d slots x %d positions, %.1f MiB", self.slots, self.timeline, needed / 2**20)
+        return cache
 
     def _decode_step(self) -> None:
         """Feed every active row's last token at position `cur`; empty slots below the highest active

@@ -82,6 +82,16 @@ def test_bad_option_value_is_a_clear_error(tmp_path):
     assert "--max-batch-size must be at least 1" in result.stderr and leftovers == []
 
 
+def test_a_kv_cache_too_large_for_the_machine_is_a_clear_error_at_startup(demo_checkpoint):
+    """A hundred million slots need ~18 TiB of KV cache: refused before allocating, with the fix to apply."""
+    result, elapsed, leftovers = _deploy_and_fail(
+        ["--nemo-checkpoint", str(demo_checkpoint), "--port", "0", "--max-batch-size", "100000000"])
+    assert result.returncode == 2
+    assert "KV cache" in result.stderr and "GiB free" in result.stderr and "lower --max-batch-size" in result.stderr
+    assert "Traceback" not in result.stderr and leftovers == []
+    assert elapsed < 60
+
+
 def test_launcher_reports_a_failed_start_with_the_log_tail(tmp_path):
     settings = DeploymentSettings(checkpoint=tmp_path / "missing", startup_timeout_s=60)
     with pytest.raises(DeploymentError) as caught:
