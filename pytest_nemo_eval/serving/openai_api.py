@@ -83,9 +83,12 @@ def create_app(served: ServedModel) -> Flask:
         body = _parse(CompletionRequest)
         prompts = _prompt_ids(body.prompt, served)
         max_tokens = _max_tokens(body.max_tokens, DEFAULT_COMPLETION_MAX_TOKENS, prompts, served)
-        requests = [_generation_request(ids, body, max_tokens, body.logprobs, body.echo) for ids in prompts]
+        asked = [ids for ids in prompts for _ in range(body.n)]  # prompt-major, as OpenAI orders the choices
+        requests = [_generation_request(ids, body, max_tokens, body.logprobs, body.echo, choice=i % body.n)
+                    for i, ids in enumerate(asked)]
         results = _run(served, requests)
-        choices = [_completion_choice(i, ids, result, body, served.tokenizer) for i, (ids, result) in enumerate(zip(prompts, results))]
+        choices = [_completion_choice(i, ids, result, body, served.tokenizer)
+                   for i, (ids, result) in enumerate(zip(asked, results))]
         return jsonify({"id": f"cmpl-{uuid.uuid4().hex}", "object": "text_completion", "created": int(time.time()),
                         "model": served.model_id, "choices": choices, "usage": _usage(prompts, results)})
 
@@ -103,17 +106,11 @@ def create_app(served: ServedModel) -> Flask:
         requested = body.max_completion_tokens if body.max_completion_tokens is not None else body.max_tokens
         max_tokens = _max_tokens(requested, None, prompts, served)
         top = (body.top_logprobs or 0) if body.logprobs else None
-        results = _run(served, [_generation_request(prompts[0], body, max_tokens, top, False)])
-        result = results[0]
-        message = {"role": "assistant", "content": result.text}
-        choice: dict[str, Any] = {"index": 0, "message": message, "finish_reason": result.finish_reason, "logprobs": None}
-        if body.logprobs:
-            choice["logprobs"] = {"content": [
-                {"token": lp.token, "logprob": lp.logprob,
-                 "top_logprobs": [{"token": t, "logprob": v} for t, v in lp.top.items()]}
-                for lp in result.output_logprobs or []]}
+        results = _run(served, [_generation_request(prompts[0], body, max_tokens, top, False, choice=j)
+                                for j in range(body.n)])
+        choices = [_chat_choice(j, result, body.logprobs) for j, result in enumerate(results)]
         return jsonify({"id": f"chatcmpl-{uuid.uuid4().hex}", "object": "chat.completion", "created": int(time.time()),
-                        "model": served.model_id, "choices": [choice], "usage": _usage(prompts, results)})
+                        "model": served.model_id, "choices": choices, "usage": _usage(prompts, results)})
 
     return app
 
@@ -170,9 +167,11 @@ def _max_tokens(requested: int | None, default: int | None, prompts: list[list[i
 
 
 def _generation_request(ids: list[int], body: SamplingParams, max_tokens: int, logprobs: int | None,
-                        echo: bool) -> GenerationRequest:
+                        echo: bool, *, choice: int) -> GenerationRequest:
+    """Choice j of n draws with seed + j, so a seeded request's choices differ yet stay reproducible."""
+    seed = None if body.seed is None else body.seed + choice
     return GenerationRequest(prompt_ids=ids, max_tokens=max_tokens, temperature=body.temperature, top_p=body.top_p,
-                             top_k=body.top_k, seed=body.seed, stop=body.stop_list(), logprobs=logprobs, echo=echo,
+                             top_k=body.top_k, seed=seed, stop=body.stop_list(), logprobs=logprobs, echo=echo,
                              ignore_eos=body.ignore_eos)
 
 
@@ -183,6 +182,17 @@ def _run(served: ServedModel, requests: list[GenerationRequest]) -> list[Generat
         if exc.invalid_request:
             raise OpenAIError(400, str(exc)) from None
         raise OpenAIError(500, f"Generation failed: {exc}") from None
+
+
+def _chat_choice(index: int, result: GenerationResult, logprobs: bool | None) -> dict[str, Any]:
+    choice: dict[str, Any] = {"index": index, "message": {"role": "assistant", "content": result.text},
+                              "finish_reason": result.finish_reason, "logprobs": None}
+    if logprobs:
+        choice["logprobs"] = {"content": [
+            {"token": lp.token, "logprob": lp.logprob,
+             "top_logprobs": [{"token": t, "logprob": v} for t, v in lp.top.items()]}
+            for lp in result.output_logprobs or []]}
+    return choice
 
 
 def _completion_choice(index: int, prompt_ids: list[int], result: GenerationResult, body: CompletionRequest,

@@ -12,6 +12,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 MAX_LOGPROBS = 20
+MAX_CHOICES = 128  # n: choices per prompt; they decode side by side in the engine
 
 
 class OpenAIError(Exception):
@@ -44,16 +45,9 @@ class SamplingParams(BaseModel):
     top_k: int = Field(default=0, ge=0)
     seed: int | None = None
     stop: str | list[str] | None = None
-    n: int = 1
+    n: int = Field(default=1, ge=1, le=MAX_CHOICES)  # choice j samples with seed + j when a seed is given
     stream: bool = False
     ignore_eos: bool = False  # vLLM's extension: keep generating past the end-of-sequence token
-
-    @field_validator("n")
-    @classmethod
-    def _only_one_choice(cls, value: int) -> int:
-        if value != 1:
-            raise ValueError("only n=1 is supported; send the request n times (with different seeds) instead")
-        return value
 
     @field_validator("stream")
     @classmethod

@@ -10,7 +10,8 @@ import pytest
     [
         ({"max_tokens": 3}, "prompt", "prompt"),
         ({"prompt": "1+1=", "max_tokens": -1}, "max_tokens", "greater than or equal to 0"),
-        ({"prompt": "1+1=", "n": 2}, "n", "only n=1"),
+        ({"prompt": "1+1=", "n": 0}, "n", "greater than or equal to 1"),
+        ({"prompt": "1+1=", "n": 1000}, "n", "less than or equal to 128"),
         ({"prompt": "1+1=", "temperature": -0.5}, "temperature", "temperature"),
         ({"prompt": "1+1=", "top_p": 0}, "top_p", "top_p"),
         ({"prompt": "1+1=", "logprobs": 99}, "logprobs", "logprobs"),

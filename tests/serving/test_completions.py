@@ -72,6 +72,22 @@ def test_seeded_sampling_is_reproducible_and_seeds_matter(api):
     assert len({sample(seed) for seed in range(6)}) > 1
 
 
+def test_n_choices_per_prompt_are_prompt_major_and_choice_j_samples_with_seed_plus_j(api):
+    options = {"max_tokens": 8, "temperature": 4.0, "seed": 40}
+    body = api.complete(prompt=["rev abc=", "rev xyz="], n=3, **options)
+    assert [c["index"] for c in body["choices"]] == list(range(6))
+    for i, prompt in enumerate(["rev abc=", "rev xyz="]):
+        for j in range(3):
+            alone = api.complete(prompt=prompt, **{**options, "seed": 40 + j})["choices"][0]["text"]
+            assert body["choices"][3 * i + j]["text"] == alone
+    assert len({c["text"] for c in body["choices"][:3]}) > 1  # different seeds, different samples
+    assert body["usage"]["prompt_tokens"] == 8 + 8  # each prompt counted once, as OpenAI does
+    status, chat = api.post("/v1/chat/completions", {"messages": [{"role": "user", "content": "What is 2+2?"}],
+                                                     "n": 2, "max_tokens": 4})
+    assert status == 200 and [c["index"] for c in chat["choices"]] == [0, 1]
+    assert chat["choices"][0]["message"] == chat["choices"][1]["message"]  # greedy: both the same
+
+
 def test_usage_counts_prompt_and_completion_tokens(api, direct):
     prompt = "55+11="
     body = api.complete(prompt=prompt, max_tokens=4, logprobs=0)
