@@ -32,7 +32,7 @@ from concurrent.futures import Future
 from typing import Literal
 
 import torch
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, computed_field
 
 from .sampling import TokenSampler
 
@@ -78,9 +78,10 @@ class EngineStats(BaseModel):
     prefilled_rows: int = 0
     timeline_restarts: int = 0
 
+    @computed_field
     @property
     def mean_active_rows(self) -> float:
-        return self.decoded_rows / self.decode_steps if self.decode_steps else 0.0
+        return round(self.decoded_rows / self.decode_steps, 2) if self.decode_steps else 0.0
 
 
 class EngineClosed(RuntimeError):

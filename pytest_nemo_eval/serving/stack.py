@@ -66,8 +66,7 @@ class ServingStack:
         if self._binding:
             stats["batching"] = self._binding.stats().model_dump()
         if self._engine:
-            engine = self._engine.stats()
-            stats["engine"] = {**engine.model_dump(), "mean_active_rows": round(engine.mean_active_rows, 2)}
+            stats["engine"] = self._engine.stats().model_dump()
         return stats
 
     def stop(self) -> None:

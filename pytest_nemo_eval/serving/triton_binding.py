@@ -199,11 +199,10 @@ class TritonBinding:
 
         try:
             return self.engine.submit([GenerationRequest.model_validate_json(raw)])[0]
-        except ValueError as exc:  # pydantic's ValidationError is one
-            return _error_json(f"{type(exc).__name__}: {exc}", "invalid_request")
         except Exception as exc:
-            LOGGER.exception("submitting a request to the engine failed")
-            return _error_json(f"{type(exc).__name__}: {exc}", "server_error")
+            if not isinstance(exc, ValueError):
+                LOGGER.exception("submitting a request to the engine failed")
+            return _error_answer(exc)
 
 
 async def _answer(cell: Future | bytes) -> bytes:
@@ -212,8 +211,13 @@ async def _answer(cell: Future | bytes) -> bytes:
     try:
         return (await asyncio.wrap_future(cell)).model_dump_json().encode()
     except Exception as exc:
-        kind = "invalid_request" if isinstance(exc, ValueError) else "server_error"
-        return _error_json(f"{type(exc).__name__}: {exc}", kind)
+        return _error_answer(exc)
+
+
+def _error_answer(exc: Exception) -> bytes:
+    """A request's failure as its answer: a ValueError (pydantic's ValidationError is one) is the request's
+    fault, anything else the server's (logged where it was raised)."""
+    return _error_json(f"{type(exc).__name__}: {exc}", "invalid_request" if isinstance(exc, ValueError) else "server_error")
 
 
 def _triton_children() -> list:
