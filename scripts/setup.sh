@@ -11,9 +11,11 @@ if [ ! -x .venv/bin/python ]; then
     "$PYTHON" -m venv .venv
 fi
 . .venv/bin/activate
-echo "[setup] installing torch (CPU wheel) and pytest-nemo-eval"
-pip install -q --disable-pip-version-check "torch==2.13.0" 2>&1 | grep -v "is ignored: it is neither" || true
-pip install -q --disable-pip-version-check -e . 2>&1 | grep -v "is ignored: it is neither" || true
+# NEMO_EVAL_EXTRAS=test adds the third-party oracles the tests need (transformers, openai, lm-eval).
+target="."; [ -n "${NEMO_EVAL_EXTRAS:-}" ] && target=".[${NEMO_EVAL_EXTRAS}]"
+echo "[setup] installing torch (CPU wheel) and pytest-nemo-eval${NEMO_EVAL_EXTRAS:+ with [${NEMO_EVAL_EXTRAS}]} (pinned by constraints.txt)"
+pip install -q --disable-pip-version-check -c constraints.txt "torch==2.13.0" 2>&1 | grep -v "is ignored: it is neither" || true
+pip install -q --disable-pip-version-check -c constraints.txt -e "$target" 2>&1 | grep -v "is ignored: it is neither" || true
 python -c "import torch, megatron.core, pytriton, pytest_nemo_eval" \
     || { echo "[setup] the Python environment is incomplete (see pip output above)" >&2; exit 1; }
 
