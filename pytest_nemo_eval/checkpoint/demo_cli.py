@@ -8,9 +8,9 @@ from __future__ import annotations
 
 import argparse
 import sys
-import warnings
 
-from .demo import CACHE_ENV, ensure_demo_checkpoint
+from ..third_party_warnings import silence_in_this_process
+from .demo import CACHE_ENV, DEFAULT_SEED, SEED_ENV, ensure_demo_checkpoint
 
 
 def main(argv: list[str] | None = None, prog: str = "nemo-eval demo-checkpoint") -> int:
@@ -19,9 +19,10 @@ def main(argv: list[str] | None = None, prog: str = "nemo-eval demo-checkpoint")
         "cache_dir", nargs="?", metavar="DIR",
         help=f"where to cache it (default: ${CACHE_ENV} or ~/.cache/pytest-nemo-eval)",
     )
-    parser.add_argument("--seed", type=int, default=1234, help="training seed (default 1234)")
+    parser.add_argument("--seed", type=int, default=None,
+                        help=f"training seed (default: ${SEED_ENV} or {DEFAULT_SEED})")
     args = parser.parse_args(argv)
-    warnings.filterwarnings("ignore", message=".*Transformer Engine.*")
+    silence_in_this_process()
 
     def progress(line: str) -> None:
         print(line, file=sys.stderr, flush=True)
