@@ -16,7 +16,7 @@ target="."; [ -n "${NEMO_EVAL_EXTRAS:-}" ] && target=".[${NEMO_EVAL_EXTRAS}]"
 echo "[setup] installing torch (CPU wheel) and pytest-nemo-eval${NEMO_EVAL_EXTRAS:+ with [${NEMO_EVAL_EXTRAS}]} (pinned by constraints.txt)"
 pip install -q --disable-pip-version-check -c constraints.txt "torch==2.13.0" 2>&1 | grep -v "is ignored: it is neither" || true
 pip install -q --disable-pip-version-check -c constraints.txt -e "$target" 2>&1 | grep -v "is ignored: it is neither" || true
-python -c "import torch, megatron.core, pytriton, pytest_nemo_eval" \
+python -W ignore -c "import torch, megatron.core, pytriton, pytest_nemo_eval" \
     || { echo "[setup] the Python environment is incomplete (see pip output above)" >&2; exit 1; }
 
 if [ "${NEMO_EVAL_SKIP_DOCKER:-0}" != "1" ]; then

@@ -16,6 +16,7 @@ from pathlib import Path
 
 import torch
 
+from ..third_party_warnings import silenced
 from . import cpu_compat
 from .config import GPTArchitecture, build_transformer_config, read_architecture
 from .errors import CheckpointError
@@ -127,6 +128,11 @@ def load_checkpoint(
     path, *, device=None, dtype=None, tensor_parallel: int = 1, pipeline_parallel: int = 1
 ) -> LoadedCheckpoint:
     """Read a NeMo 2.0 checkpoint directory; every problem raises CheckpointError (a ValueError)."""
+    with silenced():
+        return _load_checkpoint(path, device, dtype, tensor_parallel, pipeline_parallel)
+
+
+def _load_checkpoint(path, device, dtype, tensor_parallel: int, pipeline_parallel: int) -> LoadedCheckpoint:
     root = check_layout(Path(path))
     device = default_device(device)
     dtype = dtype or (torch.bfloat16 if device.type == "cuda" else torch.float32)

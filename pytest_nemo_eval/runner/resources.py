@@ -173,9 +173,12 @@ class LocalResources:
 
     def _checkpoint_path(self) -> Path:
         if self.options.checkpoint == "demo":
-            from pytest_nemo_eval.checkpoint.demo import ensure_demo_checkpoint
+            from pytest_nemo_eval.third_party_warnings import silenced
 
-            return Path(ensure_demo_checkpoint(progress=self.progress))
+            with silenced():  # training imports and runs megatron-core here, in the user's pytest process
+                from pytest_nemo_eval.checkpoint.demo import ensure_demo_checkpoint
+
+                return Path(ensure_demo_checkpoint(progress=self.progress))
         path = Path(self.options.checkpoint).expanduser().resolve()
         if not path.is_dir():
             raise TargetUnavailable(

@@ -15,6 +15,8 @@ import sys
 import threading
 from typing import TYPE_CHECKING
 
+from pytest_nemo_eval.third_party_warnings import silence_in_this_process
+
 if TYPE_CHECKING:  # the stack pulls in torch, flask and pytriton: imported only when deploying
     from pytest_nemo_eval.serving.stack import ServingStack, StackSettings
 
@@ -82,6 +84,7 @@ def _startup_error(exc: BaseException, args: argparse.Namespace) -> str | None:
 
 def main(argv: list[str] | None = None, prog: str = "nemo-eval deploy") -> int:
     args = build_parser(prog).parse_args(argv)
+    silence_in_this_process()  # megatron-core/torch/PyTriton chatter would bury the deploy log's own lines
     logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     stop_requested = threading.Event()
     ready = threading.Event()
