@@ -13,6 +13,7 @@ import sys
 import time
 
 import psutil
+import pytest
 import requests
 
 from .inner_run import REPO, junit_cases, junit_suite_properties
@@ -54,6 +55,14 @@ def test_xdist_deploys_once_and_workers_share_it(run_inner, pytester, demo_check
     assert_down(deployment["url"])
 
 
+def _cmdline(process: psutil.Process) -> list[str]:
+    try:
+        return process.cmdline()
+    except psutil.Error:  # exited meanwhile
+        return []
+
+
+@pytest.mark.demo_model  # deploys `--nemo-checkpoint=demo` in an inner run
 def test_serial_deploy_is_torn_down_after_ctrl_c(pytester):
     """Ctrl-C while a benchmark runs: the run stops, the deployment and the harness are gone."""
     pytester.path.joinpath("slow.yaml").write_text(
@@ -72,9 +81,12 @@ def test_serial_deploy_is_torn_down_after_ctrl_c(pytester):
             assert process.poll() is None, process.stdout.read()
             assert time.monotonic() < deadline, "the benchmark never started"
             time.sleep(0.2)
-        time.sleep(1.0)  # the harness is sending requests now
-        children = psutil.Process(process.pid).children(recursive=True)  # deployment + harness processes
-        assert len(children) >= 2
+        # Wait for the event, not a while: the harness process (`... run_eval ...`) runs beside the deployment.
+        while not any("run_eval" in " ".join(_cmdline(c)) for c in
+                      (children := psutil.Process(process.pid).children(recursive=True))):
+            assert process.poll() is None, process.stdout.read()
+            assert time.monotonic() < deadline, "the harness process never started"
+            time.sleep(0.2)
         process.send_signal(signal.SIGINT)
         output, _ = process.communicate(timeout=120)
     finally:
