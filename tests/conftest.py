@@ -23,6 +23,14 @@ def pytest_configure(config: pytest.Config) -> None:
     os.environ[CACHE_ENV] = str(default_cache_dir())
 
 
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Mark every test that uses the trained demo `demo_model`: CI runs those again against a demo
+    trained from another seed (NEMO_EVAL_DEMO_SEED), proving they hold for any demo that learned."""
+    for item in items:
+        if "demo_checkpoint" in getattr(item, "fixturenames", ()):
+            item.add_marker(pytest.mark.demo_model)
+
+
 @pytest.fixture(scope="session")
 def demo_checkpoint() -> Path:
     from pytest_nemo_eval.checkpoint.demo import ensure_demo_checkpoint
