@@ -10,40 +10,18 @@ registers `runner.session_hooks.NemoSessionHooks`, which does the work.
 from __future__ import annotations
 
 import fnmatch
-import os
 from pathlib import Path
 
 import pytest
 
-from pytest_nemo_eval.runner.options import SETTINGS, addoption, dest_name, env_name
+from pytest_nemo_eval.runner.command_line import settings_given, suite_args
+from pytest_nemo_eval.runner.options import addoption
 
 HOOKS_NAME = "nemo-eval-session"
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
     addoption(parser)
-
-
-def _settings_given(config: pytest.Config) -> bool:
-    """Any nemo option, env var or ini key set (cheap: no pydantic, no YAML)."""
-    for name, _, _ in SETTINGS:
-        dest = dest_name(name)
-        if config.getoption(dest, None) is not None or os.environ.get(env_name(name)) or config.getini(f"nemo_{dest}"):
-            return True
-    return False
-
-
-def suite_args(config: pytest.Config) -> list[Path]:
-    """Suite files named on the command line (what the xdist controller sees before workers collect)."""
-    found = []
-    for arg in config.args:
-        path = Path(config.invocation_params.dir, arg.split("::", 1)[0])
-        if path.suffix in (".yaml", ".yml") and path.is_file():
-            from pytest_nemo_eval.suite import looks_like_suite
-
-            if looks_like_suite(path):
-                found.append(path)
-    return found
 
 
 def activate(config: pytest.Config) -> None:
@@ -57,7 +35,7 @@ def activate(config: pytest.Config) -> None:
 
 @pytest.hookimpl(trylast=True)
 def pytest_configure(config: pytest.Config) -> None:
-    if _settings_given(config) or suite_args(config):
+    if settings_given(config) or suite_args(config):
         activate(config)
 
 

@@ -8,6 +8,7 @@ import threading
 
 import pytest
 
+from pytest_nemo_eval.runner.command_line import suite_args
 from pytest_nemo_eval.runner.plugin_state import WORKERINPUT_KEY, NemoState, state_of
 
 
@@ -28,8 +29,6 @@ class NemoSessionHooks:
             # A CI job cancelled with SIGTERM unwinds like Ctrl-C, so teardown still stops the model.
             if signal.getsignal(signal.SIGTERM) is signal.SIG_DFL:
                 self._previous_sigterm = signal.signal(signal.SIGTERM, _terminate_as_interrupt)
-        from pytest_nemo_eval.plugin import suite_args
-
         if not self.state.is_worker and (self.state.options.wants_target or suite_args(config)):
             problem = self.state.options.target_problem()
             if problem:
