@@ -55,11 +55,15 @@ def test_xdist_deploys_once_and_workers_share_it(run_inner, pytester, demo_check
     assert_down(deployment["url"])
 
 
-def _cmdline(process: psutil.Process) -> list[str]:
-    try:
-        return process.cmdline()
-    except psutil.Error:  # exited meanwhile
-        return []
+def _harness_running(processes: list[psutil.Process]) -> bool:
+    """A harness process (`... run_eval ...`) is among them."""
+    for process in processes:
+        try:
+            if "run_eval" in process.cmdline():
+                return True
+        except psutil.Error:  # exited meanwhile
+            pass
+    return False
 
 
 @pytest.mark.demo_model  # deploys `--nemo-checkpoint=demo` in an inner run
@@ -82,8 +86,7 @@ def test_serial_deploy_is_torn_down_after_ctrl_c(pytester):
             assert time.monotonic() < deadline, "the benchmark never started"
             time.sleep(0.2)
         # Wait for the event, not a while: the harness process (`... run_eval ...`) runs beside the deployment.
-        while not any("run_eval" in " ".join(_cmdline(c)) for c in
-                      (children := psutil.Process(process.pid).children(recursive=True))):
+        while not _harness_running(children := psutil.Process(process.pid).children(recursive=True)):
             assert process.poll() is None, process.stdout.read()
             assert time.monotonic() < deadline, "the harness process never started"
             time.sleep(0.2)
