@@ -30,7 +30,7 @@ def test_cli_serves_with_a_yaml_config_until_ctrl_c(upstream, tmp_path):
         assert requests.get(f"{url}/_nemo/stats", timeout=10).json()["requests"] == 1
     finally:
         process.send_signal(signal.SIGINT)
-        assert process.wait(timeout=15) == 0
+        assert process.wait(timeout=60) == 0
 
 
 def test_cli_bad_config_exits_2_with_a_message(tmp_path):
