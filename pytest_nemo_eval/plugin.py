@@ -4,7 +4,8 @@ The plugin is loaded by every pytest run in an environment where the package
 is installed, so it stays inert — no deployment, no collection changes, no
 heavy imports — unless a suite file is collected or a `--nemo-*` setting
 (option, `NEMO_EVAL_*` env var or `nemo_*` ini key) is given. Then it
-registers `runner.session_hooks.NemoSessionHooks`, which does the work.
+registers `runner.controller.ControllerHooks` (or, in an xdist worker,
+`runner.worker.WorkerHooks`), which do the work.
 """
 
 from __future__ import annotations
@@ -25,12 +26,15 @@ def pytest_addoption(parser: pytest.Parser) -> None:
 
 
 def activate(config: pytest.Config) -> None:
-    """Register the session hooks once; validates the settings (a bad value is a UsageError)."""
+    """Register the run's hooks once: the controller's (serial process or xdist controller) or a
+    worker's; validates the settings (a bad value is a UsageError)."""
     if config.pluginmanager.has_plugin(HOOKS_NAME):
         return
-    from pytest_nemo_eval.runner.session_hooks import NemoSessionHooks
-
-    config.pluginmanager.register(NemoSessionHooks(config), HOOKS_NAME)
+    if hasattr(config, "workerinput"):
+        from pytest_nemo_eval.runner.worker import WorkerHooks as Hooks
+    else:
+        from pytest_nemo_eval.runner.controller import ControllerHooks as Hooks
+    config.pluginmanager.register(Hooks(config), HOOKS_NAME)
 
 
 @pytest.hookimpl(trylast=True)

@@ -1,5 +1,7 @@
-"""The hooks of an active nemo run: deploy once, collect scores, write provenance,
-print the summary, always tear down. Registered by `plugin.activate`."""
+"""The hooks of the process that owns the run (the serial process, or the xdist controller, as
+pytest-xdist's dsession.py): deploy once, hand the target to workers, collect scores, write
+provenance, print the summary, always tear down. Registered by `plugin.activate`; an xdist
+worker gets runner/worker.py's hooks instead."""
 
 from __future__ import annotations
 
@@ -13,23 +15,23 @@ from pytest_nemo_eval.runner.plugin_state import WORKERINPUT_KEY, NemoState, sta
 
 
 def _is_xdist_controller(config: pytest.Config) -> bool:
-    return not hasattr(config, "workerinput") and config.pluginmanager.has_plugin("dsession")
+    return config.pluginmanager.has_plugin("dsession")
 
 
 def _terminate_as_interrupt(signum, frame):
     raise KeyboardInterrupt(f"signal {signum}")
 
 
-class NemoSessionHooks:
+class ControllerHooks:
     def __init__(self, config: pytest.Config) -> None:
         self.config = config
         self.state: NemoState = state_of(config)  # validates settings now
         self._previous_sigterm = None
-        if not self.state.is_worker and threading.current_thread() is threading.main_thread():
+        if threading.current_thread() is threading.main_thread():
             # A CI job cancelled with SIGTERM unwinds like Ctrl-C, so teardown still stops the model.
             if signal.getsignal(signal.SIGTERM) is signal.SIG_DFL:
                 self._previous_sigterm = signal.signal(signal.SIGTERM, _terminate_as_interrupt)
-        if not self.state.is_worker and (self.state.options.wants_target or suite_args(config)):
+        if self.state.options.wants_target or suite_args(config):
             problem = self.state.options.target_problem()
             if problem:
                 raise pytest.UsageError(f"pytest-nemo-eval: {problem}")
@@ -50,7 +52,7 @@ class NemoSessionHooks:
     def pytest_collection_finish(self, session: pytest.Session) -> None:
         """Serial run: deploy once, after collection and before the first benchmark
         (so deployment time never counts against a benchmark's timeout)."""
-        if self.state.is_worker or self.config.option.collectonly or session.testsfailed:
+        if self.config.option.collectonly or session.testsfailed:
             return  # collection errors stop the run before any benchmark: do not deploy for nothing
         from pytest_nemo_eval.runner.items import BenchmarkItem
 
@@ -61,7 +63,7 @@ class NemoSessionHooks:
             self.state.start_local()
 
     def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
-        if self.state.is_worker or report.when == "teardown" or not report.user_properties:
+        if report.when == "teardown" or not report.user_properties:
             return
         if report.when == "setup" and report.passed:
             return  # the call report carries the scores
@@ -72,10 +74,9 @@ class NemoSessionHooks:
     @pytest.hookimpl(tryfirst=True)
     def pytest_sessionfinish(self, session: pytest.Session) -> None:
         """Suite-level JUnit provenance; runs before junitxml writes the file."""
-        if not self.state.is_worker:
-            from pytest_nemo_eval.report.summary import add_suite_properties
+        from pytest_nemo_eval.report.summary import add_suite_properties
 
-            add_suite_properties(self.state)
+        add_suite_properties(self.state)
 
     def pytest_terminal_summary(self, terminalreporter) -> None:
         from pytest_nemo_eval.report.summary import write_summary
