@@ -5,6 +5,7 @@ baseline gate, JUnit properties, the Python API. Real model, real proxy, real ha
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import shutil
 import stat
@@ -17,24 +18,6 @@ from pytest_nemo_eval.report.cli import main as report_main
 from .inner_run import LIMIT, REPO, junit_cases, junit_suite_properties
 
 SMOKE_TASKS = ["demo_addition", "demo_reversal", "demo_addition_mc", "demo_addition_code"]
-
-
-def measure(run_inner, suite_file, pytester, endpoint) -> dict[str, tuple[float, float]]:
-    """Scores of the demo tasks (no thresholds) as {task.metric: (value, stderr)} from JUnit."""
-    body = "benchmarks:\n" + "".join(
-        f"  - {{name: {task}, harness: builtin, task: {task}, runtime: local}}\n" for task in SMOKE_TASKS
-    )
-    suite_file("measure", body)
-    result = run_inner("measure.yaml", f"--nemo-endpoint={endpoint}", f"--nemo-limit-samples={LIMIT}")
-    assert result.ret == 0, result.stdout.str()
-    scores = {}
-    for name, (_, props) in junit_cases(pytester.path / "junit.xml").items():
-        for key, value in props.items():
-            if key.startswith("nemo.metric.") and key.endswith(".value"):
-                metric = key[len("nemo.metric."):-len(".value")]
-                stderr = float(props.get(f"nemo.metric.{metric}.stderr", 0))
-                scores[f"{name}.{metric}"] = (float(value), stderr)
-    return scores
 
 
 def test_smoke_suite_passes_with_scores_in_junit_and_terminal(run_inner, pytester, endpoint):
@@ -110,14 +93,32 @@ def test_failure_message_errors_and_unknown_metric(run_inner, suite_file, pytest
     ])
 
 
-def test_confidence_mode_pass_fail_and_inconclusive_policies(run_inner, suite_file, pytester, endpoint):
+def _half_wrong_sums_task(folder) -> str:
+    """A task whose every other target is wrong: any demo that learned addition scores strictly
+    between 0 and 1 on it (about half), with a stderr above 0, however good this machine's demo is."""
+    lines = (REPO / "pytest_nemo_eval" / "harness" / "builtin" / "data" / "demo_addition.jsonl").read_text().splitlines()
+    items = [json.loads(line) for line in lines]
+    for item in items[1::2]:
+        item["answer"] = str(int(item["answer"]) + 1)
+    folder.mkdir()
+    (folder / "half_wrong_sums.jsonl").write_text("".join(json.dumps(item) + "\n" for item in items))
+    spec = (REPO / "pytest_nemo_eval" / "harness" / "builtin" / "tasks" / "demo_addition.yaml").read_text()
+    (folder / "half_wrong_sums.yaml").write_text(spec.replace("../data/demo_addition.jsonl", "half_wrong_sums.jsonl"))
+    return "half_wrong_sums"
+
+
+def test_confidence_mode_pass_fail_and_inconclusive_policies(run_inner, suite_file, pytester, endpoint, monkeypatch):
     """Thresholds are placed around a measured score: the interval value ± 1.96·stderr lies
     above, below, or across them; across is inconclusive and the policy decides."""
-    scores = measure(run_inner, suite_file, pytester, endpoint)
-    noisy = {k: v for k, v in scores.items() if 0 < v[0] < 1 and v[1] > 0}
-    assert noisy, f"no demo score strictly between 0 and 1 to test with: {scores}"
-    key, (value, stderr) = sorted(noisy.items())[0]
-    task, metric = key.split(".", 1)
+    tasks = pytester.path / "tasks"
+    task = _half_wrong_sums_task(tasks)
+    monkeypatch.setenv("NEMO_EVAL_TASKS_PATH", str(tasks))
+    suite_file("measure", f"benchmarks:\n  - {{name: {task}, harness: builtin, task: {task}, runtime: local}}\n")
+    assert run_inner("measure.yaml", f"--nemo-endpoint={endpoint}", f"--nemo-limit-samples={LIMIT}").ret == 0
+    metric = "exact_match"
+    props = junit_cases(pytester.path / "junit.xml")[task][1]
+    value, stderr = float(props[f"nemo.metric.{metric}.value"]), float(props[f"nemo.metric.{metric}.stderr"])
+    assert 0 < value < 1 and stderr > 0, (value, stderr)
 
     def bench(name: str, threshold: float, policy: str) -> str:
         return (f"  - {{name: {name}, harness: builtin, task: {task}, runtime: local, confidence: 0.95, "
