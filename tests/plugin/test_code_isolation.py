@@ -1,0 +1,75 @@
+"""The smoke suite's code benchmark through the plugin, against the real demo server and real bwrap:
+it runs under bubblewrap with exactly the per-sample results of an unsandboxed run, it is SKIPPED
+with one line saying why when no sandbox can be made, and the opt-in runs it and says so in JUnit."""
+
+from __future__ import annotations
+
+import json
+import shutil
+
+import pytest
+
+from pytest_nemo_eval.harness.builtin.bubblewrap import BWRAP_ENV, bubblewrap_problem
+from pytest_nemo_eval.harness.builtin.isolation import ALLOW_UNSANDBOXED_ENV
+from .inner_run import LIMIT, REPO, junit_cases
+
+CODE = "demo_addition_code"
+
+
+@pytest.fixture
+def smoke(pytester):
+    shutil.copy(REPO / "suites" / "smoke.yaml", pytester.path / "smoke.yaml")
+    return "smoke.yaml"
+
+
+def per_sample(pytester) -> dict[str, float]:
+    samples = pytester.path / "nemo-out" / "runs" / f"smoke.{CODE}" / f"samples_{CODE}.jsonl"
+    return {str(r["id"]): r["scores"]["pass@1"] for r in map(json.loads, samples.read_text().splitlines())}
+
+
+def test_code_benchmark_runs_under_bubblewrap_with_the_unsandboxed_scores(
+    run_inner, pytester, smoke, endpoint, monkeypatch, tmp_path
+):
+    problem = bubblewrap_problem()
+    if problem:
+        pytest.skip(f"no bubblewrap sandbox here: {problem}")
+    monkeypatch.delenv(ALLOW_UNSANDBOXED_ENV, raising=False)
+    result = run_inner(smoke, f"--nemo-endpoint={endpoint}", f"--nemo-limit-samples={LIMIT}", "-k", CODE)
+    result.assert_outcomes(passed=1)
+    status, props = junit_cases(pytester.path / "junit.xml")[CODE]
+    assert status == "passed" and props["nemo.code_isolation"] == "bubblewrap"
+    sandboxed = per_sample(pytester)
+    # the same benchmark, same completions (proxy cache), samples run the way they ran before bubblewrap
+    monkeypatch.setenv(BWRAP_ENV, str(tmp_path / "no" / "bwrap"))
+    result = run_inner(smoke, f"--nemo-endpoint={endpoint}", f"--nemo-limit-samples={LIMIT}", "-k", CODE,
+                       "--nemo-allow-unsandboxed-code")
+    result.assert_outcomes(passed=1)
+    status, props = junit_cases(pytester.path / "junit.xml")[CODE]
+    assert status == "passed" and props["nemo.code_isolation"] == "unsandboxed"
+    assert len(sandboxed) == int(LIMIT) and sandboxed == per_sample(pytester)
+
+
+def test_without_a_sandbox_the_code_benchmark_is_skipped_with_the_reason(
+    run_inner, pytester, smoke, endpoint, monkeypatch, tmp_path
+):
+    monkeypatch.setenv(BWRAP_ENV, str(tmp_path / "no" / "bwrap"))
+    monkeypatch.delenv(ALLOW_UNSANDBOXED_ENV, raising=False)
+    result = run_inner(smoke, f"--nemo-endpoint={endpoint}", f"--nemo-limit-samples={LIMIT}",
+                       "-k", f"{CODE} or demo_reversal")
+    result.assert_outcomes(passed=1, skipped=1)  # the other benchmark still runs
+    skip_lines = [line for line in result.stdout.lines if line.startswith("SKIPPED") and CODE in line]
+    assert len(skip_lines) == 1
+    assert "model-written code needs a sandbox" in skip_lines[0] and "bubblewrap is not installed" in skip_lines[0]
+    assert "apt-get install -y bubblewrap" in skip_lines[0] and "--nemo-allow-unsandboxed-code" in skip_lines[0]
+    cases = junit_cases(pytester.path / "junit.xml")
+    assert cases[CODE][0] == "skipped" and "nemo.code_isolation" not in cases[CODE][1]
+    assert cases["demo_reversal"][0] == "passed" and "nemo.code_isolation" not in cases["demo_reversal"][1]
+
+
+def test_opt_in_by_environment_variable_runs_it_unsandboxed(run_inner, pytester, smoke, endpoint, monkeypatch,
+                                                             tmp_path):
+    monkeypatch.setenv(BWRAP_ENV, str(tmp_path / "no" / "bwrap"))
+    monkeypatch.setenv(ALLOW_UNSANDBOXED_ENV, "1")
+    result = run_inner(smoke, f"--nemo-endpoint={endpoint}", f"--nemo-limit-samples={LIMIT}", "-k", CODE)
+    result.assert_outcomes(passed=1)
+    assert junit_cases(pytester.path / "junit.xml")[CODE][1]["nemo.code_isolation"] == "unsandboxed"
