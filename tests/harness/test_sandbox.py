@@ -9,8 +9,10 @@ from __future__ import annotations
 
 import os
 import secrets
+import signal
 import socket
 import subprocess
+import sys
 import threading
 import time
 from pathlib import Path
@@ -318,3 +320,28 @@ def test_probe_names_why_bwrap_cannot_run(monkeypatch, tmp_path):
         monkeypatch.setenv(bw.BWRAP_ENV, "bwrap")
         monkeypatch.setenv(bw.SANDBOX_UID_ENV, "0")
         assert "must not run as root" in bw.bubblewrap_problem()
+
+
+@needs_bwrap
+def test_a_killed_harness_takes_its_running_samples_with_it():
+    """SIGKILL the process that runs the sandbox (as the runtime does on timeout/Ctrl-C): --die-with-parent
+    ends the sample, though it sits in a session of its own."""
+    marker = f"nemo-orphan-{secrets.token_hex(6)}"
+    sample = (  # the marker is assembled inside, so only the sample's process carries it, not the runner's
+        f"import os, sys\nmarker = {marker[:8]!r} + {marker[8:]!r}\n"
+        "os.execv(sys.executable, [sys.executable, '-c', '# ' + marker + '\\nimport time\\ntime.sleep(120)'])\n"
+    )
+    runner = (
+        "from pytest_nemo_eval.harness.builtin.sandbox import run_sandboxed\n"
+        f"run_sandboxed({sample!r}, timeout_s=120)\n"
+    )
+    harness = subprocess.Popen([sys.executable, "-c", runner])
+    try:
+        deadline = time.monotonic() + 30
+        while not marked_processes(marker) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert marked_processes(marker), "the sample never started"
+    finally:
+        harness.send_signal(signal.SIGKILL)
+        harness.wait()
+    assert wait_until_gone(marker) == []
