@@ -345,3 +345,17 @@ def test_a_killed_harness_takes_its_running_samples_with_it():
         harness.send_signal(signal.SIGKILL)
         harness.wait()
     assert wait_until_gone(marker) == []
+
+
+def test_control_the_same_file_attacks_succeed_without_the_sandbox(tmp_path):
+    """The control for the tests above: unsandboxed, these samples DO write, delete and read the test's files,
+    so their failing under bubblewrap is the boundary's doing, not a broken sample."""
+    target, owned, secret = tmp_path / "written.txt", tmp_path / "owned.txt", tmp_path / "secret.txt"
+    owned.write_text("keep me")
+    secret.write_text("s3cret")
+    assert run_sandboxed(f"open({str(target)!r}, 'w').write('pwned')\n", isolation="unsandboxed").passed
+    assert target.read_text() == "pwned"
+    assert run_sandboxed(f"import os\nos.remove({str(owned)!r})\n", isolation="unsandboxed").passed
+    assert not owned.exists()
+    leaked = run_sandboxed(f"raise SystemExit(open({str(secret)!r}).read())\n", isolation="unsandboxed")
+    assert leaked.detail == "s3cret"
