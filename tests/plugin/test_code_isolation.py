@@ -73,3 +73,38 @@ def test_opt_in_by_environment_variable_runs_it_unsandboxed(run_inner, pytester,
     result = run_inner(smoke, f"--nemo-endpoint={endpoint}", f"--nemo-limit-samples={LIMIT}", "-k", CODE)
     result.assert_outcomes(passed=1)
     assert junit_cases(pytester.path / "junit.xml")[CODE][1]["nemo.code_isolation"] == "unsandboxed"
+
+
+@pytest.mark.parametrize("how", ["option", "env", "ini", "none", "bad"])
+def test_opt_in_is_read_from_option_env_or_ini(pytester, monkeypatch, how):
+    from pytest_nemo_eval.runner.settings import read_options
+
+    monkeypatch.delenv(ALLOW_UNSANDBOXED_ENV, raising=False)
+    args = ["--nemo-allow-unsandboxed-code"] if how == "option" else []
+    if how == "env":
+        monkeypatch.setenv(ALLOW_UNSANDBOXED_ENV, "true")
+    if how in ("ini", "bad"):
+        pytester.makeini(f"[pytest]\nnemo_allow_unsandboxed_code = {'yes' if how == 'ini' else 'maybe'}\n")
+    config = pytester.parseconfig(*args)
+    if how == "bad":
+        with pytest.raises(pytest.UsageError, match="--nemo-allow-unsandboxed-code='maybe'"):
+            read_options(config)
+        return
+    assert read_options(config).allow_unsandboxed_code is (how != "none")
+
+
+def test_levels_per_runtime_and_task_type(monkeypatch, tmp_path):
+    """Docker: the container is the boundary; non-code benchmarks run no model code and get no level."""
+    from pytest_nemo_eval.runner.prerequisites import code_isolation
+    from pytest_nemo_eval.suite import load_suite
+
+    benchmarks = {b.name: b for b in load_suite(REPO / "suites" / "smoke.yaml").resolved()}
+    code, plain = benchmarks[CODE], benchmarks["demo_addition"]
+    assert code_isolation(code, runtime="docker", allow_unsandboxed=False).level == "container"
+    assert code_isolation(plain, runtime="local", allow_unsandboxed=False).model_dump() == {"level": None,
+                                                                                          "problem": None}
+    monkeypatch.setenv(BWRAP_ENV, str(tmp_path / "no" / "bwrap"))
+    assert code_isolation(code, runtime="docker", allow_unsandboxed=False).level == "container"
+    assert code_isolation(code, runtime="local", allow_unsandboxed=True).level == "unsandboxed"
+    refused = code_isolation(code, runtime="local", allow_unsandboxed=False)
+    assert refused.level is None and "bubblewrap is not installed" in refused.problem
