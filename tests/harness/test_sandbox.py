@@ -359,3 +359,29 @@ def test_control_the_same_file_attacks_succeed_without_the_sandbox(tmp_path):
     assert not owned.exists()
     leaked = run_sandboxed(f"raise SystemExit(open({str(secret)!r}).read())\n", isolation="unsandboxed")
     assert leaked.detail == "s3cret"
+
+
+def test_code_task_in_a_container_runs_at_the_container_level_with_the_same_results(
+    tmp_path, harness_image, completions_url
+):
+    """Docker runtime: the container is the boundary (no bwrap in the image); per-sample results equal a
+    local run's under bubblewrap, same model, same completions."""
+    import json
+
+    def per_sample(runtime: str) -> tuple[dict, list[str]]:
+        lines: list[str] = []
+        run = run_harness(HarnessInvocation(
+            harness="builtin", task="demo_addition_code", model_id="demo", model_url=completions_url,
+            runtime=runtime, output_dir=tmp_path / runtime, limit_samples=12, parallelism=4, timeout_s=600,
+            **({"image": harness_image} if runtime == "docker" else {}),
+        ), on_log=lines.append)
+        records = (run.output_dir / "samples_demo_addition_code.jsonl").read_text().splitlines()
+        return {r["id"]: (r["response"], r["scores"]["pass@1"]) for r in map(json.loads, records)}, lines
+
+    in_container, container_log = per_sample("docker")
+    assert any("runs under isolation container" in line for line in container_log)
+    if NO_BWRAP:
+        pytest.skip(f"no bubblewrap here to compare with: {NO_BWRAP}")
+    local, local_log = per_sample("local")
+    assert any("runs under isolation bubblewrap" in line for line in local_log)
+    assert in_container == local and sum(score for _, score in local.values()) > 0
