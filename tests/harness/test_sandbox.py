@@ -274,11 +274,10 @@ def no_bwrap(monkeypatch, tmp_path):
 
 
 def test_without_bubblewrap_code_is_refused_with_the_reason(no_bwrap):
-    problem = bw.bubblewrap_problem()
-    assert "bubblewrap is not installed" in problem and "apt-get install -y bubblewrap" in problem
+    assert "bubblewrap is not installed" in bw.bubblewrap_problem()
     with pytest.raises(NoSandbox, match="--nemo-allow-unsandboxed-code") as refused:
         resolve_isolation("auto")
-    assert "\n" not in str(refused.value)
+    assert "apt-get install -y bubblewrap" in str(refused.value) and "\n" not in str(refused.value)
     with pytest.raises(NoSandbox):
         run_sandboxed("assert True\n", isolation="bubblewrap")
 

@@ -118,7 +118,7 @@ def _probe(bwrap_setting: str, uid_setting: str, python_setting: str) -> tuple[B
     """Resolve the settings, then run `python -c pass` in the real sandbox once (keyed by the settings)."""
     bwrap = shutil.which(bwrap_setting)
     if bwrap is None:
-        return None, f"bubblewrap is not installed: no `{bwrap_setting}` executable ({BWRAP_ENV}); {INSTALL_HINT}"
+        return None, f"bubblewrap is not installed (no `{bwrap_setting}` executable; {BWRAP_ENV} names another)"
     run_as: int | None = None
     if os.geteuid() == 0:
         try:
@@ -145,7 +145,9 @@ def _probe(bwrap_setting: str, uid_setting: str, python_setting: str) -> tuple[B
     if probe.returncode != 0:
         said = (probe.stderr.strip() or probe.stdout.strip() or f"exit status {probe.returncode}").splitlines()[-1]
         why = ""
-        if "namespace" in said or "Operation not permitted" in said or "Permission denied" in said:
+        if "Unknown option" in said:
+            why = " (bubblewrap 0.8.0 or newer is needed, for --disable-userns and --size)"
+        elif "namespace" in said or "Operation not permitted" in said or "Permission denied" in said:
             who = f"uid {run_as}" if run_as is not None else "this user"
             why = (f" ({who} may not create user namespaces: check sysctl user.max_user_namespaces and "
                    "kernel.unprivileged_userns_clone, AppArmor's userns restriction, or the container's seccomp profile)")

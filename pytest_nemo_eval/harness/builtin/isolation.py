@@ -38,7 +38,7 @@ def no_sandbox_reason(problem: str) -> str:
     """One line: why model-written code cannot run here, and the three ways on."""
     return (f"model-written code needs a sandbox and none can be made here: {problem}. "
             f"Fix: {INSTALL_HINT}, run the benchmark in the docker runtime, or opt in to running it "
-            f"unsandboxed with {OPT_IN}.")
+            f"unsandboxed with {OPT_IN}")
 
 
 def resolve_isolation(requested: IsolationRequest = "auto") -> Isolation:
