@@ -149,8 +149,9 @@ def _probe(bwrap_setting: str, uid_setting: str, python_setting: str) -> tuple[B
             why = " (bubblewrap 0.8.0 or newer is needed, for --disable-userns and --size)"
         elif "namespace" in said or "Operation not permitted" in said or "Permission denied" in said:
             who = f"uid {run_as}" if run_as is not None else "this user"
-            why = (f" ({who} may not create user namespaces: check sysctl user.max_user_namespaces and "
-                   "kernel.unprivileged_userns_clone, AppArmor's userns restriction, or the container's seccomp profile)")
+            why = (f" ({who} may not create user namespaces or mounts: check sysctl user.max_user_namespaces and "
+                   "kernel.unprivileged_userns_clone, AppArmor's userns restriction, or the container's "
+                   "seccomp profile and masked /proc)")
         return None, f"bwrap cannot make a sandbox here: {said[:300]}{why}"
     return setup, ""
 
