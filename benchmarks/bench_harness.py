@@ -105,10 +105,14 @@ def sandbox_rate(programs: list[str], parallelism: int, isolation: str) -> float
     return len(programs) / elapsed
 
 
-def sandbox_table(samples: int, rounds: int) -> list[dict]:
-    """Sandbox alone, bubblewrap vs unsandboxed, interleaved rounds, medians."""
+def sandbox_table(samples: int, rounds: int) -> dict:
+    """Sandbox alone, bubblewrap vs unsandboxed, interleaved rounds, medians; plus bwrap's start-up cost."""
     programs = honest_programs(samples)
     sandbox_rate(programs[:2], 1, "bubblewrap")  # warm-up (and the one-time bwrap probe)
+    startup = bwrap_startup_ms(max(10, rounds * 5))
+    print(f"python -I -c pass, median ms: sandbox interpreter bare {startup['bare']}, inside bwrap "
+          f"{startup['bwrap']} (bwrap adds {startup['bwrap'] - startup['bare']:.1f}); "
+          f"harness interpreter bare {startup['harness_python_bare']}")
     print(f"sandbox alone: {len(programs)} honest {CODE_TASK} programs, median of {rounds}")
     print(f"{'parallelism':>11} {'isolation':>12} {'samples/s':>10} {'ms/sample':>10} {'vs unsandboxed':>15}")
     rows = []
@@ -124,7 +128,25 @@ def sandbox_table(samples: int, rounds: int) -> list[dict]:
                          "ms_per_sample": round(1000 / rate, 1), "ratio_vs_unsandboxed": round(rate / base, 3),
                          "rounds": rounds, "samples": len(programs)})
             print(f"{parallelism:>11} {isolation:>12} {rate:>10.1f} {1000 / rate:>10.1f} {rate / base:>15.2f}")
-    return rows
+    return {"startup_ms": startup, "rows": rows}
+
+
+def bwrap_startup_ms(repeats: int) -> dict[str, float]:
+    """Median ms of `python -I -c pass` with the sandbox's interpreter, bare vs inside bwrap (same uid):
+    what bwrap itself adds per sample, apart from which interpreter each level uses."""
+    from pytest_nemo_eval.harness.builtin.bubblewrap import bubblewrap
+
+    setup = bubblewrap()
+    commands = {"bare": [setup.python, "-I", "-c", "pass"],
+                "bwrap": setup.command(["-I", "-c", "pass"], scratch_mb=64),
+                "harness_python_bare": [sys.executable, "-I", "-c", "pass"]}
+    times: dict[str, list[float]] = {name: [] for name in commands}
+    for _ in range(repeats):
+        for name, command in commands.items():
+            started = time.monotonic()
+            subprocess.run(command, check=True, **(setup.popen_kwargs() if name != "harness_python_bare" else {}))
+            times[name].append((time.monotonic() - started) * 1000)
+    return {name: round(statistics.median(values), 1) for name, values in times.items()}
 
 
 def harness_code(url: str, samples: int, parallelism: int, isolation: str, work: Path) -> float:
