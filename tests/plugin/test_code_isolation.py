@@ -108,3 +108,23 @@ def test_levels_per_runtime_and_task_type(monkeypatch, tmp_path):
     assert code_isolation(code, runtime="local", allow_unsandboxed=True).level == "unsandboxed"
     refused = code_isolation(code, runtime="local", allow_unsandboxed=False)
     assert refused.level is None and "bubblewrap is not installed" in refused.problem
+
+
+def test_python_api_fixture_reports_the_level_and_skips_the_same_way(run_inner, pytester, endpoint, monkeypatch,
+                                                                     tmp_path):
+    pytester.makepyfile(test_api=f"""
+        SPEC = {{"name": "code", "harness": "builtin", "task": "{CODE}", "thresholds": {{"pass@1": {{"min": 0.3}}}}}}
+
+        def test_code(nemo_benchmark):
+            outcome = nemo_benchmark(SPEC, defaults={{"runtime": "local"}})
+            outcome.check()
+            assert ("nemo.code_isolation", "bubblewrap") in outcome.properties
+    """)
+    monkeypatch.delenv(ALLOW_UNSANDBOXED_ENV, raising=False)
+    if bubblewrap_problem() is None:
+        run_inner("test_api.py", f"--nemo-endpoint={endpoint}", f"--nemo-limit-samples={LIMIT}").assert_outcomes(
+            passed=1)
+    monkeypatch.setenv(BWRAP_ENV, str(tmp_path / "no" / "bwrap"))
+    result = run_inner("test_api.py", f"--nemo-endpoint={endpoint}", f"--nemo-limit-samples={LIMIT}")
+    result.assert_outcomes(skipped=1)
+    result.stdout.fnmatch_lines(["SKIPPED*code: model-written code needs a sandbox*"])
