@@ -59,8 +59,9 @@ class Bubblewrap(BaseModel):
     python: str
     run_as_uid: int | None = None  # None: as the harness's own user
 
-    def command(self, python_args: list[str], *, scratch_mb: int) -> list[str]:
-        """bwrap + its options + `python *python_args`, run inside the sandbox."""
+    def command(self, python_args: list[str], *, scratch_mb: int, info_fd: int | None = None) -> list[str]:
+        """bwrap + its options + `python *python_args`, run inside the sandbox; `info_fd` gets bwrap's
+        JSON with the sandbox's init pid (`child-pid`)."""
         mounts = ["--ro-bind", "/usr", "/usr"]
         for name in _ROOT_ENTRIES:  # usrmerge symlinks, or the real directories where there are some
             host = Path("/") / name
@@ -83,6 +84,7 @@ class Bubblewrap(BaseModel):
             "--remount-ro", "/",
             "--clearenv", "--setenv", "PATH", "/usr/bin:/bin", "--setenv", "HOME", WORKDIR,
             "--setenv", "LANG", "C.UTF-8", "--setenv", "PYTHONHASHSEED", "0",
+            *(["--info-fd", str(info_fd)] if info_fd is not None else []),
             "--", self.python, *python_args,
         ]
 

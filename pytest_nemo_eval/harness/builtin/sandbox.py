@@ -19,7 +19,9 @@ and makes Python socket creation raise; the whole process group killed after
 from __future__ import annotations
 
 import functools
+import json
 import os
+import select
 import signal
 import subprocess
 import sys
@@ -34,6 +36,7 @@ from .isolation import Isolation, NoSandbox, no_sandbox_reason
 FILE_SIZE_MB = 10
 SCRATCH_MB = 64  # the sandbox's private /tmp (working directory included)
 OUTPUT_TAIL_CHARS = 1000
+KILL_WAIT_S = 5.0
 
 _GUARD = r'''
 import os, resource, runpy, socket, sys
@@ -102,6 +105,7 @@ def run_sandboxed(
     Raises `NoSandbox` when `isolation` is bubblewrap and bwrap cannot make a sandbox here.
     """
     cpu_s = max(1, int(timeout_s) + 1)
+    info_read = None
     with tempfile.TemporaryDirectory(prefix="nemo-eval-sandbox-") as workdir, \
             tempfile.TemporaryFile(dir=workdir) as output:
         guard_args = ["-I", "-c", _GUARD, str(memory_mb), str(cpu_s), str(FILE_SIZE_MB)]
@@ -110,26 +114,34 @@ def run_sandboxed(
                 setup = bubblewrap()
             except BubblewrapUnavailable as exc:
                 raise NoSandbox(no_sandbox_reason(str(exc))) from None
-            command = setup.command([*guard_args, str(max_processes)], scratch_mb=SCRATCH_MB)
-            extra = setup.popen_kwargs()
+            info_read, info_write = os.pipe()
+            command = setup.command([*guard_args, str(max_processes)], scratch_mb=SCRATCH_MB, info_fd=info_write)
+            extra = {**setup.popen_kwargs(), "pass_fds": (info_write,)}
             env = {}
         else:
             command = [*network_isolation_prefix(), sys.executable, *guard_args, "0"]
             extra = {"cwd": workdir}
             env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "HOME": workdir, "PYTHONHASHSEED": "0",
                    "LANG": "C.UTF-8"}
-        process = subprocess.Popen(
-            command, env=env, stdin=subprocess.PIPE, stdout=output, stderr=subprocess.STDOUT,
-            start_new_session=True, **extra,
-        )
+        try:
+            process = subprocess.Popen(
+                command, env=env, stdin=subprocess.PIPE, stdout=output, stderr=subprocess.STDOUT,
+                start_new_session=True, **extra,
+            )
+        finally:
+            if info_read is not None:
+                os.close(info_write)
         try:
             process.communicate(program.encode("utf-8"), timeout=timeout_s)
         except subprocess.TimeoutExpired:
-            _kill(process)
+            _kill(process, info_read)
             return SandboxResult(status="timeout", detail=f"killed after {timeout_s:g} s")
         except BaseException:
-            _kill(process)
+            _kill(process, info_read)
             raise
+        finally:
+            if info_read is not None:
+                os.close(info_read)
         text = _tail(output)
     if process.returncode == 0:
         return SandboxResult(status="passed")
@@ -143,10 +155,27 @@ def _tail(output) -> str:
     return output.read().decode("utf-8", errors="replace")[-OUTPUT_TAIL_CHARS:]
 
 
-def _kill(process: subprocess.Popen) -> None:
-    """SIGKILL the sample's process group; under bwrap, --die-with-parent then ends its PID namespace."""
+def _kill(process: subprocess.Popen, info_read: int | None) -> None:
+    """SIGKILL the sample's process group. Under bwrap, --die-with-parent then kills the sandbox's init and
+    the kernel its whole PID namespace: wait for that init (its pid from bwrap's --info-fd) to be gone,
+    so that nothing of the sample is left when this returns."""
     try:
         os.killpg(process.pid, signal.SIGKILL)
     except ProcessLookupError:
         pass
     process.wait()
+    if info_read is None:
+        return
+    os.set_blocking(info_read, False)
+    try:
+        info = json.loads(os.read(info_read, 65536) or b"{}")
+    except (BlockingIOError, ValueError):
+        return  # bwrap died before it started the sandbox
+    try:
+        pidfd = os.pidfd_open(int(info["child-pid"]))
+    except (KeyError, ValueError, OSError):
+        return  # already gone
+    try:
+        select.select([pidfd], [], [], KILL_WAIT_S)  # readable once init exited, i.e. its namespace is empty
+    finally:
+        os.close(pidfd)
