@@ -1,9 +1,23 @@
 #!/usr/bin/env bash
-# Idempotent setup of a fresh Debian machine: venv with the CPU torch wheel first
-# (an unpinned torch pulls a multi-GB CUDA build), the package, and a Docker
-# daemon when we are root and none is reachable (the harness container tests use it).
+# Idempotent setup of a fresh Debian machine: bubblewrap (the sandbox model-written
+# code runs in), venv with the CPU torch wheel first (an unpinned torch pulls a
+# multi-GB CUDA build), the package, and a Docker daemon when we are root and none
+# is reachable (the harness container tests use it).
 set -euo pipefail
 cd "$(dirname "$0")/.."
+
+# Code benchmarks run each model-written sample under bubblewrap; without it they are skipped
+# (or run unsandboxed on --nemo-allow-unsandboxed-code). Debian's package is `bubblewrap`.
+if ! command -v bwrap >/dev/null 2>&1; then
+    if [ "$(id -u)" = "0" ] && command -v apt-get >/dev/null 2>&1; then
+        echo "[setup] installing bubblewrap (apt-get)"
+        apt-get install -y -q bubblewrap >/dev/null 2>&1 \
+            || { apt-get update -q >/dev/null && apt-get install -y -q bubblewrap >/dev/null; } \
+            || echo "[setup] could not install bubblewrap: code benchmarks will be skipped, with a reason" >&2
+    else
+        echo "[setup] bubblewrap (bwrap) is missing: install it (sudo apt-get install -y bubblewrap) or code benchmarks are skipped" >&2
+    fi
+fi
 
 PYTHON="${PYTHON:-python3}"
 if [ ! -x .venv/bin/python ]; then

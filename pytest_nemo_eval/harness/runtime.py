@@ -149,6 +149,8 @@ def run_harness(inv: HarnessInvocation, on_log: LogCallback | None = None) -> Ha
     if "task_spec" in inv.overrides:  # absolute, so it means the same file in a container (mounted there)
         resolved = str(Path(inv.overrides["task_spec"]).resolve())
         inv = inv.model_copy(update={"overrides": {**inv.overrides, "task_spec": resolved}})
+    if inv.is_builtin and inv.runtime == "docker" and "code_isolation" not in inv.overrides:  # the container is
+        inv = inv.model_copy(update={"overrides": {**inv.overrides, "code_isolation": "container"}})  # the boundary
     output_dir = Path(inv.output_dir).resolve()
     output_dir.mkdir(parents=True, exist_ok=True)
     log_path = output_dir / HARNESS_LOG_FILE

@@ -37,4 +37,11 @@ def run_benchmark(
     lacking = prerequisites.missing(resolved.requires, deploying=state.deploying, runtime=runtime, image=image)
     if lacking:
         pytest.skip(f"{resolved.name} needs " + "; ".join(lacking))
-    return check_benchmark(state, resolved, run_benchmark_harness(state, resolved, runtime, image))
+    isolation = prerequisites.code_isolation(
+        resolved, runtime=runtime, allow_unsandboxed=state.options.allow_unsandboxed_code)
+    if isolation.problem:
+        pytest.skip(f"{resolved.name}: {isolation.problem}")
+    outcome = check_benchmark(state, resolved, run_benchmark_harness(state, resolved, runtime, image, isolation.level))
+    if isolation.level:
+        outcome.properties.insert(0, ("nemo.code_isolation", isolation.level))
+    return outcome

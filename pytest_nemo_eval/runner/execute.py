@@ -72,8 +72,13 @@ def route_name(benchmark: ResolvedBenchmark) -> str:
     return re.sub(r"[^A-Za-z0-9._-]", "_", f"{benchmark.suite_name}.{benchmark.name}")[:128]
 
 
-def run_benchmark_harness(state, benchmark: ResolvedBenchmark, runtime: str, image: str | None) -> HarnessOutcome:
-    """Run the harness against the benchmark's proxy route; raises `BenchmarkError`."""
+def run_benchmark_harness(
+    state, benchmark: ResolvedBenchmark, runtime: str, image: str | None, code_isolation: str | None = None
+) -> HarnessOutcome:
+    """Run the harness against the benchmark's proxy route; raises `BenchmarkError`.
+
+    `code_isolation` (prerequisites.code_isolation) is handed to the builtin harness as its
+    `code_isolation` override, so the level the plugin decided and reported is the one used."""
     from pytest_nemo_eval.harness.errors import HarnessError
     from pytest_nemo_eval.harness.runtime import HarnessInvocation, run_harness
     from pytest_nemo_eval.runner.resources import TargetUnavailable
@@ -94,7 +99,7 @@ def run_benchmark_harness(state, benchmark: ResolvedBenchmark, runtime: str, ima
                 model_url=route.rstrip("/") + path,
                 model_type=benchmark.endpoint_type,
                 output_dir=output_dir,
-                overrides=benchmark.params,
+                overrides={**benchmark.params, **({"code_isolation": code_isolation} if code_isolation else {})},
                 runtime=runtime,
                 image=image,
                 timeout_s=benchmark.timeout_s,

@@ -81,8 +81,14 @@ class BenchmarkItem(pytest.Item):
         lacking = prerequisites.missing(b.requires, deploying=state.deploying, runtime=runtime, image=image)
         if lacking:
             pytest.skip(f"{b.suite_name}::{b.name} needs " + "; ".join(lacking))
+        isolation = prerequisites.code_isolation(
+            b, runtime=runtime, allow_unsandboxed=state.options.allow_unsandboxed_code)
+        if isolation.problem:
+            pytest.skip(f"{b.suite_name}::{b.name}: {isolation.problem}")
+        if isolation.level:
+            self.user_properties.append(("nemo.code_isolation", isolation.level))
         try:
-            self.harness_outcome = run_benchmark_harness(state, b, runtime, image)
+            self.harness_outcome = run_benchmark_harness(state, b, runtime, image, isolation.level)
         except BenchmarkError as exc:
             error = str(exc)
         else:

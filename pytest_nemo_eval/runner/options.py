@@ -26,6 +26,12 @@ SETTINGS: list[tuple[str, str, tuple[str, ...] | None]] = [
     ("startup-timeout", "Deployment: seconds to wait for the server to become ready.", None),
     ("progress-interval", "Seconds between progress lines for a running benchmark (0 = off).", None),
 ]
+# On/off settings: a bare option `--nemo-<name>`; env and ini take 1/true/yes/on or 0/false/no/off.
+FLAGS: list[tuple[str, str]] = [
+    ("allow-unsandboxed-code", "Run model-written code (code benchmarks of the builtin harness) without a "
+     "sandbox where bubblewrap cannot make one (like bigcode's --allow_code_execution); without it such "
+     "benchmarks are skipped."),
+]
 
 
 def addoption(parser: pytest.Parser) -> None:
@@ -38,6 +44,12 @@ def addoption(parser: pytest.Parser) -> None:
             default=None,
             choices=choices,
             help=f"{help_text} [env {env}, ini nemo_{dest_name(name)}]",
+        )
+        parser.addini(f"nemo_{dest_name(name)}", help_text, default=None)
+    for name, help_text in FLAGS:
+        group.addoption(
+            f"--nemo-{name}", dest=dest_name(name), action="store_true", default=None,
+            help=f"{help_text} [env {env_name(name)}, ini nemo_{dest_name(name)}]",
         )
         parser.addini(f"nemo_{dest_name(name)}", help_text, default=None)
     parser.addini(

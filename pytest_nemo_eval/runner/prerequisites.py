@@ -1,11 +1,15 @@
-"""What a benchmark needs from the machine (GPU, Docker daemon, image), checked
-before it runs so a missing piece is a skip that says what is missing."""
+"""What a benchmark needs from the machine (GPU, Docker daemon, image, a sandbox for
+model-written code), checked before it runs so a missing piece is a skip that says
+what is missing."""
 
 from __future__ import annotations
 
 import functools
 import shutil
 import subprocess
+from typing import Literal
+
+from pydantic import BaseModel
 
 
 @functools.lru_cache(maxsize=1)
@@ -84,3 +88,45 @@ def missing(requires: list[str], *, deploying: bool, runtime: str, image: str | 
             if problem:
                 problems.append(problem)
     return problems
+
+
+class CodeIsolation(BaseModel):
+    """The boundary a benchmark's model-written code runs behind (None: it runs none), or why it cannot run."""
+
+    level: Literal["container", "bubblewrap", "unsandboxed"] | None = None
+    problem: str | None = None
+
+
+def code_isolation(benchmark, *, runtime: str, allow_unsandboxed: bool) -> CodeIsolation:
+    """For builtin code tasks: `container` in Docker, else `bubblewrap` when it works here, else
+    `unsandboxed` on opt-in, else a problem (the benchmark is skipped). Other benchmarks: nothing."""
+    if not _runs_model_code(benchmark):
+        return CodeIsolation()
+    if runtime == "docker":
+        return CodeIsolation(level="container")
+    from pytest_nemo_eval.harness.builtin.bubblewrap import bubblewrap_problem
+    from pytest_nemo_eval.harness.builtin.isolation import no_sandbox_reason
+
+    problem = bubblewrap_problem()
+    if problem is None:
+        return CodeIsolation(level="bubblewrap")
+    if allow_unsandboxed:
+        return CodeIsolation(level="unsandboxed")
+    return CodeIsolation(problem=no_sandbox_reason(problem))
+
+
+def _runs_model_code(benchmark) -> bool:
+    """A builtin-harness task of type `code` (registered, or a `task_spec` file); unknown tasks are left
+    to the harness run, which names close matches."""
+    from pytest_nemo_eval.harness.builtin.tasks import find_task, load_spec
+    from pytest_nemo_eval.harness.errors import HarnessError
+    from pytest_nemo_eval.harness.runtime import BUILTIN_HARNESS
+
+    if benchmark.harness != BUILTIN_HARNESS:
+        return False
+    try:
+        task_spec = benchmark.params.get("task_spec")
+        spec = load_spec(task_spec, name=benchmark.task) if task_spec else find_task(benchmark.task)
+    except (HarnessError, OSError):
+        return False
+    return spec.type == "code"

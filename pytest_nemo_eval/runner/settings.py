@@ -9,7 +9,7 @@ from typing import Any, Literal
 import pytest
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from pytest_nemo_eval.runner.options import SETTINGS, dest_name, env_name
+from pytest_nemo_eval.runner.options import FLAGS, SETTINGS, dest_name, env_name
 
 
 class NemoOptions(BaseModel):
@@ -32,6 +32,7 @@ class NemoOptions(BaseModel):
     pipeline_parallel: int = Field(default=1, gt=0)
     startup_timeout: float = Field(default=600.0, gt=0)
     progress_interval: float = Field(default=30.0, ge=0)
+    allow_unsandboxed_code: bool = False
 
     @property
     def wants_target(self) -> bool:
@@ -58,7 +59,7 @@ class NemoOptions(BaseModel):
 def read_options(config: pytest.Config) -> NemoOptions:
     """Merge option > env > ini; a bad value raises `pytest.UsageError` naming the setting."""
     values: dict[str, Any] = {}
-    for name, _, _ in SETTINGS:
+    for name in [setting[0] for setting in SETTINGS] + [flag[0] for flag in FLAGS]:
         dest = dest_name(name)
         value = config.getoption(dest, default=None)
         if value is None:

@@ -8,7 +8,9 @@ Overrides (NeMo Evaluator's `config.params.` prefix is accepted and ignored):
 temperature, max_tokens (alias max_new_tokens), top_p, seed, limit_samples,
 parallelism, request_timeout, max_retries, task_spec (a YAML file to run instead
 of a registered task), api_key_env / target.api_endpoint.api_key (NAME of the
-env var holding the API key).
+env var holding the API key), code_isolation (auto | bubblewrap | container |
+unsandboxed: the boundary model-written code runs behind, see isolation.py; auto
+refuses to run code without a sandbox unless NEMO_EVAL_ALLOW_UNSANDBOXED_CODE=1).
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from ..errors import HarnessError, close_matches_hint
 from ..results import RESULTS_FILE, dump_results
 from .client import ModelClient
+from .isolation import IsolationRequest, resolve_isolation
 from .runner import run_task
 from .sample import GenerationParams
 from .tasks import HARNESS_NAME, find_task, load_spec, task_names
@@ -44,6 +47,7 @@ class RunOverrides(BaseModel):
     max_retries: int = Field(default=5, ge=0)
     task_spec: Path | None = None
     api_key_env: str | None = None
+    code_isolation: IsolationRequest = "auto"
 
 
 def parse_overrides(text: str | None) -> RunOverrides:
@@ -73,6 +77,7 @@ def _run_eval(args: argparse.Namespace) -> int:
     overrides = parse_overrides(args.overrides)
     task_name = args.eval_type.split(".", 1)[1] if args.eval_type.startswith(f"{HARNESS_NAME}.") else args.eval_type
     spec = load_spec(overrides.task_spec, name=task_name) if overrides.task_spec else find_task(args.eval_type)
+    code_isolation = resolve_isolation(overrides.code_isolation) if spec.type == "code" else None
     api_key = None
     if overrides.api_key_env:
         api_key = os.environ.get(overrides.api_key_env)
@@ -91,7 +96,7 @@ def _run_eval(args: argparse.Namespace) -> int:
     )
     results = run_task(
         spec, client, output_dir=output_dir, params=params, limit_samples=overrides.limit_samples,
-        parallelism=overrides.parallelism, log=lambda line: print(line, flush=True),
+        parallelism=overrides.parallelism, log=lambda line: print(line, flush=True), code_isolation=code_isolation,
     )
     (output_dir / RESULTS_FILE).write_text(dump_results(results), encoding="utf-8")
     for key, score in results.flat_scores().items():

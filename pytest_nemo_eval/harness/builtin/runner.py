@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import json
 import math
 import time
@@ -13,6 +14,7 @@ from ..results import EvalResults, Metric, Score, ScoreStats, TaskResult
 from . import code_generation, exact_match, multiple_choice
 from .client import ModelClient
 from .dataset import load_jsonl
+from .isolation import Isolation, resolve_isolation
 from .sample import GenerationParams, SampleOutcome
 
 SCORERS = {"exact_match": exact_match, "multiple_choice": multiple_choice, "code": code_generation}
@@ -31,9 +33,19 @@ def run_task(
     limit_samples: int | None = None,
     parallelism: int = 1,
     log: Callable[[str], None] = print,
+    code_isolation: Isolation | None = None,
 ) -> EvalResults:
-    """Score every record (or the first `limit_samples`), write per-sample JSONL, return the results."""
+    """Score every record (or the first `limit_samples`), write per-sample JSONL, return the results.
+
+    Code tasks run their samples at `code_isolation` (default: `resolve_isolation("auto")`,
+    which raises `NoSandbox` before any request when no boundary can be made and nobody opted in).
+    """
     scorer = SCORERS[spec.type]
+    score = scorer.score
+    if spec.type == "code":
+        isolation = code_isolation or resolve_isolation("auto")
+        log(f"task {spec.name}: model-written code runs under isolation {isolation}")
+        score = functools.partial(scorer.score, isolation=isolation)
     records = load_jsonl(spec.data_path(), [spec.id_field, *scorer.required_fields(spec)])
     if limit_samples is not None:
         records = records[:limit_samples]
@@ -43,7 +55,7 @@ def run_task(
     pool = ThreadPoolExecutor(max_workers=max(1, parallelism), thread_name_prefix="sample")
     try:
         # map keeps dataset order; the first exception (endpoint down, bad record) aborts the run
-        for index, outcome in enumerate(pool.map(lambda r: scorer.score(spec, client, r, params), records), 1):
+        for index, outcome in enumerate(pool.map(lambda r: score(spec, client, r, params), records), 1):
             outcomes.append(outcome)
             if index % max(1, len(records) // 10) == 0 or index == len(records):
                 log(f"task {spec.name}: {index}/{len(records)} samples scored")

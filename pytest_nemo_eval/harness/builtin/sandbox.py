@@ -1,42 +1,57 @@
-"""Run untrusted generated code with its tests: separate process, time and memory limits, no network.
+"""Run model-written code with its tests, behind the boundary its isolation level names.
 
-What it does:
-- a fresh `python -I` process per sample in its own session, in a throw-away
-  working directory, with a minimal environment; killed (whole process group)
-  after `timeout_s` wall time;
-- inside it, before the sample runs, `resource.setrlimit` caps address space
-  (`memory_mb`), CPU seconds, file size (10 MB), and core dumps;
-- no network, two layers: when the kernel allows it (root, or unprivileged user
-  namespaces) the process runs under `unshare -n` / `unshare -rn`, in a network
-  namespace with no interfaces; in any case a guard replaces `socket.socket`
-  (and `_socket.socket`) so creating a socket raises.
-What it does not: it is not a security boundary against hostile code. Without
-`unshare`, code can still reach the network through ctypes or a child
-process that is not Python, and it can read files the user can read. Run
-untrusted benchmarks in the Docker runtime for stronger isolation.
+Every level: a fresh `python -I` per sample in its own session, the program passed on
+stdin and written to `sample.py` in a fresh working directory, output captured to a
+file (bounded by the file-size limit); a guard that, before the sample runs, caps
+address space (`memory_mb`, RLIMIT_AS), CPU seconds, file size (10 MB) and core dumps,
+and makes Python socket creation raise; the whole process group killed after
+`timeout_s` wall time.
+
+- `bubblewrap`: the process runs inside bwrap (see bubblewrap.py): read-only system,
+  private /tmp, no host files, processes, network or environment, no capabilities, and
+  a process-count limit (`max_processes`, RLIMIT_NPROC, counted per sandbox).
+- `container` / `unsandboxed`: the process runs with the harness user's rights in a
+  throw-away directory, under `unshare -n` (root) / `unshare -rn` when the kernel
+  allows (no network). Not a boundary on its own: `container` relies on the container
+  around the harness, `unsandboxed` is an explicit opt-in (see isolation.py).
 """
 
 from __future__ import annotations
 
 import functools
+import json
 import os
+import select
 import signal
 import subprocess
 import sys
 import tempfile
-from pathlib import Path
 from typing import Literal
 
 from pydantic import BaseModel
 
+from .bubblewrap import BubblewrapUnavailable, bubblewrap
+from .isolation import Isolation, NoSandbox, no_sandbox_reason
+
+FILE_SIZE_MB = 10
+SCRATCH_MB = 64  # the sandbox's private /tmp (working directory included)
+OUTPUT_TAIL_CHARS = 1000
+KILL_WAIT_S = 5.0
+
 _GUARD = r'''
-import resource, runpy, socket, sys
-memory_bytes = int(sys.argv[1]) * 1024 * 1024
-cpu_s = int(sys.argv[2])
-resource.setrlimit(resource.RLIMIT_AS, (memory_bytes, memory_bytes))
+import os, resource, runpy, socket, sys
+memory_mb, cpu_s, file_mb, max_processes = (int(v) for v in sys.argv[1:5])
+program = sys.stdin.buffer.read()
+null = os.open(os.devnull, os.O_RDONLY)
+os.dup2(null, 0)
+with open("sample.py", "wb") as handle:
+    handle.write(program)
+resource.setrlimit(resource.RLIMIT_AS, (memory_mb << 20, memory_mb << 20))
 resource.setrlimit(resource.RLIMIT_CPU, (cpu_s, cpu_s))
-resource.setrlimit(resource.RLIMIT_FSIZE, (10 * 1024 * 1024, 10 * 1024 * 1024))
+resource.setrlimit(resource.RLIMIT_FSIZE, (file_mb << 20, file_mb << 20))
 resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
+if max_processes:
+    resource.setrlimit(resource.RLIMIT_NPROC, (max_processes, max_processes))
 
 class _NoNetwork(socket.socket):
     def __init__(self, *args, **kwargs):
@@ -46,8 +61,8 @@ import _socket
 socket.socket = _NoNetwork
 _socket.socket = _NoNetwork
 socket.create_connection = lambda *a, **k: _NoNetwork()
-sys.argv = [sys.argv[3]]
-runpy.run_path(sys.argv[0], run_name="__main__")
+sys.argv = ["sample.py"]
+runpy.run_path("sample.py", run_name="__main__")
 '''
 
 Status = Literal["passed", "failed", "timeout"]
@@ -75,42 +90,92 @@ def network_isolation_prefix() -> tuple[str, ...]:
     return ()
 
 
-def run_sandboxed(program: str, *, timeout_s: float = 5.0, memory_mb: int = 512) -> SandboxResult:
-    """Run `program`; passed when it exits 0 within the limits."""
-    with tempfile.TemporaryDirectory(prefix="nemo-eval-sandbox-") as workdir:
-        program_path = Path(workdir) / "sample.py"
-        program_path.write_text(program, encoding="utf-8")
-        guard_path = Path(workdir) / "_guard.py"
-        guard_path.write_text(_GUARD, encoding="utf-8")
-        cpu_s = max(1, int(timeout_s) + 1)
-        command = [
-            *network_isolation_prefix(), sys.executable, "-I", str(guard_path),
-            str(memory_mb), str(cpu_s), str(program_path),
-        ]
-        env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "HOME": workdir, "PYTHONHASHSEED": "0",
-               "LANG": "C.UTF-8"}
-        process = subprocess.Popen(
-            command, cwd=workdir, env=env, stdin=subprocess.DEVNULL,
-            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True,
-        )
+def run_sandboxed(
+    program: str,
+    *,
+    timeout_s: float = 5.0,
+    memory_mb: int = 512,
+    max_processes: int = 8,
+    isolation: Isolation = "bubblewrap",
+) -> SandboxResult:
+    """Run `program`; passed when it exits 0 within the limits.
+
+    `max_processes` counts every task of the sample (threads too, and bwrap's own init);
+    it applies under bubblewrap only, where the count is the sandbox's own.
+    Raises `NoSandbox` when `isolation` is bubblewrap and bwrap cannot make a sandbox here.
+    """
+    cpu_s = max(1, int(timeout_s) + 1)
+    info_read = None
+    with tempfile.TemporaryDirectory(prefix="nemo-eval-sandbox-") as workdir, \
+            tempfile.TemporaryFile(dir=workdir) as output:
+        guard_args = ["-I", "-c", _GUARD, str(memory_mb), str(cpu_s), str(FILE_SIZE_MB)]
+        if isolation == "bubblewrap":
+            try:
+                setup = bubblewrap()
+            except BubblewrapUnavailable as exc:
+                raise NoSandbox(no_sandbox_reason(str(exc))) from None
+            info_read, info_write = os.pipe()
+            command = setup.command([*guard_args, str(max_processes)], scratch_mb=SCRATCH_MB, info_fd=info_write)
+            extra = {**setup.popen_kwargs(), "pass_fds": (info_write,)}
+            env = {}
+        else:
+            command = [*network_isolation_prefix(), sys.executable, *guard_args, "0"]
+            extra = {"cwd": workdir}
+            env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "HOME": workdir, "PYTHONHASHSEED": "0",
+                   "LANG": "C.UTF-8"}
         try:
-            output, _ = process.communicate(timeout=timeout_s)
+            process = subprocess.Popen(
+                command, env=env, stdin=subprocess.PIPE, stdout=output, stderr=subprocess.STDOUT,
+                start_new_session=True, **extra,
+            )
+        finally:
+            if info_read is not None:
+                os.close(info_write)
+        try:
+            process.communicate(program.encode("utf-8"), timeout=timeout_s)
         except subprocess.TimeoutExpired:
-            _kill(process)
+            _kill(process, info_read)
             return SandboxResult(status="timeout", detail=f"killed after {timeout_s:g} s")
         except BaseException:
-            _kill(process)
+            _kill(process, info_read)
             raise
-    text = output.decode("utf-8", errors="replace")[-1000:]
+        finally:
+            if info_read is not None:
+                os.close(info_read)
+        text = _tail(output)
     if process.returncode == 0:
         return SandboxResult(status="passed")
     return SandboxResult(status="failed", detail=text.strip().splitlines()[-1] if text.strip() else
                          f"exit status {process.returncode}")
 
 
-def _kill(process: subprocess.Popen) -> None:
+def _tail(output) -> str:
+    output.seek(0, os.SEEK_END)
+    output.seek(max(0, output.tell() - OUTPUT_TAIL_CHARS * 4))
+    return output.read().decode("utf-8", errors="replace")[-OUTPUT_TAIL_CHARS:]
+
+
+def _kill(process: subprocess.Popen, info_read: int | None) -> None:
+    """SIGKILL the sample's process group. Under bwrap, --die-with-parent then kills the sandbox's init and
+    the kernel its whole PID namespace: wait for that init (its pid from bwrap's --info-fd) to be gone,
+    so that nothing of the sample is left when this returns."""
     try:
         os.killpg(process.pid, signal.SIGKILL)
     except ProcessLookupError:
         pass
-    process.communicate()
+    process.wait()
+    if info_read is None:
+        return
+    os.set_blocking(info_read, False)
+    try:
+        info = json.loads(os.read(info_read, 65536) or b"{}")
+    except (BlockingIOError, ValueError):
+        return  # bwrap died before it started the sandbox
+    try:
+        pidfd = os.pidfd_open(int(info["child-pid"]))
+    except (KeyError, ValueError, OSError):
+        return  # already gone
+    try:
+        select.select([pidfd], [], [], KILL_WAIT_S)  # readable once init exited, i.e. its namespace is empty
+    finally:
+        os.close(pidfd)

@@ -88,6 +88,7 @@ class CodeSpec(_SpecBase):
     temperature: float = 0.0
     timeout_s: float = 5.0
     memory_mb: int = 512
+    max_processes: int = Field(default=8, ge=2)  # tasks per sample under bubblewrap (its init + python + 6)
 
 
 TaskSpec = Annotated[ExactMatchSpec | MultipleChoiceSpec | CodeSpec, Field(discriminator="type")]
