@@ -92,6 +92,19 @@ class GenerationDelta(BaseModel):
     finish_reason: Literal["stop", "length"] | None = None
 
 
+def merge_deltas(deltas: list[GenerationDelta]) -> GenerationDelta:
+    """Consecutive deltas of one request as one (a stream relays what piled up while it was busy)."""
+    if len(deltas) == 1:
+        return deltas[0]
+    logprobs = None
+    if any(d.logprobs is not None for d in deltas):
+        logprobs = [entry for d in deltas for entry in d.logprobs or []]
+    return GenerationDelta(
+        output_ids=[t for d in deltas for t in d.output_ids], text="".join(d.text for d in deltas),
+        logprobs=logprobs, prompt_logprobs=deltas[0].prompt_logprobs, finish_reason=deltas[-1].finish_reason,
+    )
+
+
 class EngineStats(BaseModel):
     """How full the running batch was: `mean_active_rows` near `slots` means batching works."""
 

@@ -20,7 +20,9 @@ Streaming uses a second decoupled model, ``nemo_generate_stream`` (no dynamic
 batching: one request per call, there is nothing to group): input ``request``
 is one GenerationRequest's JSON, and its async-generator callable yields one
 response per GenerationDelta the engine hands over as it decodes (output
-``event``), so Triton's HTTP ``/v2/models/<name>/generate_stream`` relays the
+``event``; deltas that piled up while the previous response was being sent go
+out merged as one, so a loaded server sends fewer, larger events instead of
+falling behind), so Triton's HTTP ``/v2/models/<name>/generate_stream`` relays the
 tokens as Server-Sent Events while the request is still decoding. A failure is
 a last event ``{"error", "kind"}``.
 """
@@ -213,7 +215,7 @@ class TritonBinding:
     async def _infer_stream(self, requests: list):
         """One streamed request: a response per delta as the engine decodes, ending with the last delta
         (finish_reason set) or an error event."""
-        from pytest_nemo_eval.serving.engine import GenerationRequest
+        from pytest_nemo_eval.serving.engine import GenerationRequest, merge_deltas
 
         loop = asyncio.get_running_loop()
         events: asyncio.Queue = asyncio.Queue()
@@ -231,12 +233,17 @@ class TritonBinding:
         # the future's end is queued after every delta (both come from the engine's thread, in order)
         future.add_done_callback(lambda done: loop.call_soon_threadsafe(events.put_nowait, done))
         while True:
-            item = await events.get()
-            if isinstance(item, Future):
-                if item.exception() is not None:
-                    yield [_event(_error_answer(item.exception()))]
+            items = [await events.get()]
+            while not events.empty():  # tokens that piled up while the last response was sent go as one
+                items.append(events.get_nowait())
+            deltas = [item for item in items if not isinstance(item, Future)]
+            if deltas:
+                yield [_event(merge_deltas(deltas).model_dump_json().encode())]
+            ended = [item for item in items if isinstance(item, Future)]
+            if ended:
+                if ended[0].exception() is not None:
+                    yield [_event(_error_answer(ended[0].exception()))]
                 return
-            yield [_event(item.model_dump_json().encode())]
 
     def _submit(self, raw: bytes) -> Future | bytes:
         """The engine's future for one cell, or the error answer when it cannot be submitted."""
