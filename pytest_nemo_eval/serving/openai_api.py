@@ -344,12 +344,15 @@ class _CompletionChunks:
     def __init__(self, served: ServedModel, body: CompletionRequest, asked: list[list[int]]) -> None:
         self.text, self.body, self.asked = served.text, body, asked
         self.generated: dict[int, list[int]] = {}
+        self.prompt_texts: dict[int, str] = {}
 
     def choice(self, index: int, delta: GenerationDelta) -> dict[str, Any]:
         first = index not in self.generated
         ids = self.generated.setdefault(index, [])
         prompt_ids = self.asked[index]
-        prompt_text = self.text.with_specials(prompt_ids)
+        if first:
+            self.prompt_texts[index] = self.text.with_specials(prompt_ids)
+        prompt_text = self.prompt_texts[index]
         echoed = self.body.echo and first
         choice: dict[str, Any] = {"index": index, "text": (prompt_text if echoed else "") + delta.text,
                                   "logprobs": None, "finish_reason": delta.finish_reason}

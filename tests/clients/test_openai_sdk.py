@@ -93,6 +93,17 @@ def test_completion_stream_assembles_to_the_non_streamed_answer(client, model_id
     assert len(pieces) >= 2  # token by token, not one chunk at the end
 
 
+def test_echo_stream_starts_with_the_prompt_and_its_logprobs(client, model_id):
+    options = {"model": model_id, "prompt": "<|user|>What is 47+38?\n<|assistant|>", "max_tokens": 4, "echo": True,
+               "logprobs": 1}
+    whole = client.completions.create(**options)
+    pieces = [c.choices[0] for c in client.completions.create(**options, stream=True) if c.choices]
+    assert "".join(p.text for p in pieces) == whole.choices[0].text
+    assert [t for p in pieces for t in p.logprobs.tokens] == whole.choices[0].logprobs.tokens
+    assert [o for p in pieces for o in p.logprobs.text_offset] == whole.choices[0].logprobs.text_offset
+    assert pieces[0].logprobs.token_logprobs[0] is None  # the prompt's first token, as in the whole answer
+
+
 def test_completion_stream_with_stop_strings_and_n_choices(client, model_id):
     options = {"model": model_id, "prompt": ["12+34=", "rev abc="], "max_tokens": 10, "temperature": 0.9,
                "seed": 11, "n": 2, "stop": ["4;", "b"]}
