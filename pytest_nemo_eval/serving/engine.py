@@ -174,6 +174,7 @@ class GenerationEngine:
             raise ValueError(f"timeline={self.timeline} is shorter than the model's context of {self.max_context}.")
         self._cond = threading.Condition()
         self._waiting: deque[_Row] = deque()
+        self._live: dict[str, _Row] = {}  # unfinished rows by request_id, for cancel()
         self._active: dict[int, _Row] = {}  # slot -> row; only the scheduler thread changes it
         self._cur = 0  # the next timeline position a decode step writes
         self._steps_since_admission = 0
@@ -218,6 +219,10 @@ class GenerationEngine:
                 self._thread = threading.Thread(target=self._schedule, name="nemo-eval-engine", daemon=True)
                 self._thread.start()
             self._waiting.extend(rows)
+            for row in rows:
+                if row.request.request_id is not None:
+                    self._live[row.request.request_id] = row
+                    row.future.add_done_callback(lambda _, row=row: self._forget(row))
             self._cond.notify()
         return [row.future for row in rows]
 
@@ -229,10 +234,10 @@ class GenerationEngine:
         decode step (its slot is free for the next admission). Its future fails with RequestCancelled.
         False when no unfinished request has that id."""
         with self._cond:
-            found = False
-            for row in [*self._waiting, *self._active.values()]:
-                if row.request.request_id == request_id and not row.future.done():
-                    row.cancelled = found = True
+            row = self._live.get(request_id)
+            found = row is not None and not row.future.done()
+            if found:
+                row.cancelled = True  # a row being prefilled or decoding is retired by the scheduler
             waiting = [row for row in self._waiting if row.cancelled]
             for row in waiting:
                 self._waiting.remove(row)
@@ -273,6 +278,10 @@ class GenerationEngine:
             leftovers, self._waiting = [*self._waiting, *self._active.values()], deque()
         self._active.clear()
         self._fail(leftovers, EngineClosed("The generation engine was closed before this request finished."))
+
+    def _forget(self, row: _Row) -> None:
+        if self._live.get(row.request.request_id) is row:
+            del self._live[row.request.request_id]
 
     def _retire_cancelled(self) -> None:
         gone = [slot for slot, row in self._active.items() if row.cancelled]
@@ -339,7 +348,10 @@ class GenerationEngine:
             if row.request.echo:
                 row.prompt_logprobs = self._prompt_logprobs(row, logits[i, int(pads[i]):])
             self._advance_or_fail(row, logits[i, -1])
-            if row.done or row.future.done():
+            if row.cancelled and not row.future.done():
+                self._stats.cancelled += 1
+                self._fail([row], RequestCancelled(f"Request {row.request.request_id} was cancelled."))
+            elif row.done or row.future.done():
                 self._finish(row)
             else:
                 staying.append((i, row))
