@@ -16,6 +16,7 @@ and, for each, two targets:
 
   streamed@C    the same requests with stream=true (Server-Sent Events), C = 1, 4, 16
 
+Tokens include the EOS a completion ends on (counted in usage, as vLLM does).
 Reported: generated tokens/s, ratio served/direct, client-side p50/p99 latency
 per request, time to first token (TTFT: request sent -> first streamed token;
 for non-streamed requests it is the whole latency) and inter-token latency
@@ -142,9 +143,12 @@ def run_streamed(url: str, prompts: list[str], workload: dict, concurrency: int)
 
     with ThreadPoolExecutor(concurrency) as pool:
         list(pool.map(ask, prompts[: 2 * concurrency]))  # warm-up: every client connected
+        before = requests.get(f"{url}/v1/health", timeout=30).json()["engine"]
         began = time.perf_counter()
         outcomes = list(pool.map(ask, prompts))
         wall = time.perf_counter() - began
+    after = requests.get(f"{url}/v1/health", timeout=30).json()["engine"]
+    steps = after["decode_steps"] - before["decode_steps"]
     latencies = [o[0] for o in outcomes]
     ttfts = [o[1] for o in outcomes]
     gaps = [gap for o in outcomes for gap in o[2]]
@@ -154,7 +158,9 @@ def run_streamed(url: str, prompts: list[str], workload: dict, concurrency: int)
             "p50_ms": 1000 * percentile(latencies, 0.5), "p99_ms": 1000 * percentile(latencies, 0.99),
             "ttft_p50_ms": 1000 * percentile(ttfts, 0.5), "ttft_p99_ms": 1000 * percentile(ttfts, 0.99),
             "itl_p50_ms": 1000 * percentile(gaps, 0.5) if gaps else None,
-            "itl_p99_ms": 1000 * percentile(gaps, 0.99) if gaps else None}
+            "itl_p99_ms": 1000 * percentile(gaps, 0.99) if gaps else None,
+            "mean_active_rows": (after["decoded_rows"] - before["decoded_rows"]) / steps if steps else None,
+            "decode_steps": steps, "chunks": sum(len(o[2]) + 1 for o in outcomes)}
 
 
 def main() -> None:
