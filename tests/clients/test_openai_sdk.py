@@ -134,6 +134,17 @@ def test_chat_stream_assembles_to_the_non_streamed_answer(client, model_id):
     assert chunks[-1].usage == whole.usage
 
 
+def test_chat_stream_with_n_sampled_choices_equals_the_non_streamed_choices(client, model_id):
+    options = {"model": model_id, "messages": [{"role": "user", "content": "What is 12+9?"}], "max_tokens": 6,
+               "temperature": 1.5, "seed": 21, "n": 3}
+    whole = client.chat.completions.create(**options)
+    texts = {i: "" for i in range(3)}
+    for chunk in client.chat.completions.create(**options, stream=True):
+        for choice in chunk.choices:
+            texts[choice.index] += choice.delta.content or ""
+    assert [texts[i] for i in range(3)] == [c.message.content for c in whole.choices]
+
+
 def test_stream_helper_of_the_sdk_collects_the_chat_answer(client, model_id):
     """The SDK's higher-level streaming helper (chat.completions.stream) accumulates our chunks itself."""
     messages = [{"role": "user", "content": "What is 40+2?"}]
