@@ -14,8 +14,13 @@ and, for each, two targets:
   served@C      the same prompts as /v1/completions requests to a real `nemo-eval deploy`
                 process, from C concurrent clients (C = 1, 4, 16), one keep-alive session each
 
+  streamed@C    the same requests with stream=true (Server-Sent Events), C = 1, 4, 16
+
+Tokens include the EOS a completion ends on (counted in usage, as vLLM does).
 Reported: generated tokens/s, ratio served/direct, client-side p50/p99 latency
-per request, how full the engine's running batch was (mean active rows per
+per request, time to first token (TTFT: request sent -> first streamed token;
+for non-streamed requests it is the whole latency) and inter-token latency
+(ITL: gaps between a stream's chunks, one token each), how full the engine's running batch was (mean active rows per
 decode step, and prefills) from /v1/health, and the speedup batching gives at
 16 clients over 1. Targets run one at a time (the idle deployment stays up
 while the direct engine runs), in --rounds interleaved rounds; each ratio is
@@ -106,8 +111,56 @@ def run_served(url: str, prompts: list[str], workload: dict, concurrency: int) -
     return {"target": f"served@{concurrency}", "concurrency": concurrency, "requests": len(prompts), "tokens": tokens,
             "wall_s": wall, "tokens_per_s": tokens / wall,
             "p50_ms": 1000 * percentile(latencies, 0.5), "p99_ms": 1000 * percentile(latencies, 0.99),
+            "ttft_p50_ms": 1000 * percentile(latencies, 0.5), "ttft_p99_ms": 1000 * percentile(latencies, 0.99),
             "mean_active_rows": (after["decoded_rows"] - before["decoded_rows"]) / steps if steps else None,
             "decode_steps": steps, "prefills": prefills}
+
+
+def run_streamed(url: str, prompts: list[str], workload: dict, concurrency: int) -> dict:
+    """The workload as stream=true requests: per request, when its first token and each next one arrived."""
+    local = threading.local()
+
+    def ask(prompt: str) -> tuple[float, float, list[float], int]:
+        session = getattr(local, "session", None) or requests.Session()
+        local.session = session
+        t0 = time.perf_counter()
+        arrivals: list[float] = []
+        tokens = 0
+        payload = {"prompt": prompt, **workload, "stream": True, "stream_options": {"include_usage": True}}
+        with session.post(f"{url}/v1/completions", json=payload, stream=True, timeout=600) as reply:
+            reply.raise_for_status()
+            for line in reply.iter_lines(chunk_size=None):
+                if not line.startswith(b"data: {"):
+                    continue
+                chunk = json.loads(line[len(b"data: "):])
+                if chunk["choices"]:
+                    arrivals.append(time.perf_counter())
+                elif chunk.get("usage"):
+                    tokens = chunk["usage"]["completion_tokens"]
+        total = time.perf_counter() - t0
+        gaps = [b - a for a, b in zip(arrivals, arrivals[1:])]
+        return total, arrivals[0] - t0, gaps, tokens
+
+    with ThreadPoolExecutor(concurrency) as pool:
+        list(pool.map(ask, prompts[: 2 * concurrency]))  # warm-up: every client connected
+        before = requests.get(f"{url}/v1/health", timeout=30).json()["engine"]
+        began = time.perf_counter()
+        outcomes = list(pool.map(ask, prompts))
+        wall = time.perf_counter() - began
+    after = requests.get(f"{url}/v1/health", timeout=30).json()["engine"]
+    steps = after["decode_steps"] - before["decode_steps"]
+    latencies = [o[0] for o in outcomes]
+    ttfts = [o[1] for o in outcomes]
+    gaps = [gap for o in outcomes for gap in o[2]]
+    tokens = sum(o[3] for o in outcomes)
+    return {"target": f"streamed@{concurrency}", "concurrency": concurrency, "streamed": True,
+            "requests": len(prompts), "tokens": tokens, "wall_s": wall, "tokens_per_s": tokens / wall,
+            "p50_ms": 1000 * percentile(latencies, 0.5), "p99_ms": 1000 * percentile(latencies, 0.99),
+            "ttft_p50_ms": 1000 * percentile(ttfts, 0.5), "ttft_p99_ms": 1000 * percentile(ttfts, 0.99),
+            "itl_p50_ms": 1000 * percentile(gaps, 0.5) if gaps else None,
+            "itl_p99_ms": 1000 * percentile(gaps, 0.99) if gaps else None,
+            "mean_active_rows": (after["decoded_rows"] - before["decoded_rows"]) / steps if steps else None,
+            "decode_steps": steps, "chunks": sum(len(o[2]) + 1 for o in outcomes)}
 
 
 def main() -> None:
@@ -135,6 +188,7 @@ def main() -> None:
                 for name, workload in WORKLOADS.items():
                     table = [run_direct(engine, prompts, workload, args.batch)]
                     table += [run_served(deployment.url, prompts, workload, c) for c in CONCURRENCY]
+                    table += [run_streamed(deployment.url, prompts, workload, c) for c in CONCURRENCY]
                     for row in table:
                         row["ratio_to_direct"] = row["tokens_per_s"] / table[0]["tokens_per_s"]
                     measured[name] = table
@@ -146,12 +200,18 @@ def main() -> None:
 
     summary = {name: summarize([r[name] for r in rounds]) for name in WORKLOADS}
     print(f"\nmedians of {args.rounds} rounds")
-    print(f"{'workload':<10}{'target':<18}{'tokens/s':>10}{'x direct':>10}{'p50 ms':>10}{'p99 ms':>10}{'rows/step':>11}")
+    print(f"{'workload':<10}{'target':<15}{'tokens/s':>9}{'x direct':>9}{'p50 ms':>8}{'p99 ms':>8}"
+          f"{'TTFT p50':>9}{'TTFT p99':>9}{'ITL p50':>8}{'ITL p99':>8}{'rows/step':>10}")
+
+    def cell(value, width: int) -> str:
+        return f"{value:>{width}.1f}" if value is not None else f"{'-':>{width}}"
+
     for name, table in summary.items():
         for row in table["targets"]:
-            occupancy = row.get("mean_active_rows")
-            print(f"{name:<10}{row['target']:<18}{row['tokens_per_s']:>10.1f}{row['ratio_to_direct']:>10.2f}"
-                  f"{row['p50_ms']:>10.1f}{row['p99_ms']:>10.1f}{(f'{occupancy:.1f}' if occupancy else '-'):>11}")
+            print(f"{name:<10}{row['target']:<15}{row['tokens_per_s']:>9.1f}{row['ratio_to_direct']:>9.2f}"
+                  f"{row['p50_ms']:>8.1f}{row['p99_ms']:>8.1f}{cell(row.get('ttft_p50_ms'), 9)}"
+                  f"{cell(row.get('ttft_p99_ms'), 9)}{cell(row.get('itl_p50_ms'), 8)}{cell(row.get('itl_p99_ms'), 8)}"
+                  f"{cell(row.get('mean_active_rows'), 10)}")
         print(f"{name}: served@16 = {table['served16_vs_direct']:.2f}x direct; "
               f"16 clients vs 1: {table['speedup_16_vs_1']:.2f}x")
     print(f"deployment startup {startup_s:.1f} s")
@@ -171,14 +231,19 @@ def summarize(tables: list[list[dict]]) -> dict:
     targets = []
     for rows in zip(*tables):
         merged = dict(rows[0])
-        for key in ("tokens_per_s", "ratio_to_direct", "p50_ms", "p99_ms", "mean_active_rows"):
+        for key in ("tokens_per_s", "ratio_to_direct", "p50_ms", "p99_ms", "mean_active_rows", "ttft_p50_ms",
+                    "ttft_p99_ms", "itl_p50_ms", "itl_p99_ms"):
             values = [row[key] for row in rows if row.get(key) is not None]
             merged[key] = statistics.median(values) if values else None
         targets.append(merged)
-    by_c = {row["concurrency"]: row for row in targets if row["concurrency"]}
+    by_c = {row["concurrency"]: row for row in targets if row["concurrency"] and not row.get("streamed")}
     return {"targets": targets, "served16_vs_direct": by_c[16]["ratio_to_direct"],
             "speedup_16_vs_1": statistics.median(
-                [t[-1]["tokens_per_s"] / t[1]["tokens_per_s"] for t in tables])}
+                [_row(t, "served@16")["tokens_per_s"] / _row(t, "served@1")["tokens_per_s"] for t in tables])}
+
+
+def _row(table: list[dict], target: str) -> dict:
+    return next(row for row in table if row["target"] == target)
 
 
 if __name__ == "__main__":

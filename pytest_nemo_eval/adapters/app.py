@@ -129,7 +129,11 @@ def _status_line(status: int) -> str:
         return f"{status} Unknown"
 
 
-def _send(response: ProxyResponse, start_response: Callable) -> list[bytes]:
+def _send(response: ProxyResponse, start_response: Callable) -> Iterable[bytes]:
+    if response.stream is not None:  # relayed as it arrives (chunked); its close() runs the finishers
+        start_response(_status_line(response.status), [*response.headers.items(),
+                                                        ("Content-Type", response.content_type)])
+        return response.stream
     headers = [*response.headers.items(), ("Content-Type", response.content_type),
                ("Content-Length", str(len(response.body)))]
     start_response(_status_line(response.status), headers)

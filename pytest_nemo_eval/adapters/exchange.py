@@ -53,6 +53,9 @@ class ProxyResponse:
     headers: dict[str, str] = field(default_factory=dict)
     from_cache: bool = False
     from_proxy: bool = False  # an error the proxy made up: not the upstream's to retry
+    # a streamed reply (SSE) relayed as it arrives: `body` stays empty; interceptors that need the
+    # whole reply register a finisher on it (streaming.StreamBody.on_finish)
+    stream: Any = None
     _json: Any = field(default=_UNPARSED, repr=False)
 
     def json(self) -> Any:

@@ -22,6 +22,7 @@ from .exchange import ProxyRequest, ProxyResponse, error_response
 from .interceptors.cache import ResponseCache
 from .registry import ChainContext, Handler, Interceptor, build_chain
 from .stats import ProxyStats, StatsRecorder, merge_stats
+from .streaming import wants_stream
 from .upstream import Upstream
 
 DEFAULT_ROUTE = "default"
@@ -107,6 +108,7 @@ class RouteTable:
             request,
             timeout_s=request.meta.get("timeout_s", 600.0),
             connect_timeout_s=request.meta.get("connect_timeout_s", 5.0),
+            stream=wants_stream(request.json),
         )
         streamed = response.content_type.startswith("text/event-stream")  # relayed whole, not parsed
         if request.json is not None and response.ok and not streamed and response.json() is None:

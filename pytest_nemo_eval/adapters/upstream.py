@@ -21,6 +21,7 @@ import threading
 from urllib.parse import urlsplit
 
 from .exchange import ProxyRequest, ProxyResponse
+from .streaming import StreamBody
 
 # Not forwarded either way: they describe one hop, not the message.
 HOP_BY_HOP = frozenset({
@@ -97,8 +98,11 @@ class Upstream:
             if conn in self._all:
                 self._all.remove(conn)
 
-    def send(self, request: ProxyRequest, *, timeout_s: float, connect_timeout_s: float) -> ProxyResponse:
-        """Forward once. Returns any HTTP answer as-is; raises `UpstreamError` on no answer."""
+    def send(self, request: ProxyRequest, *, timeout_s: float, connect_timeout_s: float,
+             stream: bool = False) -> ProxyResponse:
+        """Forward once. Returns any HTTP answer as-is; raises `UpstreamError` on no answer.
+        With `stream`, a 200 text/event-stream reply is not read here: its `stream` relays it chunk by chunk
+        (timeout_s bounds each wait for the next chunk) and gives the connection back when it ends."""
         headers = {k: v for k, v in request.headers.items() if k.lower() not in HOP_BY_HOP}
         headers["Accept-Encoding"] = "identity"  # keep the body bytes exactly as the model wrote them
         if self.api_key:
@@ -118,6 +122,9 @@ class Upstream:
                 conn.sock.settimeout(timeout_s)
                 conn.request(request.method, target, body=request.body or None, headers=headers)
                 reply = conn.getresponse()
+                if stream and reply.status == 200 and (reply.getheader("Content-Type") or "").startswith(
+                        "text/event-stream"):
+                    return self._streamed(conn, reply)
                 data = reply.read()
             except TimeoutError as exc:
                 self._drop(conn)
@@ -140,6 +147,20 @@ class Upstream:
                 content_type=reply.getheader("Content-Type", "application/octet-stream"),
                 headers=extra,
             )
+
+    def _streamed(self, conn: http.client.HTTPConnection, reply: http.client.HTTPResponse) -> ProxyResponse:
+        def chunks():
+            while data := reply.read1(65536):
+                yield data
+
+        def release(complete: bool) -> None:
+            if not complete or reply.will_close:  # a half-read reply cannot carry the next request
+                reply.close()  # its socket file keeps the socket open after conn.close() alone
+                self._drop(conn)
+
+        extra = {k: v for k, v in reply.getheaders() if k.lower() not in _NOT_RELAYED}
+        return ProxyResponse(status=reply.status, body=b"", content_type=reply.getheader("Content-Type"),
+                             headers=extra, stream=StreamBody(chunks(), release))
 
     def _unreachable(self, request: ProxyRequest, exc: Exception) -> UpstreamUnreachable:
         return UpstreamUnreachable(

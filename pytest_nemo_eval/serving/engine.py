@@ -21,6 +21,19 @@ admission pauses until the active rows finish; then the timeline starts again at
 Logprobs are log-softmax of the model's raw logits over the tokenizer's real
 vocabulary (the padded tail of the embedding table is excluded), before any
 temperature or top-k/top-p processing; they equal a direct forward pass.
+
+End of sequence, as vLLM does it: the EOS token a request ends on is a generated
+token. It is in `output_ids`, has its logprob entry and counts toward max_tokens
+and usage; only `text` leaves it out (special tokens are not text). lm-eval's
+loglikelihood scoring relies on that entry (it drops the last one as "the
+generated token").
+
+Streaming: `submit(..., on_delta=fn)` calls `fn(GenerationDelta)` from the
+scheduler thread as tokens are chosen. A delta's text never has to be taken
+back: text that may still turn into a stop string (a suffix that starts one) or
+an incomplete character is held until it is settled, so the deltas joined equal
+the final result. `cancel(request_id)` retires a request at the next step and
+frees its slot (a streaming client that went away).
 """
 
 from __future__ import annotations
@@ -29,7 +42,7 @@ import logging
 import threading
 from collections import deque
 from concurrent.futures import Future
-from typing import Literal
+from typing import Callable, Literal
 
 import torch
 from pydantic import BaseModel, Field, computed_field
@@ -51,6 +64,7 @@ class GenerationRequest(BaseModel):
     logprobs: int | None = Field(None, ge=0, le=MAX_TOP_LOGPROBS)
     echo: bool = False
     ignore_eos: bool = False  # generate exactly max_tokens (as vLLM's option): load tests with equal work per request
+    request_id: str | None = None  # names the request for cancel(); unique among those in flight
 
 
 class TokenLogprob(BaseModel):
@@ -68,6 +82,29 @@ class GenerationResult(BaseModel):
     output_logprobs: list[TokenLogprob] | None = None
 
 
+class GenerationDelta(BaseModel):
+    """What a streamed request gained since its previous delta; the last one has `finish_reason`."""
+
+    output_ids: list[int]
+    text: str
+    logprobs: list[TokenLogprob] | None = None
+    prompt_logprobs: list[TokenLogprob | None] | None = None  # first delta of an echo request only
+    finish_reason: Literal["stop", "length"] | None = None
+
+
+def merge_deltas(deltas: list[GenerationDelta]) -> GenerationDelta:
+    """Consecutive deltas of one request as one (a stream relays what piled up while it was busy)."""
+    if len(deltas) == 1:
+        return deltas[0]
+    logprobs = None
+    if any(d.logprobs is not None for d in deltas):
+        logprobs = [entry for d in deltas for entry in d.logprobs or []]
+    return GenerationDelta(
+        output_ids=[t for d in deltas for t in d.output_ids], text="".join(d.text for d in deltas),
+        logprobs=logprobs, prompt_logprobs=deltas[0].prompt_logprobs, finish_reason=deltas[-1].finish_reason,
+    )
+
+
 class EngineStats(BaseModel):
     """How full the running batch was: `mean_active_rows` near `slots` means batching works."""
 
@@ -77,6 +114,8 @@ class EngineStats(BaseModel):
     prefills: int = 0
     prefilled_rows: int = 0
     timeline_restarts: int = 0
+    cancelled: int = 0  # requests retired by cancel() before they finished
+    active_rows: int = 0  # requests decoding now
 
     @computed_field
     @property
@@ -88,11 +127,20 @@ class EngineClosed(RuntimeError):
     """The engine stopped before this request finished."""
 
 
+class RequestCancelled(RuntimeError):
+    """cancel() retired this request before it finished."""
+
+
 class _Row:
     """Decoding state of one request, from admission to its result."""
 
-    def __init__(self, request: GenerationRequest) -> None:
+    def __init__(self, request: GenerationRequest, on_delta: Callable[[GenerationDelta], None] | None = None) -> None:
         self.request = request
+        self.on_delta = on_delta
+        self.sent_ids = 0  # streaming: tokens already handed to on_delta
+        self.sent_chars = 0  # and characters of text
+        self.sent_any = False
+        self.cancelled = False
         self.sampler = TokenSampler(request.temperature, request.top_p, request.top_k, request.seed)
         self.output_ids: list[int] = []
         self.logprobs: list[TokenLogprob] = []
@@ -126,6 +174,7 @@ class GenerationEngine:
             raise ValueError(f"timeline={self.timeline} is shorter than the model's context of {self.max_context}.")
         self._cond = threading.Condition()
         self._waiting: deque[_Row] = deque()
+        self._live: dict[str, _Row] = {}  # unfinished rows by request_id, for cancel()
         self._active: dict[int, _Row] = {}  # slot -> row; only the scheduler thread changes it
         self._cur = 0  # the next timeline position a decode step writes
         self._steps_since_admission = 0
@@ -153,11 +202,16 @@ class GenerationEngine:
         """Results in request order; blocks until every one is done (they join the running batch)."""
         return [future.result() for future in self.submit(requests)]
 
-    def submit(self, requests: list[GenerationRequest]) -> list[Future[GenerationResult]]:
-        """Queue the requests and return at once; each future ends with its result or the error that failed it."""
+    def submit(self, requests: list[GenerationRequest], *,
+               on_delta: Callable[[GenerationDelta], None] | None = None) -> list[Future[GenerationResult]]:
+        """Queue the requests and return at once; each future ends with its result or the error that failed it.
+        With `on_delta` (one request at a time), it is called from the scheduler thread with each new
+        piece of the answer as it is decoded; it must not block."""
         for request in requests:
             self.validate(request)
-        rows = [_Row(request) for request in requests]
+        if on_delta is not None and len(requests) != 1:
+            raise ValueError("Streaming (on_delta) takes one request per submit call.")
+        rows = [_Row(request, on_delta) for request in requests]
         with self._cond:
             if self._closed:
                 raise EngineClosed("The generation engine is closed.")
@@ -165,11 +219,31 @@ class GenerationEngine:
                 self._thread = threading.Thread(target=self._schedule, name="nemo-eval-engine", daemon=True)
                 self._thread.start()
             self._waiting.extend(rows)
+            for row in rows:
+                if row.request.request_id is not None:
+                    self._live[row.request.request_id] = row
+                    row.future.add_done_callback(lambda _, row=row: self._forget(row))
             self._cond.notify()
         return [row.future for row in rows]
 
     def stats(self) -> EngineStats:
-        return self._stats.model_copy()
+        return self._stats.model_copy(update={"active_rows": len(self._active)})
+
+    def cancel(self, request_id: str) -> bool:
+        """Retire the request named `request_id`: a waiting one at once, a decoding one before the next
+        decode step (its slot is free for the next admission). Its future fails with RequestCancelled.
+        False when no unfinished request has that id."""
+        with self._cond:
+            row = self._live.get(request_id)
+            found = row is not None and not row.future.done()
+            if found:
+                row.cancelled = True  # a row being prefilled or decoding is retired by the scheduler
+            waiting = [row for row in self._waiting if row.cancelled]
+            for row in waiting:
+                self._waiting.remove(row)
+            self._stats.cancelled += len(waiting)
+        self._fail(waiting, RequestCancelled(f"Request {request_id} was cancelled."))
+        return found
 
     def close(self) -> None:
         """Stop the scheduler; requests not finished yet fail with EngineClosed. Idempotent."""
@@ -193,6 +267,7 @@ class GenerationEngine:
                 with torch.inference_mode():
                     if admitted:
                         self._prefill(admitted)
+                    self._retire_cancelled()
                     if self._active:
                         self._decode_step()
             except Exception as exc:  # a failed forward fails every request in it; the engine keeps serving
@@ -203,6 +278,17 @@ class GenerationEngine:
             leftovers, self._waiting = [*self._waiting, *self._active.values()], deque()
         self._active.clear()
         self._fail(leftovers, EngineClosed("The generation engine was closed before this request finished."))
+
+    def _forget(self, row: _Row) -> None:
+        if self._live.get(row.request.request_id) is row:
+            del self._live[row.request.request_id]
+
+    def _retire_cancelled(self) -> None:
+        gone = [slot for slot, row in self._active.items() if row.cancelled]
+        for slot in gone:
+            row = self._active.pop(slot)
+            self._stats.cancelled += 1
+            self._fail([row], RequestCancelled(f"Request {row.request.request_id} was cancelled."))
 
     def _admission_due(self) -> bool:
         """A prefill costs about one decode step, so waiting rows are let in together: at once when nothing
@@ -262,7 +348,10 @@ class GenerationEngine:
             if row.request.echo:
                 row.prompt_logprobs = self._prompt_logprobs(row, logits[i, int(pads[i]):])
             self._advance_or_fail(row, logits[i, -1])
-            if row.done or row.future.done():
+            if row.cancelled and not row.future.done():
+                self._stats.cancelled += 1
+                self._fail([row], RequestCancelled(f"Request {row.request.request_id} was cancelled."))
+            elif row.done or row.future.done():
                 self._finish(row)
             else:
                 staying.append((i, row))
@@ -383,17 +472,59 @@ class GenerationEngine:
     def _advance(self, row: _Row, logits: torch.Tensor) -> None:
         token = row.sampler.choose(logits)
         row.next_token = token
-        if token == self.tokenizer.eos_id and not row.request.ignore_eos:
-            row.finish_reason = "stop"
-            return
         row.output_ids.append(token)
         if row.request.logprobs is not None:
             row.logprobs.append(self._token_logprob(torch.log_softmax(logits, dim=-1), token, row.request.logprobs))
-        row.text = self.tokenizer.decode(row.output_ids)
-        if row.request.stop and self._cut_at_stop(row):
-            row.finish_reason = "stop"
-        elif len(row.output_ids) >= row.request.max_tokens:
-            row.finish_reason = "length"
+        if token == self.tokenizer.eos_id and not row.request.ignore_eos:
+            row.finish_reason = "stop"  # the EOS token stays in output_ids and logprobs; text has none
+        else:
+            row.text = self.tokenizer.decode(row.output_ids)
+            if row.request.stop and self._cut_at_stop(row):
+                row.finish_reason = "stop"
+            elif len(row.output_ids) >= row.request.max_tokens:
+                row.finish_reason = "length"
+        if row.on_delta is not None and not row.done:
+            self._send_delta(row)  # the last delta goes out from _finish
+
+    def _send_delta(self, row: _Row) -> None:
+        """Hand the settled part of the answer since the last delta to the row's listener."""
+        if row.done:
+            count, upto = len(row.output_ids), len(row.text)
+        else:
+            upto = len(row.text) - self._unsettled_chars(row)
+            count = row.sent_ids
+            while count < len(row.output_ids) and len(self.tokenizer.decode(row.output_ids[: count + 1])) <= upto:
+                count += 1
+            upto = len(self.tokenizer.decode(row.output_ids[:count])) if count else 0
+        first = not row.sent_any
+        if count == row.sent_ids and not row.done and not first:
+            return
+        row.sent_any = True
+        delta = GenerationDelta(
+            output_ids=row.output_ids[row.sent_ids:count], text=row.text[row.sent_chars:upto],
+            logprobs=row.logprobs[row.sent_ids:count] if row.request.logprobs is not None else None,
+            prompt_logprobs=row.prompt_logprobs if first else None, finish_reason=row.finish_reason,
+        )
+        row.sent_ids, row.sent_chars = count, max(row.sent_chars, upto)
+        try:
+            row.on_delta(delta)
+        except Exception:  # a listener's fault must not stop the engine; the row still finishes
+            LOGGER.exception("a stream listener failed")
+
+    @staticmethod
+    def _unsettled_chars(row: _Row) -> int:
+        """Characters at the end of the text that may still change: the longest suffix that begins a stop
+        string, or an incomplete character (a tokenizer decodes a partial UTF-8 sequence as U+FFFD)."""
+        text = row.text
+        held = 0
+        for stop in row.request.stop:
+            for length in range(min(len(stop) - 1, len(text)), held, -1):
+                if text.endswith(stop[:length]):
+                    held = length
+                    break
+        if text.endswith("\ufffd"):
+            held = max(held, len(text) - len(text.rstrip("\ufffd")))
+        return held
 
     def _cut_at_stop(self, row: _Row) -> bool:
         """Truncate the output before the earliest stop string; True when one occurred."""
@@ -411,6 +542,9 @@ class GenerationEngine:
     def _finish(self, row: _Row) -> None:
         if row.future.done():  # already failed alone
             return
+        row.finish_reason = row.finish_reason or "length"
+        if row.on_delta is not None:
+            self._send_delta(row)
         row.future.set_result(GenerationResult(
             output_ids=row.output_ids, text=row.text, finish_reason=row.finish_reason or "length",
             prompt_logprobs=row.prompt_logprobs,

@@ -1,32 +1,56 @@
-"""The OpenAI-compatible HTTP front (flask): /v1/completions, /v1/chat/completions, /v1/models, /v1/health.
+"""The OpenAI-compatible HTTP front (flask): /v1/completions, /v1/chat/completions, /v1/models, /v1/health,
+and vLLM's tokenizer routes /tokenizer_info, /tokenize, /detokenize.
 
 It validates and tokenizes requests, hands GenerationRequests to a backend (in
 a deployment: Triton through TritonGenerateClient) and shapes the results the
 way OpenAI clients and evaluation harnesses expect, with `usage` in every
 response. Bad requests get a 4xx OpenAI-shaped error naming the parameter;
 5xx is only for faults of the server itself.
+
+What the answers hold, as vLLM's: a completion that ends on the EOS token has
+finish_reason "stop", the EOS token counts in usage.completion_tokens and has
+its logprobs entry (token text `<|endoftext|>` or whatever the tokenizer calls
+it), and `text` leaves it out. Echoed prompts keep their special tokens' text,
+and every `text_offset` indexes the returned text. Choice j of n samples with
+sampling.choice_seed(seed, j).
+
+`stream: true` answers Server-Sent Events as OpenAI does: one `data: {chunk}`
+per decoded piece (text and, when asked, logprobs), a last chunk with
+finish_reason, a usage chunk when stream_options.include_usage, then
+`data: [DONE]`. A request the server refuses before generating is an ordinary
+4xx/5xx JSON answer; a failure after the first byte is an in-stream
+`data: {"error": {...}}` event followed by `data: [DONE]` (vLLM's form, which
+the OpenAI SDK raises as APIError). A client that disconnects cancels its
+requests in the engine at the next token.
 """
 
 from __future__ import annotations
 
+import json
 import logging
+import queue
+import threading
 import time
 import uuid
-from dataclasses import dataclass
-from typing import Any, Callable
+from dataclasses import dataclass, field
+from typing import Any, Callable, Iterator
 
 from flask import Flask, Response, jsonify, request
 from pydantic import ValidationError
 from werkzeug.exceptions import HTTPException
 
 from pytest_nemo_eval.serving.chat_template import render_chat
-from pytest_nemo_eval.serving.engine import GenerationRequest, GenerationResult, TokenLogprob
+from pytest_nemo_eval.serving.engine import GenerationDelta, GenerationRequest, GenerationResult, TokenLogprob
 from pytest_nemo_eval.serving.openai_schema import (
     ChatCompletionRequest,
     CompletionRequest,
+    DetokenizeRequest,
     OpenAIError,
     SamplingParams,
+    TokenizeRequest,
 )
+from pytest_nemo_eval.serving.sampling import choice_seed
+from pytest_nemo_eval.serving.token_text import TokenText
 from pytest_nemo_eval.serving.triton_client import GenerationFailed
 
 LOGGER = logging.getLogger(__name__)
@@ -42,6 +66,16 @@ class ServedModel:
     max_context: int
     generate: Callable[[list[GenerationRequest]], list[GenerationResult]]
     stats: Callable[[], dict[str, Any]] = dict
+    # streaming: the deltas of one request as the engine decodes them, and cancelling one by request_id
+    stream: Callable[[GenerationRequest], Iterator[GenerationDelta]] | None = None
+    cancel: Callable[[str], Any] = lambda request_id: None
+    _text: TokenText | None = field(default=None, repr=False)
+
+    @property
+    def text(self) -> TokenText:
+        if self._text is None or self._text.tokenizer is not self.tokenizer:
+            self._text = TokenText(self.tokenizer)
+        return self._text
 
 
 def create_app(served: ServedModel) -> Flask:
@@ -58,7 +92,7 @@ def create_app(served: ServedModel) -> Flask:
         status = exc.code or 500
         if status == 404:
             message = (f"No route {request.method} {request.path}; this server has /v1/completions, "
-                       "/v1/chat/completions, /v1/models and /v1/health.")
+                       "/v1/chat/completions, /v1/models, /v1/health, /tokenizer_info, /tokenize and /detokenize.")
         else:
             message = f"{exc.name}: {exc.description}"
         return _openai_error(OpenAIError(status, message, code=exc.name.lower().replace(" ", "_")))
@@ -86,8 +120,10 @@ def create_app(served: ServedModel) -> Flask:
         asked = [ids for ids in prompts for _ in range(body.n)]  # prompt-major, as OpenAI orders the choices
         requests = [_generation_request(ids, body, max_tokens, body.logprobs, body.echo, choice=i % body.n)
                     for i, ids in enumerate(asked)]
+        if body.stream:
+            return _stream_response(served, requests, _CompletionChunks(served, body, asked), prompts, body)
         results = _run(served, requests)
-        choices = [_completion_choice(i, ids, result, body, served.tokenizer)
+        choices = [_completion_choice(i, ids, result, body, served.text)
                    for i, (ids, result) in enumerate(zip(asked, results))]
         return jsonify({"id": f"cmpl-{uuid.uuid4().hex}", "object": "text_completion", "created": int(time.time()),
                         "model": served.model_id, "choices": choices, "usage": _usage(prompts, results)})
@@ -95,24 +131,79 @@ def create_app(served: ServedModel) -> Flask:
     @app.post("/v1/chat/completions")
     def chat_completions() -> Response:
         body = _parse(ChatCompletionRequest)
-        messages = [{"role": m.role, "content": m.text()} for m in body.messages]
-        tokenizer = served.tokenizer
-        try:
-            prompt = render_chat(messages, tokenizer.chat_template,
-                                 eos_token=tokenizer.token_str(tokenizer.eos_id))
-        except Exception as exc:  # jinja raises many types; any of them means these messages do not fit the template
-            raise OpenAIError(400, f"The chat template cannot render these messages: {exc}", param="messages") from None
-        prompts = [_check_ids(tokenizer.encode(prompt), served, "messages")]
+        prompts = [_check_ids(served.tokenizer.encode(_chat_prompt(body.messages, served)), served, "messages")]
         requested = body.max_completion_tokens if body.max_completion_tokens is not None else body.max_tokens
         max_tokens = _max_tokens(requested, None, prompts, served)
         top = (body.top_logprobs or 0) if body.logprobs else None
-        results = _run(served, [_generation_request(prompts[0], body, max_tokens, top, False, choice=j)
-                                for j in range(body.n)])
+        requests = [_generation_request(prompts[0], body, max_tokens, top, False, choice=j) for j in range(body.n)]
+        if body.stream:
+            return _stream_response(served, requests, _ChatChunks(served, body), prompts, body)
+        results = _run(served, requests)
         choices = [_chat_choice(j, result, body.logprobs) for j, result in enumerate(results)]
         return jsonify({"id": f"chatcmpl-{uuid.uuid4().hex}", "object": "chat.completion", "created": int(time.time()),
                         "model": served.model_id, "choices": choices, "usage": _usage(prompts, results)})
 
+    # -- vLLM's tokenizer routes (lm-eval's RemoteTokenizer reads these when given no tokenizer) --
+    @app.get("/tokenizer_info")
+    def tokenizer_info() -> Response:
+        """vLLM's shape: the tokenizer's config keys (tokenizer_class, eos/bos token text, ...) and chat_template."""
+        tokenizer = served.tokenizer
+        info: dict[str, Any] = {
+            "tokenizer_class": type(tokenizer).__name__,
+            "name_or_path": served.model_id,
+            "eos_token": tokenizer.token_str(tokenizer.eos_id),
+            "bos_token": tokenizer.token_str(tokenizer.bos_id) if tokenizer.bos_id is not None else None,
+            "model_max_length": served.max_context,
+            "vocab_size": tokenizer.vocab_size,
+        }
+        if getattr(tokenizer, "chat_template", None):
+            info["chat_template"] = tokenizer.chat_template
+        return jsonify(info)
+
+    @app.post("/tokenize")
+    def tokenize() -> Response:
+        """{prompt} or {messages}; add_special_tokens=False leaves out a BOS the tokenizer would add."""
+        body = _parse(TokenizeRequest)
+        tokenizer = served.tokenizer
+        if body.messages is not None:
+            text = _chat_prompt(body.messages, served, add_generation_prompt=body.add_generation_prompt)
+        else:
+            text = body.prompt
+        ids = tokenizer.encode(text)
+        bos = tokenizer.bos_id
+        if (not body.add_special_tokens and bos is not None and ids[:1] == [bos]
+                and not text.startswith(tokenizer.token_str(bos))):
+            ids = ids[1:]
+        reply: dict[str, Any] = {"count": len(ids), "max_model_len": served.max_context, "tokens": ids,
+                                 "token_strs": [tokenizer.token_str(t) for t in ids] if body.return_token_strs else None}
+        return jsonify(reply)
+
+    @app.post("/detokenize")
+    def detokenize() -> Response:
+        """{tokens} -> {prompt}: the text with special tokens written out, as vLLM's detokenize."""
+        body = _parse(DetokenizeRequest)
+        vocab = served.tokenizer.vocab_size
+        bad = [t for t in body.tokens if not 0 <= t < vocab]
+        if bad:
+            raise OpenAIError(400, f"Invalid parameter `tokens`: token id {bad[0]} is outside the vocabulary "
+                                   f"(0..{vocab - 1}).", param="tokens")
+        return jsonify({"prompt": served.text.with_specials(body.tokens)})
+
     return app
+
+
+def _chat_prompt(messages, served: ServedModel, *, add_generation_prompt: bool = True) -> str:
+    """The chat messages rendered with the tokenizer's template (a 400 when they do not fit it)."""
+    tokenizer = served.tokenizer
+    rendered = [{"role": m.role, "content": m.text()} for m in messages]
+    try:
+        prompt = render_chat(rendered, tokenizer.chat_template, eos_token=tokenizer.token_str(tokenizer.eos_id))
+    except Exception as exc:  # jinja raises many types; any of them means these messages do not fit the template
+        raise OpenAIError(400, f"The chat template cannot render these messages: {exc}", param="messages") from None
+    if not add_generation_prompt:
+        raise OpenAIError(400, "add_generation_prompt=false is not supported; the prompt always ends ready for "
+                               "the assistant's turn.", param="add_generation_prompt")
+    return prompt
 
 
 def _parse(model: type[SamplingParams]) -> Any:
@@ -168,11 +259,11 @@ def _max_tokens(requested: int | None, default: int | None, prompts: list[list[i
 
 def _generation_request(ids: list[int], body: SamplingParams, max_tokens: int, logprobs: int | None,
                         echo: bool, *, choice: int) -> GenerationRequest:
-    """Choice j of n draws with seed + j, so a seeded request's choices differ yet stay reproducible."""
-    seed = None if body.seed is None else body.seed + choice
+    """Choice j of n draws with choice_seed(seed, j): reproducible, and unrelated to other seeds' choices."""
     return GenerationRequest(prompt_ids=ids, max_tokens=max_tokens, temperature=body.temperature, top_p=body.top_p,
-                             top_k=body.top_k, seed=seed, stop=body.stop_list(), logprobs=logprobs, echo=echo,
-                             ignore_eos=body.ignore_eos)
+                             top_k=body.top_k, seed=choice_seed(body.seed, choice), stop=body.stop_list(),
+                             logprobs=logprobs, echo=echo, ignore_eos=body.ignore_eos,
+                             request_id=uuid.uuid4().hex)
 
 
 def _run(served: ServedModel, requests: list[GenerationRequest]) -> list[GenerationResult]:
@@ -188,30 +279,31 @@ def _chat_choice(index: int, result: GenerationResult, logprobs: bool | None) ->
     choice: dict[str, Any] = {"index": index, "message": {"role": "assistant", "content": result.text},
                               "finish_reason": result.finish_reason, "logprobs": None}
     if logprobs:
-        choice["logprobs"] = {"content": [
-            {"token": lp.token, "logprob": lp.logprob,
-             "top_logprobs": [{"token": t, "logprob": v} for t, v in lp.top.items()]}
-            for lp in result.output_logprobs or []]}
+        choice["logprobs"] = _chat_logprobs(result.output_logprobs or [])
     return choice
 
 
 def _completion_choice(index: int, prompt_ids: list[int], result: GenerationResult, body: CompletionRequest,
-                       tokenizer) -> dict[str, Any]:
-    prompt_text = tokenizer.decode(prompt_ids) if body.echo else ""
-    choice: dict[str, Any] = {"index": index, "text": prompt_text + result.text, "finish_reason": result.finish_reason,
-                              "logprobs": None}
+                       text: TokenText) -> dict[str, Any]:
+    prompt_text = text.with_specials(prompt_ids)
+    choice: dict[str, Any] = {"index": index, "text": (prompt_text if body.echo else "") + result.text,
+                              "finish_reason": result.finish_reason, "logprobs": None}
     if body.logprobs is not None:
-        entries: list[TokenLogprob | None] = []
+        entries: list[TokenLogprob] = []
+        offsets: list[int] = []
         if body.echo:
-            entries += _prompt_entries(prompt_ids, result, tokenizer)
-        entries += result.output_logprobs or []
-        choice["logprobs"] = _logprobs_block(entries, start_offset=0 if body.echo else len(tokenizer.decode(prompt_ids)))
+            entries += _prompt_entries(prompt_ids, result.prompt_logprobs, text.tokenizer)
+            offsets += text.offsets(prompt_ids, specials=True)
+        output = result.output_logprobs or []
+        entries += output
+        offsets += text.offsets([e.token_id for e in output], specials=False, start=len(prompt_text))
+        choice["logprobs"] = _logprobs_block(entries, offsets)
     return choice
 
 
-def _prompt_entries(prompt_ids: list[int], result: GenerationResult, tokenizer) -> list[TokenLogprob | None]:
+def _prompt_entries(prompt_ids: list[int], scored: list[TokenLogprob | None] | None, tokenizer) -> list[TokenLogprob]:
     """The echoed prompt tokens; the first has no logprob (nothing precedes it)."""
-    scored = result.prompt_logprobs or [None] * len(prompt_ids)
+    scored = scored or [None] * len(prompt_ids)
     return [entry if entry is not None else _unscored(token_id, tokenizer) for token_id, entry in zip(prompt_ids, scored)]
 
 
@@ -219,12 +311,8 @@ def _unscored(token_id: int, tokenizer) -> TokenLogprob:
     return TokenLogprob.model_construct(token_id=token_id, token=tokenizer.token_str(token_id), logprob=None, top=None)
 
 
-def _logprobs_block(entries: list[TokenLogprob], start_offset: int) -> dict[str, list]:
+def _logprobs_block(entries: list[TokenLogprob], offsets: list[int]) -> dict[str, list]:
     """OpenAI's completions logprobs: tokens, token_logprobs, top_logprobs, text_offset."""
-    offsets, position = [], start_offset
-    for entry in entries:
-        offsets.append(position)
-        position += len(entry.token)
     return {
         "tokens": [e.token for e in entries],
         "token_logprobs": [e.logprob for e in entries],
@@ -233,8 +321,193 @@ def _logprobs_block(entries: list[TokenLogprob], start_offset: int) -> dict[str,
     }
 
 
+def _chat_logprobs(entries: list[TokenLogprob]) -> dict[str, list]:
+    return {"content": [{"token": lp.token, "logprob": lp.logprob, "bytes": list(lp.token.encode()),
+                         "top_logprobs": [{"token": t, "logprob": v, "bytes": list(t.encode())}
+                                          for t, v in lp.top.items()]}
+                        for lp in entries]}
+
+
 def _usage(prompts: list[list[int]], results: list[GenerationResult]) -> dict[str, int]:
     prompt_tokens = sum(len(ids) for ids in prompts)
     completion_tokens = sum(len(r.output_ids) for r in results)
     return {"prompt_tokens": prompt_tokens, "completion_tokens": completion_tokens,
             "total_tokens": prompt_tokens + completion_tokens}
+
+
+# -- streaming (stream: true) ----------------------------------------------------------------------
+class _CompletionChunks:
+    """Deltas of /v1/completions choices as `text_completion` chunks; text_offset continues across chunks."""
+
+    object = "text_completion"
+
+    def __init__(self, served: ServedModel, body: CompletionRequest, asked: list[list[int]]) -> None:
+        self.text, self.body, self.asked = served.text, body, asked
+        self.generated: dict[int, list[int]] = {}
+        self.prompt_texts: dict[int, str] = {}
+
+    def choice(self, index: int, delta: GenerationDelta) -> dict[str, Any]:
+        first = index not in self.generated
+        ids = self.generated.setdefault(index, [])
+        prompt_ids = self.asked[index]
+        if first:
+            self.prompt_texts[index] = self.text.with_specials(prompt_ids)
+        prompt_text = self.prompt_texts[index]
+        echoed = self.body.echo and first
+        choice: dict[str, Any] = {"index": index, "text": (prompt_text if echoed else "") + delta.text,
+                                  "logprobs": None, "finish_reason": delta.finish_reason}
+        new_ids = [e.token_id for e in delta.logprobs or []]
+        if self.body.logprobs is not None:
+            entries: list[TokenLogprob] = []
+            offsets: list[int] = []
+            if echoed:
+                entries += _prompt_entries(prompt_ids, delta.prompt_logprobs, self.text.tokenizer)
+                offsets += self.text.offsets(prompt_ids, specials=True)
+            entries += delta.logprobs or []
+            all_offsets = self.text.offsets([*ids, *new_ids], specials=False, start=len(prompt_text))
+            offsets += all_offsets[len(ids):]
+            choice["logprobs"] = _logprobs_block(entries, offsets)
+        ids.extend(delta.output_ids)
+        return choice
+
+
+class _ChatChunks:
+    """Deltas of /v1/chat/completions choices as `chat.completion.chunk`s; the first names the role."""
+
+    object = "chat.completion.chunk"
+
+    def __init__(self, served: ServedModel, body: ChatCompletionRequest) -> None:
+        self.body = body
+        self.started: set[int] = set()
+
+    def choice(self, index: int, delta: GenerationDelta) -> dict[str, Any]:
+        message: dict[str, Any] = {}
+        if index not in self.started:
+            self.started.add(index)
+            message["role"] = "assistant"
+        message["content"] = delta.text
+        return {"index": index, "delta": message,
+                "logprobs": _chat_logprobs(delta.logprobs or []) if self.body.logprobs else None,
+                "finish_reason": delta.finish_reason}
+
+
+def _sse(payload: Any) -> bytes:
+    return b"data: " + json.dumps(payload, separators=(",", ":")).encode() + b"\n\n"
+
+
+def _failure(exc: Exception) -> OpenAIError:
+    if isinstance(exc, OpenAIError):
+        return exc
+    if isinstance(exc, GenerationFailed) and exc.invalid_request:
+        return OpenAIError(400, str(exc))
+    if isinstance(exc, GenerationFailed):
+        return OpenAIError(500, f"Generation failed: {exc}")
+    LOGGER.error("stream failed: %r", exc)
+    return OpenAIError(500, f"Generation failed ({type(exc).__name__}: {exc}); see the deployment log.")
+
+
+def _stream_response(served: ServedModel, requests: list[GenerationRequest], chunks, prompts: list[list[int]],
+                     body: SamplingParams) -> Response:
+    """An SSE response for `requests` (one per choice, in choice order)."""
+    if served.stream is None:
+        raise OpenAIError(400, "This server cannot stream; send stream=false.", param="stream")
+    events = _merged_deltas(served, requests)
+    first = next(events)
+    if isinstance(first[1], Exception):  # refused before the first byte: an ordinary HTTP error
+        events.close()
+        raise _failure(first[1])
+    include_usage = bool(body.stream_options and body.stream_options.include_usage)
+    head = {"id": f"{'chatcmpl' if isinstance(chunks, _ChatChunks) else 'cmpl'}-{uuid.uuid4().hex}",
+            "object": chunks.object, "created": int(time.time()), "model": served.model_id}
+
+    def generate() -> Iterator[bytes]:
+        completion_tokens = 0
+        failed = False
+        try:
+            for index, item in _chain_first(first, events):
+                if isinstance(item, Exception):
+                    failed = True
+                    yield _sse(_failure(item).body())
+                    break
+                completion_tokens += len(item.output_ids)
+                chunk = {**head, "choices": [chunks.choice(index, item)]}
+                if include_usage:
+                    chunk["usage"] = None
+                yield _sse(chunk)
+            if include_usage and not failed:
+                prompt_tokens = sum(len(ids) for ids in prompts)
+                yield _sse({**head, "choices": [], "usage": {
+                    "prompt_tokens": prompt_tokens, "completion_tokens": completion_tokens,
+                    "total_tokens": prompt_tokens + completion_tokens}})
+            yield b"data: [DONE]\n\n"
+        finally:
+            events.close()  # a client gone mid-stream: cancels what still runs
+
+    return Response(generate(), mimetype="text/event-stream",
+                    headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
+
+
+def _chain_first(first, rest: Iterator) -> Iterator:
+    yield first
+    yield from rest
+
+
+def _merged_deltas(served: ServedModel, requests: list[GenerationRequest]) -> Iterator[tuple[int, Any]]:
+    """(choice index, delta or the exception that ended it) as they come, from every request; closing it
+    cancels the requests still running. One request is read in this thread; several, one thread each."""
+    if len(requests) == 1:
+        yield from _one_stream(served, 0, requests[0], threading.Event())
+        return
+    out: queue.Queue = queue.Queue()
+    stop = threading.Event()
+    done = object()
+
+    def pump(index: int, req: GenerationRequest) -> None:
+        try:
+            for item in _one_stream(served, index, req, stop):
+                out.put(item)
+        finally:
+            out.put(done)
+
+    threads = [threading.Thread(target=pump, args=(i, r), daemon=True, name="nemo-eval-stream")
+               for i, r in enumerate(requests)]
+    for thread in threads:
+        thread.start()
+    running = len(threads)
+    try:
+        while running:
+            item = out.get()
+            if item is done:
+                running -= 1
+            else:
+                yield item
+                if isinstance(item[1], Exception):
+                    return
+    finally:
+        stop.set()
+        for req in requests:
+            served.cancel(req.request_id)
+
+
+def _one_stream(served: ServedModel, index: int, req: GenerationRequest, stop: threading.Event):
+    stream = served.stream(req)
+    finished = False
+    try:
+        for delta in stream:
+            if stop.is_set():
+                break
+            yield index, delta
+            if delta.finish_reason is not None:
+                finished = True
+        if not finished and not stop.is_set():
+            yield index, RuntimeError("the generation stream ended before its last token")
+            finished = True
+    except Exception as exc:  # noqa: BLE001 - every failure becomes an in-stream error event
+        finished = True
+        yield index, exc
+    finally:
+        if not finished:
+            served.cancel(req.request_id)
+        close = getattr(stream, "close", None)
+        if close is not None:
+            close()

@@ -1,6 +1,6 @@
 """Pydantic models of the OpenAI-compatible requests we accept, and the error we answer with.
 
-Only what the engine can honour is accepted; anything it cannot (n > 1, a
+Only what the engine can honour is accepted; anything it cannot (n > 128, a
 negative max_tokens, ...) is a 400 naming the parameter, never a silent
 approximation.
 """
@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictInt, StrictStr, field_validator, model_validator
 
 MAX_LOGPROBS = 20
 MAX_CHOICES = 128  # n: choices per prompt; they decode side by side in the engine
@@ -33,6 +33,12 @@ class OpenAIError(Exception):
         return {"error": {"message": self.message, "type": self.type, "param": self.param, "code": self.code}}
 
 
+class StreamOptions(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+
+    include_usage: bool = False  # a last chunk with `usage` (and no choices) before [DONE]
+
+
 class SamplingParams(BaseModel):
     """The parameters completions and chat share."""
 
@@ -45,16 +51,16 @@ class SamplingParams(BaseModel):
     top_k: int = Field(default=0, ge=0)
     seed: int | None = None
     stop: str | list[str] | None = None
-    n: int = Field(default=1, ge=1, le=MAX_CHOICES)  # choice j samples with seed + j when a seed is given
+    n: int = Field(default=1, ge=1, le=MAX_CHOICES)  # choice j samples with sampling.choice_seed(seed, j)
     stream: bool = False
+    stream_options: StreamOptions | None = None
     ignore_eos: bool = False  # vLLM's extension: keep generating past the end-of-sequence token
 
-    @field_validator("stream")
-    @classmethod
-    def _no_streaming(cls, value: bool) -> bool:
-        if value:
-            raise ValueError("streaming is not supported; send stream=false")
-        return value
+    @model_validator(mode="after")
+    def _stream_options_need_stream(self):
+        if self.stream_options is not None and not self.stream:
+            raise ValueError("stream_options is only allowed with stream=true")
+        return self
 
     @field_validator("temperature", "top_p", mode="before")
     @classmethod
@@ -110,3 +116,31 @@ class ChatCompletionRequest(SamplingParams):
     logprobs: bool = False
     top_logprobs: int | None = Field(default=None, ge=0, le=MAX_LOGPROBS)
     max_completion_tokens: int | None = Field(default=None, ge=0)
+
+
+class TokenizeRequest(BaseModel):
+    """POST /tokenize, vLLM's shape: `prompt` (text) or `messages` (rendered with the chat template)."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    model: str | None = None
+    prompt: StrictStr | None = None
+    messages: list[ChatMessage] | None = None
+    add_special_tokens: StrictBool = True
+    add_generation_prompt: StrictBool = True
+    return_token_strs: StrictBool = False
+
+    @model_validator(mode="after")
+    def _prompt_or_messages(self):
+        if (self.prompt is None) == (self.messages is None):
+            raise ValueError("send exactly one of `prompt` (a string) or `messages`")
+        return self
+
+
+class DetokenizeRequest(BaseModel):
+    """POST /detokenize, vLLM's shape: `tokens`, a list of token ids."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    model: str | None = None
+    tokens: list[StrictInt]

@@ -40,7 +40,8 @@ class ServingStack:
         s = self.settings
         try:
             # Bind the HTTP port first: a taken port fails in milliseconds, not after loading the model.
-            served = ServedModel(model_id="", tokenizer=None, max_context=0, generate=self._generate, stats=self._stats)
+            served = ServedModel(model_id="", tokenizer=None, max_context=0, generate=self._generate, stats=self._stats,
+                                 stream=self._stream, cancel=self._cancel)
             self._http = ServerThread(create_app(served), host=s.host, port=s.port, threads=s.http_threads,
                                       name="nemo-eval-openai")
             loaded = load_checkpoint(s.checkpoint, device=None if s.device == "auto" else s.device,
@@ -60,6 +61,16 @@ class ServingStack:
     def _generate(self, requests):
         assert self._client is not None
         return self._client.generate(requests)
+
+    def _stream(self, request):
+        assert self._client is not None
+        return self._client.stream(request)
+
+    def _cancel(self, request_id: str | None) -> None:
+        """A streaming client went away: the engine (in this process) frees the request's slot at once,
+        without waiting for Triton to notice the closed stream."""
+        if self._engine is not None and request_id:
+            self._engine.cancel(request_id)
 
     def _stats(self) -> dict:
         stats = {}

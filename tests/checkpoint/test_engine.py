@@ -78,10 +78,14 @@ def test_max_tokens_gives_finish_length(engine):
     assert result.finish_reason == "length" and len(result.output_ids) == 2
 
 
-def test_eos_gives_finish_stop_without_the_eos_token(engine):
-    (result,) = engine.generate([_request(engine, "12+34=", max_tokens=20)])
+def test_eos_gives_finish_stop_with_the_eos_token_last_but_not_in_text(engine):
+    """As vLLM: the EOS is a generated token (its logprob entry is what lm-eval's loglikelihood drops)."""
+    (result,) = engine.generate([_request(engine, "12+34=", max_tokens=20, logprobs=0)])
     assert result.finish_reason == "stop" and len(result.output_ids) < 20
-    assert engine.tokenizer.eos_id not in result.output_ids
+    assert result.output_ids[-1] == engine.tokenizer.eos_id
+    assert engine.tokenizer.eos_id not in result.output_ids[:-1]
+    assert [e.token_id for e in result.output_logprobs] == result.output_ids
+    assert result.text == engine.tokenizer.decode(result.output_ids[:-1])
 
 
 def test_seeded_sampling_is_reproducible_whatever_the_batch(engine):

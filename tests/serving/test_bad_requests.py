@@ -17,7 +17,7 @@ import pytest
         ({"prompt": "1+1=", "logprobs": 99}, "logprobs", "logprobs"),
         ({"prompt": [], "max_tokens": 1}, "prompt", "empty"),
         ({"prompt": [10**9], "max_tokens": 1}, "prompt", "outside the vocabulary"),
-        ({"prompt": "1+1=", "stream": True}, "stream", "streaming"),
+        ({"prompt": "1+1=", "stream_options": {"include_usage": True}}, None, "stream_options is only allowed"),
     ],
 )
 def test_invalid_completion_parameters_are_400(api, payload, param, needle):
@@ -27,6 +27,25 @@ def test_invalid_completion_parameters_are_400(api, payload, param, needle):
     assert error["type"] == "invalid_request_error"
     assert error["param"] == param
     assert needle in error["message"]
+
+
+@pytest.mark.parametrize(
+    ("path", "payload", "param", "needle"),
+    [
+        ("/tokenize", {"prompt": ["1+1="]}, "prompt", "valid string"),
+        ("/tokenize", {"prompt": 12}, "prompt", "valid string"),
+        ("/tokenize", {}, None, "exactly one of `prompt`"),
+        ("/detokenize", {"tokens": [5, "7"]}, "tokens", "`tokens.1`"),
+        ("/detokenize", {"tokens": "5 7"}, "tokens", "valid list"),
+        ("/detokenize", {"tokens": [5, 10**6]}, "tokens", "outside the vocabulary"),
+        ("/detokenize", {"tokens": [-1]}, "tokens", "outside the vocabulary"),
+    ],
+)
+def test_tokenizer_routes_refuse_bad_input_naming_the_field(api, path, payload, param, needle):
+    status, body = api.post(path, payload)
+    assert status == 400, body
+    assert body["error"]["param"] == param
+    assert needle in body["error"]["message"], body
 
 
 def test_prompt_longer_than_the_context_is_400(api):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 import torch
 
 
@@ -64,13 +65,20 @@ def test_stop_string_ends_the_text_before_it(api):
     assert cut["finish_reason"] == "stop"
 
 
-def test_n_choices_per_prompt_are_prompt_major_and_choice_j_samples_with_seed_plus_j(api):
+def _documented_choice_seed(seed: int, j: int) -> int:
+    """README's derivation of choice j's seed (j > 0), written out here from the documentation."""
+    state = np.random.SeedSequence(seed, spawn_key=(j, 0)).generate_state(1, np.uint64)[0]
+    return int(state) & (2**63 - 1)
+
+
+def test_n_choices_per_prompt_are_prompt_major_with_independent_seeds(api):
     options = {"max_tokens": 8, "temperature": 4.0, "seed": 40}
     body = api.complete(prompt=["rev abc=", "rev xyz="], n=3, **options)
     assert [c["index"] for c in body["choices"]] == list(range(6))
     for i, prompt in enumerate(["rev abc=", "rev xyz="]):
         for j in range(3):
-            alone = api.complete(prompt=prompt, **{**options, "seed": 40 + j})["choices"][0]["text"]
+            seed = 40 if j == 0 else _documented_choice_seed(40, j)
+            alone = api.complete(prompt=prompt, **{**options, "seed": seed})["choices"][0]["text"]
             assert body["choices"][3 * i + j]["text"] == alone
     assert body["usage"]["prompt_tokens"] == 8 + 8  # each prompt counted once, as OpenAI does
     status, chat = api.post("/v1/chat/completions", {"messages": [{"role": "user", "content": "What is 2+2?"}],

@@ -53,3 +53,8 @@ def test_greedy_decoding_ignores_the_seed(untrained_api):
     greedy = [untrained_api.complete(prompt="rev abc=", max_tokens=12, temperature=0, seed=seed)["choices"][0]["text"]
               for seed in (1, 2)]
     assert greedy[0] == greedy[1]
+
+
+def test_choices_of_neighbouring_seeds_are_not_shifted_copies_of_each_other(untrained_api):
+    """With seed + j, seed 39's choices 1..3 were seed 40's choices 0..2."""
+    assert _sample(untrained_api, seed=39, n=4)[1:] != _sample(untrained_api, seed=40, n=4)[:3]

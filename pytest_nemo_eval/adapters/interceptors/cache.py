@@ -24,6 +24,7 @@ from typing import NamedTuple
 from ..config import CacheConfig
 from ..exchange import ProxyRequest, ProxyResponse
 from ..registry import ChainContext, Handler, Interceptor, register_interceptor
+from ..streaming import wants_stream
 
 log = logging.getLogger(__name__)
 
@@ -130,8 +131,8 @@ class CacheInterceptor(Interceptor):
         self.cache = context.open_cache(config.path, config.busy_timeout_s)
 
     def handle(self, request: ProxyRequest, call_next: Handler) -> ProxyResponse:
-        if request.method != "POST" or request.json is None:
-            return call_next(request)
+        if request.method != "POST" or request.json is None or wants_stream(request.json):
+            return call_next(request)  # streams are never answered from nor stored in the cache (streaming.py)
         namespace = self.config.namespace or self.context.upstream_model_id() or str(request.json.get("model", ""))
         key = cache_key(namespace, request.method, request.path, request.json)
         request.meta["cache_key"] = key

@@ -20,8 +20,8 @@ class ReasoningInterceptor(Interceptor):
 
     def handle(self, request: ProxyRequest, call_next: Handler) -> ProxyResponse:
         response = call_next(request)
-        if not response.ok or (request.json or {}).get("echo"):
-            return response  # echo replies contain the prompt: nothing of theirs is reasoning
+        if not response.ok or (request.json or {}).get("echo") or response.stream is not None:
+            return response  # echo replies contain the prompt; streams are relayed as they come, unchanged
         body = response.json()
         if not isinstance(body, dict) or not isinstance(body.get("choices"), list):
             return response

@@ -6,6 +6,7 @@ import time
 
 from ..exchange import ProxyRequest, ProxyResponse
 from ..registry import Handler, register_interceptor
+from ..streaming import assemble
 from .request_logging import JsonlLoggingInterceptor, loggable_body
 
 
@@ -15,6 +16,9 @@ class ResponseLoggingInterceptor(JsonlLoggingInterceptor):
 
     def handle(self, request: ProxyRequest, call_next: Handler) -> ProxyResponse:
         response = call_next(request)
+        if response.stream is not None:  # logged once whole, as the one response its chunks amount to
+            response.stream.on_finish(lambda body, complete: self._log_stream(request, response, body, complete))
+            return response
         if self.log.wants_more():
             self.log.write({
                 "time": time.time(),
@@ -25,3 +29,17 @@ class ResponseLoggingInterceptor(JsonlLoggingInterceptor):
                 "body": loggable_body(response.body, response.json(), self.secrets),
             })
         return response
+
+    def _log_stream(self, request: ProxyRequest, response: ProxyResponse, body: bytes, complete: bool) -> None:
+        if self.log.wants_more():
+            assembled = assemble(body)
+            self.log.write({
+                "time": time.time(),
+                "benchmark": request.benchmark,
+                "path": request.path,
+                "status": response.status,
+                "from_cache": False,
+                "streamed": True,
+                "complete": complete,  # False: the client left before the stream ended
+                "body": loggable_body(body, assembled, self.secrets),
+            })

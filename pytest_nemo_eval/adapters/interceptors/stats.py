@@ -10,6 +10,7 @@ import time
 
 from ..exchange import ProxyRequest, ProxyResponse
 from ..registry import Handler, Interceptor, register_interceptor
+from ..streaming import assemble
 
 
 @register_interceptor("stats")
@@ -24,7 +25,9 @@ class StatsInterceptor(Interceptor):
             return response
         finally:
             latency_ms = (time.perf_counter() - start) * 1000.0
-            if response is None:  # an interceptor raised: the server turns it into a 500
+            if response is not None and response.stream is not None:  # counted when the stream ends
+                response.stream.on_finish(lambda body, complete: self._finish_stream(request, response, start, body))
+            elif response is None:  # an interceptor raised: the server turns it into a 500
                 recorder.finished(status=500, latency_ms=latency_ms, error="internal proxy error", cache_hit=False)
             else:
                 usage = _usage(response)
@@ -37,6 +40,21 @@ class StatsInterceptor(Interceptor):
                     completion_tokens=usage.get("completion_tokens", 0),
                     reasoning_tokens=request.meta.get("reasoning_tokens", 0),
                 )
+
+
+    def _finish_stream(self, request: ProxyRequest, response: ProxyResponse, start: float, body: bytes) -> None:
+        """Latency: to the stream's last byte; tokens: its include_usage chunk (none without it)."""
+        assembled = assemble(body) or {}
+        usage = assembled.get("usage") if isinstance(assembled.get("usage"), dict) else {}
+        error = assembled.get("error")
+        self.context.stats.finished(
+            status=response.status, latency_ms=(time.perf_counter() - start) * 1000.0,
+            error=f"in-stream error: {error.get('message', '')}"[:500] if isinstance(error, dict) else None,
+            cache_hit=False,
+            prompt_tokens=usage.get("prompt_tokens", 0) if isinstance(usage.get("prompt_tokens"), int) else 0,
+            completion_tokens=usage.get("completion_tokens", 0) if isinstance(usage.get("completion_tokens"), int) else 0,
+            reasoning_tokens=0,
+        )
 
 
 def _usage(response: ProxyResponse) -> dict[str, int]:

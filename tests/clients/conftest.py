@@ -1,0 +1,26 @@
+"""Third-party clients against the real deployment of the demo checkpoint (tests/conftest.py: demo_deployment).
+
+The clients are the oracles: lm-evaluation-harness and the OpenAI SDK were written by others, so when
+they read our answers the way they read vLLM's or OpenAI's, agreement means our server is right.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+
+@pytest.fixture(scope="session")
+def base_url(demo_deployment) -> str:
+    return demo_deployment.url
+
+
+@pytest.fixture(scope="session")
+def model_id(demo_deployment) -> str:
+    return demo_deployment.model_id
+
+
+@pytest.fixture(autouse=True)
+def _offline(monkeypatch):
+    """No hub here: lm-eval and datasets must read only the local task files (and fail, not hang, otherwise)."""
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setenv("HF_DATASETS_OFFLINE", "1")
