@@ -157,7 +157,7 @@ class Target:
 
 def start_upstream() -> tuple[subprocess.Popen, str]:
     process = subprocess.Popen(
-        [sys.executable, "-m", "pytest_nemo_eval.adapters.scripted_upstream", "--threads", "32"],
+        [sys.executable, str(ROOT / "tests" / "adapters" / "scripted_upstream.py"), "--threads", "32"],
         stdout=subprocess.PIPE, text=True, cwd=ROOT, start_new_session=True,
     )
     line = process.stdout.readline()

@@ -11,7 +11,7 @@ import pytest
 import requests
 
 from pytest_nemo_eval.adapters import AdapterConfig, ProxyServer
-from pytest_nemo_eval.adapters.scripted_upstream import ScriptedUpstream
+from .scripted_upstream import ScriptedUpstream
 
 
 @pytest.fixture

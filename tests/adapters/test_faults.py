@@ -9,7 +9,7 @@ import time
 import pytest
 
 from pytest_nemo_eval.adapters import AdapterConfig, CacheConfig, RetryConfig
-from pytest_nemo_eval.adapters.scripted_upstream import ScriptedUpstream
+from .scripted_upstream import ScriptedUpstream
 
 from .openai_calls import completion
 

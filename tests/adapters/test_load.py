@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import subprocess
+from pathlib import Path
 import sys
 import threading
 from concurrent.futures import ThreadPoolExecutor
@@ -19,7 +20,7 @@ CLIENTS, PER_CLIENT = 64, 40
 
 
 def _start_upstream_process() -> tuple[subprocess.Popen, str]:
-    process = subprocess.Popen([sys.executable, "-m", "pytest_nemo_eval.adapters.scripted_upstream", "--threads", "16"],
+    process = subprocess.Popen([sys.executable, str(Path(__file__).with_name("scripted_upstream.py")), "--threads", "16"],
                                stdout=subprocess.PIPE, text=True, start_new_session=True)
     line = process.stdout.readline()
     assert "listening on" in line, line

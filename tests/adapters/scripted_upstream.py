@@ -1,4 +1,5 @@
-"""A small real OpenAI-shaped server whose behaviour is scripted — the proxy's test bench.
+"""A small real OpenAI-shaped server whose behaviour is scripted — the proxy's test bench (a test
+double: it lives with the tests and the proxy benchmark, not in the package users install).
 
 Not a model: it answers `/v1/completions` and `/v1/chat/completions` by echoing
 the request (`received` holds the body it got, `id` counts calls, so a cached
@@ -6,7 +7,7 @@ reply is recognisable), and can be told to misbehave on purpose: fail the next
 N requests with a status, hang, or answer non-JSON. It is a plain WSGI app on
 waitress (no framework) so it is fast enough to benchmark the proxy against.
 
-    python -m pytest_nemo_eval.adapters.scripted_upstream --port 0   # prints "listening on URL"
+    python tests/adapters/scripted_upstream.py --port 0   # prints "listening on URL"
     POST /_script {"fail_next": 3, "fail_status": 500, "hang_s": 0, "non_json": false}
     GET  /_script -> {"calls": N, ...}
 """
@@ -21,7 +22,7 @@ import threading
 import time
 from typing import Any, Callable
 
-from .wsgi_thread import ServerThread
+from pytest_nemo_eval.adapters.wsgi_thread import ServerThread
 
 MODEL_ID = "scripted-model"
 
