@@ -101,6 +101,9 @@ def run_benchmark_harness(state, benchmark: ResolvedBenchmark, runtime: str, ima
                 limit_samples=state.options.limit_samples or benchmark.limit_samples,
                 parallelism=benchmark.parallelism,
                 log_prefix=f"[{benchmark.name}] ",
+                mounts=benchmark.mounts,
+                env=benchmark.env,
+                log_notes=[state.runtime_choice(benchmark)[1]],
             )
         )
     except (HarnessError, TargetUnavailable) as exc:

@@ -81,7 +81,7 @@ def test_api_key_value_never_reaches_the_log(tmp_path, fake_harness, monkeypatch
     monkeypatch.setenv("SECRET_FOR_TEST", "sk-very-secret-value")
     lines: list[str] = []
     run = run_harness(invocation(tmp_path, api_key_env="SECRET_FOR_TEST"), on_log=lines.append)
-    assert "target.api_endpoint.api_key=SECRET_FOR_TEST" in " ".join(run.command)
+    assert "target.api_endpoint.api_key_name=SECRET_FOR_TEST" in " ".join(run.command)
     assert "sk-very-secret-value" not in run.log_path.read_text() + "\n".join(lines)
     assert "using key ***" in run.log_path.read_text()
 

@@ -7,7 +7,8 @@
 Overrides (NeMo Evaluator's `config.params.` prefix is accepted and ignored):
 temperature, max_tokens (alias max_new_tokens), top_p, seed, limit_samples,
 parallelism, request_timeout, max_retries, task_spec (a YAML file to run instead
-of a registered task), api_key_env / target.api_endpoint.api_key (NAME of the
+of a registered task), api_key_env / target.api_endpoint.api_key_name (NeMo Evaluator's field;
+`target.api_endpoint.api_key` is accepted too) (NAME of the
 env var holding the API key).
 """
 
@@ -29,6 +30,7 @@ from .tasks import HARNESS_NAME, find_task, load_spec, task_names
 
 _PREFIXES = ("config.params.extra.", "config.params.")
 _ALIASES = {"max_new_tokens": "max_tokens", "target.api_endpoint.api_key": "api_key_env",
+            "target.api_endpoint.api_key_name": "api_key_env",
             "request_timeout_s": "request_timeout"}
 
 
