@@ -253,7 +253,7 @@ class LoadedSuite(BaseModel):
     def _absolute(self, mount: Mount) -> Mount:
         """A relative host path is relative to the suite file, so a suite works from any directory."""
         host = Path(mount.host).expanduser()
-        return mount if host.is_absolute() else mount.model_copy(update={"host": (self.path.parent / host).resolve()})
+        return mount.model_copy(update={"host": host if host.is_absolute() else (self.path.parent / host).resolve()})
 
 
 def looks_like_suite(path: Path) -> bool:

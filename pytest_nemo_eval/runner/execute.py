@@ -115,7 +115,7 @@ def run_benchmark_harness(state, benchmark: ResolvedBenchmark, runtime: str, ima
         key: ScoreValue(value=s.value, stderr=s.stats.stderr, count=s.stats.count)
         for key, s in run.results.flat_scores().items()
     }
-    scores = name_scores(flat, benchmark.task)
+    scores = name_scores(flat, run.results.harness_task or benchmark.task)
     require_metrics_or_error(benchmark, scores)
     return HarnessOutcome(scores=scores, flat_scores=flat, properties=stats + props.run_properties(run))
 
