@@ -222,7 +222,8 @@ def _user_task_folders(inv: HarnessInvocation) -> list[str]:
     paths = [Path(p) for p in os.environ.get(TASKS_PATH_ENV, "").split(os.pathsep) if p]
     if inv.overrides.get("task_spec"):
         paths.append(Path(inv.overrides["task_spec"]))
-    return sorted({str((p if p.is_dir() else p.parent).resolve()) for p in paths})
+    folders = {(p if p.is_dir() else p.parent).resolve() for p in paths}
+    return sorted(str(f) for f in folders if f.is_dir())  # a task_spec path inside a suite mount is not on the host
 
 
 def _wait_streaming(container: Any, sink: LogSink, timeout_s: float | None) -> int:

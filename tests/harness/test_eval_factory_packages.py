@@ -29,6 +29,7 @@ from .conftest import DEMO_DATA, REPO, docker_unreachable_reason, leftover_conta
 LIMIT = 12  # samples per benchmark: enough to compare scores, cheap on a CPU
 BUILD_IMAGE = REPO / "fixtures" / "harness_image" / "build_image.py"
 EVAL_FACTORY_IMAGE = "nemo-eval-lm-evaluation-harness:local"
+ABSENT_IMAGE = "nemo-eval-never-built/lm-evaluation-harness:none"
 
 
 def expected_requests(task: str) -> int:
@@ -99,15 +100,22 @@ def adapter_ports(pytester) -> dict[str, int]:
 @pytest.mark.parametrize("xdist", [[], ["-n", "2"]], ids=["serial", "xdist"])
 def test_eval_factory_packages_run_locally(run_inner, suite_file, pytester, endpoint, demo_checkpoint,  # noqa: F811
                                           eval_factory_bin, lm_eval_tasks, monkeypatch, xdist):
-    """`runtime: local` with the eval-factory venv's bin/ on PATH (its `lm-eval`, not ours)."""
+    """`runtime: local` with the eval-factory venv's bin/ on PATH (its `lm-eval`, not ours); serially
+    through `runtime: auto`, which must pick the installed CLI over an image that is not there."""
     monkeypatch.setenv("PATH", f"{eval_factory_bin}{os.pathsep}{os.environ['PATH']}")
-    suite_file("ef", suite_text(lm_eval_tasks, demo_checkpoint / "context" / "nemo_tokenizer", runtime="local"))
+    # serially through `runtime: auto` with an image no one has: it must choose the installed CLI
+    runtime, extra = ("local", "") if xdist else ("auto", f"    image: {ABSENT_IMAGE}")
+    suite_file("ef", suite_text(lm_eval_tasks, demo_checkpoint / "context" / "nemo_tokenizer", runtime=runtime,
+                                extra=extra))
     result = run_inner("ef.yaml", f"--nemo-endpoint={endpoint}", f"--nemo-limit-samples={LIMIT}", *xdist,
                        subprocess=True, timeout=900)
     cases = check_run(pytester, result)
     ports = adapter_ports(pytester)
     assert len(set(ports.values())) == 2
     assert cases["ef_addition"]["nemo.runtime"] == "local"
+    if not xdist:
+        reason = cases["ef_addition"]["nemo.runtime_reason"]
+        assert reason.startswith("runtime auto -> local: ") and f"installed at {eval_factory_bin}" in reason
     log = next((pytester.path / "nemo-out" / "runs").glob("*.ef_addition/harness.log")).read_text()
     assert f"PATH={eval_factory_bin}:" in log  # the logged line puts the venv first, as the run did
 
