@@ -81,18 +81,15 @@ class Threshold(_Strict):
 
 
 class _HarnessInputs(_Strict):
-    """What a benchmark hands its harness beyond the task: overrides, mounts, environment names."""
+    """Checks of what a benchmark hands its harness beyond the task (`params`, `env`); the
+    fields are declared by each subclass, in the order its error messages list them."""
 
-    params: dict[str, Any] = {}
-    mounts: list[SuiteMount] = Field(default=[], description="extra read-only mounts into the harness container")
-    env: list[str] = Field(default=[], description="NAMES of host environment variables passed to the harness")
-
-    @field_validator("env")
+    @field_validator("env", check_fields=False)
     @classmethod
     def _env_names(cls, names: list[str]) -> list[str]:
         return _check_env_names(names)
 
-    @field_validator("params")
+    @field_validator("params", check_fields=False)
     @classmethod
     def _no_api_key_value(cls, params: dict[str, Any]) -> dict[str, Any]:
         return _check_params(params)
@@ -111,6 +108,9 @@ class SuiteDefaults(_HarnessInputs):
     inconclusive: InconclusivePolicy = "fail"
     parallelism: int | None = Field(default=None, gt=0)
     adapter: dict[str, Any] = {}
+    params: dict[str, Any] = {}
+    mounts: list[SuiteMount] = Field(default=[], description="extra read-only mounts into the harness container")
+    env: list[str] = Field(default=[], description="NAMES of host environment variables passed to the harness")
 
 
 class Benchmark(_HarnessInputs):
@@ -122,6 +122,7 @@ class Benchmark(_HarnessInputs):
     endpoint_type: EndpointType | None = None
     runtime: Runtime | None = None
     image: str | None = None
+    params: dict[str, Any] = {}
     thresholds: dict[str, Threshold] = {}
     confidence: float | None = Field(default=None, gt=0, lt=1)
     inconclusive: InconclusivePolicy | None = None
@@ -131,6 +132,8 @@ class Benchmark(_HarnessInputs):
     markers: list[str] = []
     requires: list[Prerequisite] = []
     adapter: dict[str, Any] = {}
+    mounts: list[SuiteMount] = Field(default=[], description="extra read-only mounts into the harness container")
+    env: list[str] = Field(default=[], description="NAMES of host environment variables passed to the harness")
 
     @field_validator("markers")
     @classmethod
