@@ -7,9 +7,9 @@
 Overrides (NeMo Evaluator's `config.params.` prefix is accepted and ignored):
 temperature, max_tokens (alias max_new_tokens), top_p, seed, limit_samples,
 parallelism, request_timeout, max_retries, task_spec (a YAML file to run instead
-of a registered task), api_key_env / target.api_endpoint.api_key_name (NeMo Evaluator's field;
-`target.api_endpoint.api_key` is accepted too) (NAME of the
-env var holding the API key).
+of a registered task), api_key_env, alias target.api_endpoint.api_key_name (NeMo
+Evaluator's field) or target.api_endpoint.api_key (the NAME of the env var holding
+the API key).
 """
 
 from __future__ import annotations
