@@ -15,6 +15,7 @@ from typing import Protocol
 from pydantic import BaseModel
 
 from .docker_runtime import run_in_docker
+from .interrupts import sigterm_as_interrupt
 from .invocation import (  # re-exported: the public names of a harness run
     BUILTIN_HARNESS,
     BUILTIN_IMAGE,
@@ -62,7 +63,7 @@ def run_harness(inv: HarnessInvocation, on_log: LogCallback | None = None) -> Ha
     """Run the harness of `inv` to completion and return its parsed results.
 
     Raises a `HarnessError` subclass on every failure; the process or container
-    is gone by the time this returns or raises (also on Ctrl-C).
+    is gone by the time this returns or raises (also on Ctrl-C and SIGTERM).
     """
     if inv.is_builtin and "task_spec" not in inv.overrides:
         from .builtin.tasks import find_task  # fails fast with close matches, before any start-up cost
@@ -75,7 +76,7 @@ def run_harness(inv: HarnessInvocation, on_log: LogCallback | None = None) -> Ha
     output_dir.mkdir(parents=True, exist_ok=True)
     log_path = output_dir / HARNESS_LOG_FILE
     started = time.monotonic()
-    with reserved_port() as adapter_port:
+    with sigterm_as_interrupt(), reserved_port() as adapter_port:
         outcome = RUNTIMES[inv.runtime](inv, output_dir, log_path, on_log, adapter_port=adapter_port)
     results = load_results(output_dir, log_path=log_path)
     return HarnessRun(

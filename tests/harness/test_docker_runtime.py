@@ -103,8 +103,10 @@ def test_user_tasks_from_the_host_run_in_the_container(tmp_path, harness_image, 
     assert run.results.get_score("exact_match", task="my_sums").stats.count == 2
 
 
-def test_ctrl_c_removes_the_container(tmp_path, harness_image, hanging_endpoint):
-    """SIGINT to a process inside run_harness (docker) must leave no container behind."""
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM], ids=["ctrl_c", "sigterm"])
+def test_ctrl_c_removes_the_container(tmp_path, harness_image, hanging_endpoint, sig):
+    """SIGINT or SIGTERM (a CI job's timeout) to a process inside run_harness (docker) must leave
+    no container behind."""
     label = f"docker-ctrl-c-{uuid.uuid4().hex[:8]}"
     driver = textwrap.dedent(f"""
         from pytest_nemo_eval.harness.runtime import HarnessInvocation, Mount, run_harness
@@ -116,9 +118,9 @@ def test_ctrl_c_removes_the_container(tmp_path, harness_image, hanging_endpoint)
     while not leftover_containers(label) and time.monotonic() < deadline and process.poll() is None:
         time.sleep(0.5)
     assert leftover_containers(label), "the container never started"
-    process.send_signal(signal.SIGINT)
+    process.send_signal(sig)
     _, stderr = process.communicate(timeout=60)
-    assert "KeyboardInterrupt" in stderr
+    assert ("KeyboardInterrupt" if sig == signal.SIGINT else "TerminatedBySignal: signal SIGTERM") in stderr
     assert leftover_containers(label) == []
 
 

@@ -88,8 +88,10 @@ def test_api_key_value_never_reaches_the_log(tmp_path, fake_harness, monkeypatch
     assert "using key ***" in run.log_path.read_text()
 
 
-def test_ctrl_c_kills_the_harness_process_group(tmp_path, fake_harness):
-    """SIGINT to a process running run_harness must leave no harness process behind."""
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM], ids=["ctrl_c", "sigterm"])
+def test_ctrl_c_kills_the_harness_process_group(tmp_path, fake_harness, sig):
+    """SIGINT or SIGTERM (a CI job's timeout) to a process running run_harness must leave no
+    harness process behind."""
     fake_harness("hang")
     driver = textwrap.dedent(f"""
         from pathlib import Path
@@ -103,9 +105,9 @@ def test_ctrl_c_kills_the_harness_process_group(tmp_path, fake_harness):
     while not (pid_file.exists() and pid_file.read_text().strip()) and time.monotonic() < deadline:
         time.sleep(0.1)
     pids = [int(p) for p in pid_file.read_text().split()]
-    process.send_signal(signal.SIGINT)
+    process.send_signal(sig)
     _, stderr = process.communicate(timeout=30)
-    assert "KeyboardInterrupt" in stderr
+    assert ("KeyboardInterrupt" if sig == signal.SIGINT else "TerminatedBySignal: signal SIGTERM") in stderr
     for pid in pids:
         assert_dead(pid)
 
