@@ -119,10 +119,27 @@ def require_metrics(scores: dict[str, ScoreValue], thresholds: dict[str, Thresho
     missing = [name for name in thresholds if name not in scores]
     if missing:
         produced = ", ".join(sorted(scores)) or "(none)"
+        hints = "".join(_filtered_metric_hint(name, scores) for name in missing)
         raise UnknownMetricError(
             f"threshold(s) on {', '.join(repr(m) for m in missing)} but the harness produced no such metric. "
-            f"Metrics it produced: {produced}. Rename the threshold in the suite file to one of these."
+            f"Metrics it produced: {produced}. Rename the threshold in the suite file to one of these.{hints}"
         )
+
+
+def _filtered_metric_hint(name: str, scores: dict[str, ScoreValue]) -> str:
+    """lm-eval reports a filtered metric as `exact_match,strict-match`; eval-factory's results.yml
+    names it `exact_match__strict-match`, so `exact_match.strict-match` is a likely slip."""
+    metric, dot, filter_name = name.rpartition(".")
+    if not dot or not metric:
+        return ""
+    wanted = f"{metric}__{filter_name}"
+    if wanted in scores:
+        return f" Did you mean {wanted!r}? eval-factory names a filtered metric `<metric>__<filter>`."
+    same_metric = sorted(n for n in scores if n.startswith(f"{metric}__") and "." not in n)
+    if same_metric:
+        return (f" eval-factory names a filtered metric `<metric>__<filter>`; "
+                f"for {metric!r} it produced: {', '.join(same_metric)}.")
+    return ""
 
 
 def evaluate(

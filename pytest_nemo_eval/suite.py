@@ -9,10 +9,13 @@ from __future__ import annotations
 
 import hashlib
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from pytest_nemo_eval.harness import eval_factory
+from pytest_nemo_eval.harness.invocation import BUILTIN_IMAGE, ENV_NAME, Mount
 
 Runtime = Literal["docker", "local", "auto"]
 EndpointType = Literal["completions", "chat"]
@@ -20,6 +23,34 @@ InconclusivePolicy = Literal["fail", "warn", "pass"]
 Prerequisite = Literal["gpu", "docker"]
 
 DEFAULT_IMAGE_REGISTRY = "nvcr.io/nvidia/eval-factory"
+
+
+def _mount_shorthand(value: Any) -> Any:
+    """`- /data/tasks` means the same path inside the container."""
+    return {"host": value} if isinstance(value, str) else value
+
+
+SuiteMount = Annotated[Mount, BeforeValidator(_mount_shorthand)]
+
+
+def _check_env_names(names: list[str]) -> list[str]:
+    for name in names:
+        if not ENV_NAME.match(name):
+            raise ValueError(
+                f"{name!r} is not an environment variable NAME; `env` lists names only (e.g. HF_TOKEN), "
+                "their values are read from the environment pytest runs in"
+            )
+    return names
+
+
+def _check_params(params: dict[str, Any]) -> dict[str, Any]:
+    if eval_factory.WRONG_API_KEY_OVERRIDE in params:
+        raise ValueError(
+            f"`{eval_factory.WRONG_API_KEY_OVERRIDE}` is not a NeMo Evaluator field (eval-factory harnesses "
+            f"reject it). Write `{eval_factory.API_KEY_NAME_OVERRIDE}: <NAME of the env var holding the key>` "
+            "(the value is never written in a suite), or use --nemo-api-key-env for the endpoint behind the proxy"
+        )
+    return params
 
 
 class _Strict(BaseModel):
@@ -49,7 +80,22 @@ class Threshold(_Strict):
         return f">= {self.min:g}" if self.min is not None else f"<= {self.max:g}"
 
 
-class SuiteDefaults(_Strict):
+class _HarnessInputs(_Strict):
+    """Checks of what a benchmark hands its harness beyond the task (`params`, `env`); the
+    fields are declared by each subclass, in the order its error messages list them."""
+
+    @field_validator("env", check_fields=False)
+    @classmethod
+    def _env_names(cls, names: list[str]) -> list[str]:
+        return _check_env_names(names)
+
+    @field_validator("params", check_fields=False)
+    @classmethod
+    def _no_api_key_value(cls, params: dict[str, Any]) -> dict[str, Any]:
+        return _check_params(params)
+
+
+class SuiteDefaults(_HarnessInputs):
     """Settings every benchmark inherits unless it sets its own."""
 
     runtime: Runtime = "auto"
@@ -63,9 +109,11 @@ class SuiteDefaults(_Strict):
     parallelism: int | None = Field(default=None, gt=0)
     adapter: dict[str, Any] = {}
     params: dict[str, Any] = {}
+    mounts: list[SuiteMount] = Field(default=[], description="extra read-only mounts into the harness container")
+    env: list[str] = Field(default=[], description="NAMES of host environment variables passed to the harness")
 
 
-class Benchmark(_Strict):
+class Benchmark(_HarnessInputs):
     """One benchmark = one test item: run `harness.task`, then check `thresholds`."""
 
     name: str = Field(pattern=r"^[A-Za-z0-9_.\-]+$")
@@ -84,6 +132,8 @@ class Benchmark(_Strict):
     markers: list[str] = []
     requires: list[Prerequisite] = []
     adapter: dict[str, Any] = {}
+    mounts: list[SuiteMount] = Field(default=[], description="extra read-only mounts into the harness container")
+    env: list[str] = Field(default=[], description="NAMES of host environment variables passed to the harness")
 
     @field_validator("markers")
     @classmethod
@@ -137,6 +187,8 @@ class ResolvedBenchmark(BaseModel):
     markers: list[str]
     requires: list[Prerequisite]
     adapter: dict[str, Any]
+    mounts: list[Mount] = []
+    env: list[str] = []
     seed: int
 
     image_registry: str
@@ -147,10 +199,8 @@ class ResolvedBenchmark(BaseModel):
         if self.image:
             return self.image
         if self.harness == "builtin":
-            from pytest_nemo_eval.harness.runtime import BUILTIN_IMAGE
-
             return BUILTIN_IMAGE
-        return f"{self.image_registry.rstrip('/')}/{self.harness}:{self.image_tag}"
+        return f"{self.image_registry.rstrip('/')}/{eval_factory.image_name(self.harness)}:{self.image_tag}"
 
 
 class SuiteError(ValueError):
@@ -194,12 +244,19 @@ class LoadedSuite(BaseModel):
                 markers=b.markers,
                 requires=sorted(set(self.suite.requires) | set(b.requires)),
                 adapter={**d.adapter, **b.adapter},
+                mounts=[self._absolute(m) for m in [*d.mounts, *b.mounts]],
+                env=list(dict.fromkeys([*d.env, *b.env])),
                 seed=self.suite.seed,
                 image_registry=d.image_registry,
                 image_tag=d.image_tag,
             )
             for b in self.suite.benchmarks
         ]
+
+    def _absolute(self, mount: Mount) -> Mount:
+        """A relative host path is relative to the suite file, so a suite works from any directory."""
+        host = Path(mount.host).expanduser()
+        return mount.model_copy(update={"host": host if host.is_absolute() else (self.path.parent / host).resolve()})
 
 
 def looks_like_suite(path: Path) -> bool:
@@ -277,6 +334,8 @@ def _model_at(loc: tuple[Any, ...]) -> type[BaseModel] | None:
         (Suite, "defaults"): SuiteDefaults,
         (Suite, "benchmarks"): Benchmark,
         (Benchmark, "thresholds"): Threshold,
+        (Benchmark, "mounts"): Mount,
+        (SuiteDefaults, "mounts"): Mount,
     }
     model: type[BaseModel] | None = Suite
     parts = [p for p in loc if not isinstance(p, int)]

@@ -2,23 +2,48 @@
 
 The process gets its own process group (session) so that a timeout or Ctrl-C
 kills the harness *and* anything it started (worker processes, sandboxes).
+An eval-factory harness runs as `nemo-evaluator` from PATH with that
+command's own directory first on the child's PATH: its framework command
+(e.g. `lm-eval`) must come from the same environment, not from whatever
+other `lm-eval` the caller's PATH finds first.
 """
 
 from __future__ import annotations
 
 import os
+import shlex
+import shutil
 import signal
 import subprocess
+import sys
 import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
 
+from . import eval_factory
 from .errors import HarnessFailed, HarnessTimeout, RuntimeUnavailable, with_log_tail
+from .invocation import HarnessInvocation, RuntimeOutcome, harness_environment, run_eval_args
 from .log_sink import LogSink
-from .runtime import HarnessInvocation, RuntimeOutcome, local_command
 
 KILL_GRACE_S = 5.0
+
+
+def local_command(inv: HarnessInvocation, output_dir: Path) -> list[str]:
+    """Command line for a local process: our harness via this Python, eval-factory via `nemo-evaluator`."""
+    if inv.is_builtin:
+        launcher = [sys.executable, "-m", "pytest_nemo_eval.harness.builtin.cli"]
+    else:
+        cli = next(filter(None, map(shutil.which, eval_factory.EVALUATOR_COMMANDS)), None)
+        if cli is None:
+            raise RuntimeUnavailable(
+                f"Harness {inv.harness!r} with runtime 'local' needs NeMo Evaluator's `nemo-evaluator` "
+                f"command, which is not on PATH. Install {eval_factory.install_hint(inv.harness)} into a "
+                "virtual environment and put that environment's bin/ first on PATH (a separate venv when "
+                "this one has another lm-eval), or use runtime 'docker' with its eval-factory image."
+            )
+        launcher = [cli]
+    return launcher + run_eval_args(inv, output_dir=str(output_dir))
 
 
 def run_locally(
@@ -26,12 +51,22 @@ def run_locally(
     output_dir: Path,
     log_path: Path,
     on_log: Callable[[str], None] | None = None,
+    *,
+    adapter_port: int,
 ) -> RuntimeOutcome:
     command = local_command(inv, output_dir)
-    env = dict(os.environ, PYTHONUNBUFFERED="1")
-    secrets = [os.environ.get(inv.api_key_env, "")] if inv.api_key_env else []
-    with LogSink(log_path, prefix=inv.log_prefix, on_log=on_log, secrets=secrets) as sink:
-        sink.line("$ " + " ".join(command))
+    environment = harness_environment(inv, adapter_port=adapter_port)
+    public = dict(environment.public)
+    if not inv.is_builtin:  # the framework command (lm-eval, ...) from nemo-evaluator's own environment
+        public["PATH"] = os.pathsep.join([str(Path(command[0]).parent), os.environ.get("PATH", "")])
+    env = {**os.environ, **public}
+    command_line = shell_line(command, public)
+    with LogSink(log_path, prefix=inv.log_prefix, on_log=on_log, secrets=environment.secret_values) as sink:
+        for note in inv.log_notes:
+            sink.line(f"# {note}")
+        if inv.mounts:
+            sink.line("# mounts apply to the docker runtime only; a local process reads the host paths directly")
+        sink.line("$ " + command_line)
         return_code = run_process_group(command, env=env, sink=sink, timeout_s=inv.timeout_s)
     if return_code != 0:
         raise HarnessFailed(with_log_tail(
@@ -39,7 +74,20 @@ def run_locally(
             "Its log shows why; fix the cause (endpoint, task name, overrides) and re-run.",
             log_path,
         ))
-    return RuntimeOutcome(command=command)
+    return RuntimeOutcome(command=command, command_line=command_line)
+
+
+def shell_line(command: list[str], env: dict[str, str]) -> str:
+    """`NAME=value ... cmd args`, quoted for a POSIX shell: pasted, it runs the same command.
+    PATH is written as `PATH=<dir>:"$PATH"` so the pasted line keeps the user's own PATH."""
+    assignments = []
+    for name, value in env.items():
+        if name == "PATH":
+            head = value.split(os.pathsep, 1)[0]
+            assignments.append(f'PATH={shlex.quote(head)}:"$PATH"')
+        else:
+            assignments.append(f"{name}={shlex.quote(value)}")
+    return " ".join(assignments + [shlex.join(command)])
 
 
 def run_process_group(

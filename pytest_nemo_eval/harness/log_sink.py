@@ -2,7 +2,9 @@
 
 Both runtimes feed it line by line, so a long benchmark shows progress in the
 pytest log as it happens, and error messages can quote the file's tail.
-Known secret values (the API key) are masked before a line goes anywhere.
+Known secret values (the API key, the suite's `env` variables) are masked before a
+line goes anywhere — those of at least MIN_MASKED_LENGTH characters: masking a
+value like `1` (HF_HUB_OFFLINE=1) would garble every line and protect nothing.
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ from collections.abc import Callable, Iterable
 from pathlib import Path
 
 REDACTED = "***"
+MIN_MASKED_LENGTH = 4
 
 
 class LogSink:
@@ -27,7 +30,7 @@ class LogSink:
         # a bare name becomes "[name] "; a prefix already ending in a space is used as given
         self.prefix = prefix if not prefix or prefix.endswith(" ") else f"[{prefix}] "
         self._on_log = on_log
-        self._secrets = [s for s in secrets if s]
+        self._secrets = sorted((s for s in secrets if len(s) >= MIN_MASKED_LENGTH), key=len, reverse=True)
         self._lock = threading.Lock()
         self._file = self.log_path.open("w", encoding="utf-8")
 

@@ -56,6 +56,11 @@ class EvalResults(BaseModel):
     model_config = ConfigDict(extra="allow")
     tasks: dict[str, TaskResult] = Field(default_factory=dict)
     groups: dict[str, TaskResult] = Field(default_factory=dict)
+    harness_task: str | None = Field(
+        default=None, exclude=True,
+        description="the task the harness itself ran (eval-factory's `config.params.task`, e.g. `mmlu_str` "
+                    "for eval type `mmlu`): the results are named after it, not after the eval type",
+    )
 
     def flat_scores(self) -> dict[str, Score]:
         """Every score keyed '<task-or-group>.<metric>.<score>' (tasks first; a group never shadows a task)."""
@@ -124,6 +129,9 @@ def parse_results(document: object, *, source: str = RESULTS_FILE) -> EvalResult
             raise ResultsError(f"{source}: score {key} is NaN; the harness produced no usable value for it.")
     if not results.tasks and not results.groups:
         raise ResultsError(f"{source} lists no tasks and no groups: the harness ran but scored nothing.")
+    params = (document.get("config") or {}).get("params") if isinstance(document.get("config"), dict) else None
+    if isinstance(params, dict) and isinstance(params.get("task"), str):
+        results.harness_task = params["task"]
     return results
 
 

@@ -106,6 +106,9 @@ def run_benchmark_harness(
                 limit_samples=state.options.limit_samples or benchmark.limit_samples,
                 parallelism=benchmark.parallelism,
                 log_prefix=f"[{benchmark.name}] ",
+                mounts=benchmark.mounts,
+                env=benchmark.env,
+                log_notes=[state.runtime_choice(benchmark)[1]],
             )
         )
     except (HarnessError, TargetUnavailable) as exc:
@@ -117,7 +120,7 @@ def run_benchmark_harness(
         key: ScoreValue(value=s.value, stderr=s.stats.stderr, count=s.stats.count)
         for key, s in run.results.flat_scores().items()
     }
-    scores = name_scores(flat, benchmark.task)
+    scores = name_scores(flat, run.results.harness_task or benchmark.task)
     require_metrics_or_error(benchmark, scores)
     return HarnessOutcome(scores=scores, flat_scores=flat, properties=stats + props.run_properties(run))
 

@@ -69,7 +69,7 @@ class BenchmarkItem(pytest.Item):
 
         state = state_of(self.config)
         b = self.benchmark
-        runtime = state.runtime_for(b)
+        runtime, runtime_reason = state.runtime_choice(b)
         image = b.image_for_docker() if runtime == "docker" else None
         self.user_properties += [
             ("nemo.benchmark", f"{b.suite_name}::{b.name}"),
@@ -77,6 +77,7 @@ class BenchmarkItem(pytest.Item):
             ("nemo.seed", str(b.seed)),
             ("nemo.harness", f"{b.harness}.{b.task}"),
             ("nemo.runtime", runtime),
+            ("nemo.runtime_reason", runtime_reason),
         ] + ([("nemo.image", image)] if image else [])
         lacking = prerequisites.missing(b.requires, deploying=state.deploying, runtime=runtime, image=image)
         if lacking:

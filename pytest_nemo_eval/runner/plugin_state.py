@@ -93,18 +93,30 @@ class NemoState:
 
     # --- per-benchmark settings ------------------------------------------------
     def runtime_for(self, benchmark: ResolvedBenchmark) -> str:
-        """`--nemo-runtime` > suite; `auto`: builtin harness locally, others in Docker
-        (or locally when NeMo Evaluator's CLI is installed and no daemon answers)."""
+        return self.runtime_choice(benchmark)[0]
+
+    def runtime_choice(self, benchmark: ResolvedBenchmark) -> tuple[str, str]:
+        """(runtime, why). `--nemo-runtime` > suite; `auto`: the builtin harness locally; an
+        eval-factory harness in Docker when its image is present locally, else locally when
+        NeMo Evaluator's CLI is installed, else in Docker (which pulls the image or skips)."""
         runtime = self.options.runtime or benchmark.runtime
         if runtime != "auto":
-            return runtime
+            source = "--nemo-runtime" if self.options.runtime else "the suite"
+            return runtime, f"runtime {runtime}: set by {source}"
         if benchmark.harness == "builtin":
-            return "local"
-        from pytest_nemo_eval.runner.prerequisites import docker_problem
+            return "local", "runtime auto -> local: the builtin harness runs as a local process"
+        from pytest_nemo_eval.harness.eval_factory import EVALUATOR_COMMANDS
+        from pytest_nemo_eval.runner.prerequisites import docker_problem, image_present
 
-        if docker_problem() and (shutil.which("nemo-evaluator") or shutil.which("eval-factory")):
-            return "local"
-        return "docker"
+        image = benchmark.image_for_docker()
+        daemon_problem = docker_problem()
+        if daemon_problem is None and image_present(image):
+            return "docker", f"runtime auto -> docker: image {image} is present locally"
+        cli = next(filter(None, map(shutil.which, EVALUATOR_COMMANDS)), None)
+        absent = daemon_problem or f"image {image} is not present locally"
+        if cli:
+            return "local", f"runtime auto -> local: {absent}, and NeMo Evaluator's CLI is installed at {cli}"
+        return "docker", f"runtime auto -> docker: {absent}, and no `nemo-evaluator` is on PATH"
 
     def adapter_for(self, benchmark: ResolvedBenchmark) -> dict[str, Any]:
         """The suite's adapter block with the run's cache mode (and per-checkpoint namespace)."""

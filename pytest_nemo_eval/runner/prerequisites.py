@@ -42,6 +42,24 @@ def docker_problem() -> str | None:
 
 
 @functools.lru_cache(maxsize=64)
+def image_present(image: str) -> bool:
+    """Whether `image` is in the local Docker image store (no pull, no registry access)."""
+    import docker
+
+    try:
+        client = docker.from_env(timeout=10)
+    except Exception:
+        return False
+    try:
+        client.images.get(image)
+        return True
+    except Exception:  # ImageNotFound, or a daemon that stopped answering
+        return False
+    finally:
+        client.close()
+
+
+@functools.lru_cache(maxsize=64)
 def image_problem(image: str) -> str | None:
     """None when `image` is present locally (a pull is left to the runtime only
     when the registry answers), else why the benchmark cannot run."""

@@ -99,3 +99,60 @@ def leftover_containers(label_value: str) -> list[str]:
         capture_output=True, text=True, check=True,
     )
     return result.stdout.split()
+
+
+EVAL_FACTORY_VENV = REPO / "fixtures" / "harness_image" / "eval_factory_venv.py"
+DEMO_DATA = REPO / "pytest_nemo_eval" / "harness" / "builtin" / "data"
+
+
+@pytest.fixture(scope="session")
+def eval_factory_bin() -> Path:
+    """bin/ of the eval-factory venv (nemo-evaluator 0.2.8 + nvidia-lm-eval 26.3): built once, then cached."""
+    build = subprocess.run([sys.executable, str(EVAL_FACTORY_VENV)], capture_output=True, text=True, timeout=1200)
+    assert build.returncode == 0, f"eval-factory venv build failed:\n{build.stderr[-3000:]}"
+    return Path(build.stdout.strip().splitlines()[-1])
+
+
+def write_lm_eval_tasks(folder: Path, data_dir: Path = DEMO_DATA) -> Path:
+    """lm-eval task YAMLs over the shipped demo data (no dataset hub): a loglikelihood
+    multiple-choice task and a generation task with a filter (so its metric is `exact_match__first_int`)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "demo_addition_mc_lm.yaml").write_text(f"""\
+task: demo_addition_mc_lm
+dataset_path: json
+dataset_kwargs:
+  data_files: {{test: {data_dir / 'demo_addition_mc.jsonl'}}}
+test_split: test
+output_type: multiple_choice
+doc_to_text: "{{{{prompt}}}}"
+doc_to_choice: "{{{{choices}}}}"
+doc_to_target: label
+target_delimiter: ""
+metric_list:
+  - {{metric: acc, aggregation: mean, higher_is_better: true}}
+""")
+    (folder / "demo_addition_lm.yaml").write_text(f"""\
+task: demo_addition_lm
+dataset_path: json
+dataset_kwargs:
+  data_files: {{test: {data_dir / 'demo_addition.jsonl'}}}
+test_split: test
+output_type: generate_until
+doc_to_text: "{{{{prompt}}}}"
+doc_to_target: "{{{{answer}}}}"
+target_delimiter: ""
+generation_kwargs: {{until: [";"], max_gen_toks: 8, do_sample: false}}
+metric_list:
+  - {{metric: exact_match, aggregation: mean, higher_is_better: true}}
+filter_list:
+  - name: first_int
+    filter:
+      - {{function: regex, regex_pattern: "(\\\\d+)"}}
+      - {{function: take_first}}
+""")
+    return folder
+
+
+@pytest.fixture(scope="session")
+def lm_eval_tasks(tmp_path_factory) -> Path:
+    return write_lm_eval_tasks(tmp_path_factory.mktemp("lm-eval-tasks"))

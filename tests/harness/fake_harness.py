@@ -9,8 +9,11 @@ FAKE_HARNESS_MODE environment variable:
   no_results exit 0 without results.yml
   malformed  write a results.yml that is not the schema
   leak_key   print the value of $SECRET_FOR_TEST (must be masked in logs)
+Every run also writes `<output_dir>/fake_record.json`: its arguments and the values
+of the environment variables named in FAKE_HARNESS_RECORD_ENV (comma-separated).
 """
 
+import json
 import os
 import subprocess
 import sys
@@ -19,6 +22,10 @@ import time
 args = sys.argv[1:]
 output_dir = args[args.index("--output_dir") + 1]
 mode = os.environ.get("FAKE_HARNESS_MODE", "good")
+os.makedirs(output_dir, exist_ok=True)
+with open(os.path.join(output_dir, "fake_record.json"), "w") as record:
+    names = [n for n in os.environ.get("FAKE_HARNESS_RECORD_ENV", "").split(",") if n]
+    json.dump({"argv": args, "env": {n: os.environ.get(n) for n in names}}, record)
 for i in range(60):
     print(f"fake harness line {i}", flush=True)
 if mode == "fail":

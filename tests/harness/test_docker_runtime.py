@@ -6,6 +6,7 @@ with the reason, except the daemon-down test, which needs none.
 
 from __future__ import annotations
 
+import os
 import signal
 import subprocess
 import sys
@@ -16,7 +17,7 @@ import uuid
 import pytest
 
 from pytest_nemo_eval.harness.errors import HarnessFailed, HarnessTimeout, RuntimeUnavailable
-from pytest_nemo_eval.harness.runtime import HarnessInvocation, run_harness
+from pytest_nemo_eval.harness.runtime import HarnessInvocation, Mount, run_harness
 
 from .conftest import leftover_containers
 
@@ -102,11 +103,13 @@ def test_user_tasks_from_the_host_run_in_the_container(tmp_path, harness_image, 
     assert run.results.get_score("exact_match", task="my_sums").stats.count == 2
 
 
-def test_ctrl_c_removes_the_container(tmp_path, harness_image, hanging_endpoint):
-    """SIGINT to a process inside run_harness (docker) must leave no container behind."""
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM], ids=["ctrl_c", "sigterm"])
+def test_ctrl_c_removes_the_container(tmp_path, harness_image, hanging_endpoint, sig):
+    """SIGINT or SIGTERM (a CI job's timeout) to a process inside run_harness (docker) must leave
+    no container behind."""
     label = f"docker-ctrl-c-{uuid.uuid4().hex[:8]}"
     driver = textwrap.dedent(f"""
-        from pytest_nemo_eval.harness.runtime import HarnessInvocation, run_harness
+        from pytest_nemo_eval.harness.runtime import HarnessInvocation, Mount, run_harness
         run_harness(HarnessInvocation(harness="builtin", task="sample_gsm_arith", model_id="m", runtime="docker",
                     model_url={hanging_endpoint!r}, output_dir={str(tmp_path / "out")!r}, log_prefix={label!r}))
     """)
@@ -115,7 +118,39 @@ def test_ctrl_c_removes_the_container(tmp_path, harness_image, hanging_endpoint)
     while not leftover_containers(label) and time.monotonic() < deadline and process.poll() is None:
         time.sleep(0.5)
     assert leftover_containers(label), "the container never started"
-    process.send_signal(signal.SIGINT)
+    process.send_signal(sig)
     _, stderr = process.communicate(timeout=60)
-    assert "KeyboardInterrupt" in stderr
+    assert ("KeyboardInterrupt" if sig == signal.SIGINT else "TerminatedBySignal: signal SIGTERM") in stderr
     assert leftover_containers(label) == []
+
+
+def test_logged_docker_run_line_reproduces_the_run_when_pasted(tmp_path, harness_image, completions_url,
+                                                              monkeypatch):
+    """The `$ docker run ...` line carries mounts (a suite mount at another path, with a space),
+    environment by NAME, user and init; pasted into a shell it produces the same samples."""
+    tasks = tmp_path / "my-tasks"
+    tasks.mkdir()
+    (tasks / "mine.jsonl").write_text('{"id": 1, "prompt": "12+34=", "answer": "46"}\n'
+                                      '{"id": 2, "prompt": "50+25=", "answer": "75"}\n')
+    (tasks / "my_sums.yaml").write_text("type: exact_match\ndata: mine.jsonl\nmax_tokens: 8\nstop: [';']\n")
+    monkeypatch.setenv("NEMO_EVAL_PASTE_KEY", "sk-pasted-secret")
+    inv = invocation(tmp_path, task="my_sums", model_url=completions_url, timeout_s=600,
+                     overrides={"task_spec": "/mnt/my tasks/my_sums.yaml",
+                                "target.api_endpoint.api_key_name": "NEMO_EVAL_PASTE_KEY"},
+                     mounts=[Mount(host=tasks, container="/mnt/my tasks")])
+    run = run_harness(inv)
+    log = run.log_path.read_text()
+    assert "sk-pasted-secret" not in log
+    line = next(text[2:] for text in log.splitlines() if text.startswith("$ docker run "))
+    assert line == run.command_line
+    assert f"-v '{tasks}:/mnt/my tasks:ro'" in line and " -e NEMO_EVAL_PASTE_KEY " in line
+    assert " --init " in line and f"--user {os.getuid()}:{os.getgid()}" in line
+    samples = run.output_dir / "samples_my_sums.jsonl"
+    first = samples.read_text()
+    samples.unlink()
+    (run.output_dir / "results.yml").unlink()
+    pasted = subprocess.run(["bash", "-c", line], capture_output=True, text=True, timeout=600)
+    assert pasted.returncode == 0, pasted.stdout[-2000:] + pasted.stderr[-2000:]
+    assert samples.read_text() == first and first.count("\n") == 2
+    assert (run.output_dir / "results.yml").is_file()
+    assert leftover_containers(inv.log_prefix) == []  # --rm

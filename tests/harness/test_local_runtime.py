@@ -7,12 +7,14 @@ would need its dataset hub.
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
 import sys
 import textwrap
 import time
+from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
@@ -81,13 +83,15 @@ def test_api_key_value_never_reaches_the_log(tmp_path, fake_harness, monkeypatch
     monkeypatch.setenv("SECRET_FOR_TEST", "sk-very-secret-value")
     lines: list[str] = []
     run = run_harness(invocation(tmp_path, api_key_env="SECRET_FOR_TEST"), on_log=lines.append)
-    assert "target.api_endpoint.api_key=SECRET_FOR_TEST" in " ".join(run.command)
+    assert "target.api_endpoint.api_key_name=SECRET_FOR_TEST" in " ".join(run.command)
     assert "sk-very-secret-value" not in run.log_path.read_text() + "\n".join(lines)
     assert "using key ***" in run.log_path.read_text()
 
 
-def test_ctrl_c_kills_the_harness_process_group(tmp_path, fake_harness):
-    """SIGINT to a process running run_harness must leave no harness process behind."""
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM], ids=["ctrl_c", "sigterm"])
+def test_ctrl_c_kills_the_harness_process_group(tmp_path, fake_harness, sig):
+    """SIGINT or SIGTERM (a CI job's timeout) to a process running run_harness must leave no
+    harness process behind."""
     fake_harness("hang")
     driver = textwrap.dedent(f"""
         from pathlib import Path
@@ -101,9 +105,9 @@ def test_ctrl_c_kills_the_harness_process_group(tmp_path, fake_harness):
     while not (pid_file.exists() and pid_file.read_text().strip()) and time.monotonic() < deadline:
         time.sleep(0.1)
     pids = [int(p) for p in pid_file.read_text().split()]
-    process.send_signal(signal.SIGINT)
+    process.send_signal(sig)
     _, stderr = process.communicate(timeout=30)
-    assert "KeyboardInterrupt" in stderr
+    assert ("KeyboardInterrupt" if sig == signal.SIGINT else "TerminatedBySignal: signal SIGTERM") in stderr
     for pid in pids:
         assert_dead(pid)
 
@@ -118,3 +122,69 @@ def test_eval_factory_harness_without_nemo_evaluator_installed(tmp_path, monkeyp
     monkeypatch.setenv("PATH", str(tmp_path))  # no nemo-evaluator anywhere
     with pytest.raises(RuntimeUnavailable, match="nemo-evaluator.*not on PATH.*pip install nvidia-simple-evals"):
         run_harness(invocation(tmp_path))
+
+
+RECORDED = "ADAPTER_PORT,NEMO_EVALUATOR_TELEMETRY_LEVEL,PYTHONUNBUFFERED,NEMO_EVAL_SUITE_SECRET"
+
+
+def record(run) -> dict:
+    return json.loads((run.output_dir / "fake_record.json").read_text())
+
+
+def test_concurrent_runs_each_get_their_own_adapter_port(tmp_path, fake_harness, monkeypatch):
+    """nemo-evaluator binds ADAPTER_PORT for its adapter server; runs at the same time must never share one."""
+    fake_harness("good")
+    monkeypatch.setenv("FAKE_HARNESS_RECORD_ENV", RECORDED)
+    with ThreadPoolExecutor(max_workers=6) as pool:
+        runs = list(pool.map(lambda i: run_harness(invocation(tmp_path, output_dir=tmp_path / f"out{i}")), range(6)))
+    ports = [record(run)["env"]["ADAPTER_PORT"] for run in runs]
+    assert all(p and p.isdigit() and int(p) > 0 for p in ports) and len(set(ports)) == 6
+
+
+def test_telemetry_is_off_unless_the_user_set_a_level(tmp_path, fake_harness, monkeypatch):
+    fake_harness("good")
+    monkeypatch.setenv("FAKE_HARNESS_RECORD_ENV", RECORDED)
+    monkeypatch.delenv("NEMO_EVALUATOR_TELEMETRY_LEVEL", raising=False)
+    assert record(run_harness(invocation(tmp_path)))["env"]["NEMO_EVALUATOR_TELEMETRY_LEVEL"] == "0"
+    monkeypatch.setenv("NEMO_EVALUATOR_TELEMETRY_LEVEL", "1")
+    assert record(run_harness(invocation(tmp_path)))["env"]["NEMO_EVALUATOR_TELEMETRY_LEVEL"] == "1"
+
+
+def test_logged_command_line_reproduces_the_run_when_pasted(tmp_path, fake_harness, monkeypatch):
+    """The `$ ...` line, pasted into a shell, runs the same command with the same environment —
+    an override holding a space and a quote included; suite env is passed by name, never shown."""
+    fake_harness("good")
+    monkeypatch.setenv("FAKE_HARNESS_RECORD_ENV", RECORDED)
+    monkeypatch.setenv("NEMO_EVAL_SUITE_SECRET", "s3cret-value")
+    overrides = {"config.params.extra.args": "--include_path /tmp/my tasks --note it's"}
+    lines: list[str] = []
+    run = run_harness(invocation(tmp_path, overrides=overrides, env=["NEMO_EVAL_SUITE_SECRET"]), on_log=lines.append)
+    first = record(run)
+    logged = next(line for line in run.log_path.read_text().splitlines() if line.startswith("$ "))
+    assert logged[2:] == run.command_line and "s3cret-value" not in logged
+    (run.output_dir / "fake_record.json").unlink()
+    subprocess.run(["bash", "-c", logged[2:]], check=True, capture_output=True)
+    assert record(run) == first
+    assert "config.params.extra.args=--include_path /tmp/my tasks --note it's" in first["argv"][-1]
+    assert first["env"]["NEMO_EVAL_SUITE_SECRET"] == "s3cret-value"
+
+
+def test_unset_suite_env_variable_fails_before_starting(tmp_path, fake_harness, monkeypatch):
+    fake_harness("good")
+    monkeypatch.delenv("NEMO_EVAL_NOT_SET_ANYWHERE", raising=False)
+    with pytest.raises(RuntimeUnavailable, match="NEMO_EVAL_NOT_SET_ANYWHERE.*not set on the host"):
+        run_harness(invocation(tmp_path, env=["NEMO_EVAL_NOT_SET_ANYWHERE"]))
+    assert not (tmp_path / "out" / "fake_record.json").exists()
+
+
+def test_missing_lm_eval_harness_names_its_real_pypi_package(tmp_path, monkeypatch):
+    monkeypatch.setenv("PATH", str(tmp_path))
+    with pytest.raises(RuntimeUnavailable, match="pip install nvidia-lm-eval"):
+        run_harness(invocation(tmp_path, harness="lm-evaluation-harness"))
+
+
+def test_eval_type_uses_the_framework_name_of_the_harness(tmp_path, fake_harness):
+    """simple-evals' image is `simple-evals` but its framework.yml says `simple_evals`."""
+    fake_harness("good")
+    run = run_harness(invocation(tmp_path, harness="simple-evals", task="mmlu_pro"))
+    assert run.command[run.command.index("--eval_type") + 1] == "simple_evals.mmlu_pro"

@@ -91,3 +91,15 @@ def test_malformed_results_are_clear_errors_with_log_tail(tmp_path, text, expect
     with pytest.raises(ResultsError, match=expected) as info:
         load_results(write(tmp_path, text, log_lines=3))
     assert "log line 2" in str(info.value)
+
+
+def test_task_the_harness_ran_is_read_from_eval_factory_config(tmp_path):
+    """eval-factory's eval type `mmlu` runs lm-eval's `mmlu_str` and names its results after that
+    (config.params.task); thresholds must resolve against it, not against the eval type."""
+    (tmp_path / "results.yml").write_text(
+        "config: {params: {task: mmlu_str}, type: lm-evaluation-harness.mmlu}\n"
+        "results:\n  groups:\n    mmlu_str: {metrics: {exact_match: {scores: {exact_match: {value: 0.6}}}}}\n"
+    )
+    results = load_results(tmp_path)
+    assert results.harness_task == "mmlu_str"
+    assert "harness_task" not in results.model_dump()  # never written back into a results.yml

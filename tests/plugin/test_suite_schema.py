@@ -88,3 +88,39 @@ def test_looks_like_suite_needs_a_benchmarks_key(tmp_path):
     assert looks_like_suite(write(tmp_path, "benchmarks: []\n"))
     assert not looks_like_suite(write(tmp_path, "version: 2\njobs: {}\n"))
     assert not looks_like_suite(write(tmp_path, "{{{"))
+
+
+def test_mounts_and_env_names_merge_and_resolve_against_the_suite_file(tmp_path):
+    path = write(tmp_path, """\
+defaults: {mounts: [data], env: [HF_TOKEN]}
+benchmarks:
+  - name: a
+    harness: lm-evaluation-harness
+    task: t
+    mounts: [/opt/tasks, {host: ~/tok, container: /mnt/tok}]
+    env: [HF_HUB_OFFLINE, HF_TOKEN]
+""")
+    (bench,) = load_suite(path).resolved()
+    assert [(str(m.host), m.container) for m in bench.mounts] == [
+        (str(tmp_path / "data"), None), ("/opt/tasks", None), (str(Path("~/tok").expanduser()), "/mnt/tok")]
+    assert bench.env == ["HF_TOKEN", "HF_HUB_OFFLINE"]
+
+
+@pytest.mark.parametrize("entry, expected", [
+    ("env: [HF_TOKEN=abc]", "`benchmarks[0].env`: Value error, 'HF_TOKEN=abc' is not an environment variable NAME"),
+    ("mounts: [{host: /x, container: rel}]", "container path 'rel' must be absolute"),
+    ("mounts: [{host: /x, mode: rw}]", "unknown field `benchmarks[0].mounts[0].mode` (allowed here: host, container)"),
+    ("params: {target.api_endpoint.api_key: sk-123}", "`target.api_endpoint.api_key` is not a NeMo Evaluator field"),
+])
+def test_bad_mounts_env_and_api_key_override_are_suite_errors(tmp_path, entry, expected):
+    path = write(tmp_path, f"benchmarks:\n  - name: a\n    harness: lm-evaluation-harness\n    task: t\n    {entry}\n")
+    with pytest.raises(SuiteError) as err:
+        load_suite(path)
+    assert expected in str(err.value) and f"{path}:5" in str(err.value)
+
+
+def test_eval_factory_image_and_eval_type_names():
+    """simple-evals: image `simple-evals`, framework (eval_type prefix) `simple_evals`."""
+    release = load_suite(REPO / "suites" / "release.yaml")
+    mmlu_pro = next(b for b in release.resolved() if b.name == "mmlu_pro")
+    assert mmlu_pro.image_for_docker() == "nvcr.io/nvidia/eval-factory/simple-evals:25.10"

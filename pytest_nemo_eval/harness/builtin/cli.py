@@ -7,10 +7,11 @@
 Overrides (NeMo Evaluator's `config.params.` prefix is accepted and ignored):
 temperature, max_tokens (alias max_new_tokens), top_p, seed, limit_samples,
 parallelism, request_timeout, max_retries, task_spec (a YAML file to run instead
-of a registered task), api_key_env / target.api_endpoint.api_key (NAME of the
-env var holding the API key), code_isolation (auto | bubblewrap | container |
-unsandboxed: the boundary model-written code runs behind, see isolation.py; auto
-refuses to run code without a sandbox unless NEMO_EVAL_ALLOW_UNSANDBOXED_CODE=1).
+of a registered task), api_key_env, alias target.api_endpoint.api_key_name (NeMo
+Evaluator's field) or target.api_endpoint.api_key (the NAME of the env var holding
+the API key), code_isolation (auto | bubblewrap | container | unsandboxed: the
+boundary model-written code runs behind, see isolation.py; auto refuses to run code
+without a sandbox unless NEMO_EVAL_ALLOW_UNSANDBOXED_CODE=1).
 """
 
 from __future__ import annotations
@@ -32,6 +33,7 @@ from .tasks import HARNESS_NAME, find_task, load_spec, task_names
 
 _PREFIXES = ("config.params.extra.", "config.params.")
 _ALIASES = {"max_new_tokens": "max_tokens", "target.api_endpoint.api_key": "api_key_env",
+            "target.api_endpoint.api_key_name": "api_key_env",
             "request_timeout_s": "request_timeout"}
 
 
