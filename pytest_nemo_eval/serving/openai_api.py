@@ -19,7 +19,6 @@ from flask import Flask, Response, jsonify, request
 from pydantic import ValidationError
 from werkzeug.exceptions import HTTPException
 
-from pytest_nemo_eval.serving.chat_template import render_chat
 from pytest_nemo_eval.serving.engine import GenerationRequest, GenerationResult, TokenLogprob
 from pytest_nemo_eval.serving.openai_schema import (
     ChatCompletionRequest,
@@ -98,8 +97,7 @@ def create_app(served: ServedModel) -> Flask:
         messages = [{"role": m.role, "content": m.text()} for m in body.messages]
         tokenizer = served.tokenizer
         try:
-            prompt = render_chat(messages, tokenizer.chat_template,
-                                 eos_token=tokenizer.token_str(tokenizer.eos_id))
+            prompt = tokenizer.apply_chat_template(messages)  # transformers' own rendering when the model has one
         except Exception as exc:  # jinja raises many types; any of them means these messages do not fit the template
             raise OpenAIError(400, f"The chat template cannot render these messages: {exc}", param="messages") from None
         prompts = [_check_ids(tokenizer.encode(prompt), served, "messages")]
