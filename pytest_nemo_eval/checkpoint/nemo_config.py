@@ -89,10 +89,12 @@ def architecture_fields(arch: GPTArchitecture) -> dict[str, Any]:
     return values
 
 
-def full_config_dump(arch: GPTArchitecture, *, config_target: str = CONFIG_TARGET,
+def full_config_dump(arch: GPTArchitecture | None, *, config_target: str = CONFIG_TARGET,
                      overrides: dict[str, Any] | None = None) -> dict[str, Any]:
-    """The `config:` mapping of model.yaml: TransformerConfig and GPTConfig defaults, then this architecture."""
-    config = {**_transformer_config_defaults(), **GPTCONFIG_DEFAULTS, **architecture_fields(arch), **(overrides or {})}
+    """The `config:` mapping of model.yaml: TransformerConfig and GPTConfig defaults, then this architecture
+    (None: defaults only), then `overrides` (a family's class defaults and what its importer sets)."""
+    stated = architecture_fields(arch) if arch is not None else {}
+    config = {**_transformer_config_defaults(), **GPTCONFIG_DEFAULTS, **stated, **(overrides or {})}
     config["params_dtype"] = {"_call_": False, "_target_": "torch.float32"}
     config["_target_"] = config_target
     return dict(sorted(config.items()))
