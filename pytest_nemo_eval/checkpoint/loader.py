@@ -114,6 +114,20 @@ def _fold_zero_centered_gamma(model: torch.nn.Module) -> None:
                 module.weight.add_(1.0)
 
 
+_SHAPING_FIELDS = (  # tensor-name fragment -> the config fields its shape comes from
+    ("word_embeddings", "vocab_size, make_vocab_size_divisible_by, hidden_size"),
+    ("output_layer", "vocab_size, make_vocab_size_divisible_by, hidden_size"),
+    ("linear_qkv", "num_attention_heads, num_query_groups, kv_channels, hidden_size, num_layers"),
+    ("linear_proj", "num_attention_heads, kv_channels, hidden_size, num_layers"),
+    ("linear_fc", "ffn_hidden_size, gated_linear_unit, hidden_size, num_layers"),
+    ("position_embeddings", "seq_length, hidden_size"),
+)
+
+
+def _fields_shaping(key: str) -> str:
+    return next((names for fragment, names in _SHAPING_FIELDS if fragment in key), "hidden_size, num_layers")
+
+
 def _check_shapes(model: torch.nn.Module, weights_dir: Path, arch_source: str) -> None:
     """Compare every tensor's shape with the checkpoint's before loading: a mismatch names tensor and shapes."""
     from megatron.core.dist_checkpointing.mapping import ShardedTensor
@@ -130,9 +144,9 @@ def _check_shapes(model: torch.nn.Module, weights_dir: Path, arch_source: str) -
         if saved and saved != tuple(sharded.global_shape):
             raise CheckpointError(
                 f"The weights in {weights_dir} do not fit the architecture in {arch_source}: `{sharded.key}` is "
-                f"stored with shape {list(saved)} but the config makes {list(sharded.global_shape)}. The config "
-                "(hidden_size, ffn_hidden_size, num_attention_heads, num_query_groups, kv_channels, vocab_size, "
-                "num_layers...) does not describe these weights: use the model.yaml written with them."
+                f"stored with shape {list(saved)} but the config makes {list(sharded.global_shape)} (from "
+                f"{_fields_shaping(sharded.key)}). That config does not describe these weights: use the model.yaml "
+                "written with them, or correct those fields."
             )
 
 
