@@ -258,8 +258,6 @@ def read_architecture(context_dir: Path) -> GPTArchitecture:
     values.setdefault("num_query_groups", raw.get("num_attention_heads"))
     if raw.get("ffn_hidden_size") is None and raw.get("hidden_size"):
         values["ffn_hidden_size"] = 4 * raw["hidden_size"]
-    if raw.get("apply_query_key_layer_scaling") and raw.get("softmax_scale") is None:
-        pass  # megatron divides the scores by the layer number and multiplies it back in the softmax: same result
     try:
         values["seq_length"] = _seq_length(raw, window, source)
         return GPTArchitecture(**values)

@@ -23,7 +23,7 @@ APPLIED = frozenset({
     "rotary_base", "rotary_percent", "seq_len_interpolation_factor", "add_bias_linear", "add_qkv_bias",
     "share_embeddings_and_output_weights", "vocab_size", "make_vocab_size_divisible_by", "window_size",
     "scale_factor", "low_freq_factor", "high_freq_factor", "old_context_len", "softmax_scale",
-    "apply_query_key_layer_scaling", "tensor_model_parallel_size", "transformer_layer_spec",
+    "tensor_model_parallel_size", "transformer_layer_spec",
     "num_moe_experts", "window_attn_skip_freq",
 })
 
@@ -74,8 +74,10 @@ NEUTRAL = frozenset({
     "context_parallel_size", "cp_comm_type", "pipeline_model_parallel_size", "virtual_pipeline_model_parallel_size",
     "expert_model_parallel_size", "expert_tensor_parallel_size", "sequence_parallel",
     "async_tensor_model_parallel_allreduce", "pipeline_dtype", "pipeline_model_parallel_layout",
-    "pipeline_model_parallel_comm_backend", "use_ring_exchange_p2p", "variable_seq_lengths",
-    # precision and kernels: how the same function is computed
+    "pipeline_model_parallel_comm_backend", "use_ring_exchange_p2p",
+    # precision and kernels: how the same function is computed (query-key layer scaling divides the scores
+    # by the layer number and the softmax multiplies it back: the same function)
+    "apply_query_key_layer_scaling",
     "params_dtype", "bf16", "fp16", "autocast_dtype", "enable_autocast", "fp32_residual_connection",
     "attention_softmax_in_fp32", "disable_bf16_reduced_precision_matmul", "first_last_layers_bf16",
     "apply_rope_fusion", "fused_single_qkv_rope", "bias_activation_fusion", "bias_dropout_fusion",

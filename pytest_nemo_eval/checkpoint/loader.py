@@ -92,7 +92,7 @@ def build_model(arch: GPTArchitecture, vocab_size: int, dtype: torch.dtype, devi
         vocab_size=arch.padded_vocab_size(vocab_size, tensor_parallel),
         max_sequence_length=arch.seq_length,
         position_embedding_type=arch.position_embedding_type,
-        rotary_base=int(arch.rotary_base),
+        rotary_base=arch.rotary_base,  # a float as NeMo passes it (Starcoder2 3B: 999999.44...)
         rotary_percent=arch.rotary_percent,
         seq_len_interpolation_factor=arch.seq_len_interpolation_factor,
         share_embeddings_and_output_weights=arch.share_embeddings_and_output_weights,

@@ -46,7 +46,8 @@ def _hf_config(name: str):
     if name in ("starcoder2", "gpt_gelu_tanh"):
         act = "gelu" if name == "starcoder2" else "gelu_pytorch_tanh"
         return tf.Starcoder2Config(**{k: v for k, v in SHAPE.items() if k != "head_dim"}, hidden_act=act,
-                                   use_bias=True, norm_epsilon=1e-5)
+                                   use_bias=True, norm_epsilon=1e-5,  # Starcoder2 3B's non-integer RoPE base
+                                   rope_parameters={"rope_type": "default", "rope_theta": 999999.4420358813})
     raise KeyError(name)
 
 

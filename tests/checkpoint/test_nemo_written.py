@@ -156,3 +156,33 @@ def test_served_chat_prompt_is_apply_chat_templates(deployment, hf_tokenizer, me
     chat_logprobs = [entry["logprob"] for entry in chat["choices"][0]["logprobs"]["content"]]
     assert chat_logprobs == completion["choices"][0]["logprobs"]["token_logprobs"]
     assert chat["choices"][0]["message"]["content"] == completion["choices"][0]["text"]
+
+
+def test_model_yaml_tokenizer_chat_template_wins_as_in_nemos_auto_tokenizer(tmp_path, hf_tokenizer):
+    """NeMo's AutoTokenizer(chat_template=...) replaces the folder's template; transformers renders either."""
+    import shutil
+
+    from pytest_nemo_eval.checkpoint.tokenizer import load_tokenizer
+
+    context = tmp_path / "context"
+    shutil.copytree(NEMO / "context", context)
+    template = "{% for m in messages %}[{{ m['role'] }}] {{ m['content'] }}{{ eos_token }}{% endfor %}{{ bos_token }}"
+    document = yaml.safe_load((context / "model.yaml").read_text())
+    document["tokenizer"]["chat_template"] = template
+    (context / "model.yaml").write_text(yaml.safe_dump(document))
+    tokenizer = load_tokenizer(context)
+    for messages in CONVERSATIONS:
+        assert tokenizer.apply_chat_template(messages) == hf_tokenizer.apply_chat_template(
+            messages, chat_template=template, add_generation_prompt=True, tokenize=False)
+
+
+def test_io_json_only_checkpoint_is_read_through_nemos_load_context(tmp_path):
+    """Older NeMo 2.0 checkpoints have io.json only; NeMo's own load_context reads them (needs nemo-toolkit)."""
+    pytest.importorskip("nemo.lightning", reason="nemo-toolkit is not installed here; the error path is tested "
+                                                 "in test_bad_input.py")
+    import shutil
+
+    context = tmp_path / "context"
+    shutil.copytree(NEMO / "context", context)
+    (context / "model.yaml").unlink()
+    assert read_architecture(context) == read_architecture(NEMO / "context")
