@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import io
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
@@ -40,7 +40,7 @@ class Family:
     importer_fields: Callable[[Any], dict[str, Any]]  # HF config -> fields the importer sets
     gated_mlp: bool = True  # HF gate_proj/up_proj (merged into linear_fc1) vs up_proj or c_fc alone
     mlp_names: tuple[str, str] = ("up_proj", "down_proj")
-    extra: dict[str, Any] = field(default_factory=dict)
+    mapping: dict[str, str] | None = None  # a plain rename table (`*` = layer index) instead of the Llama-style one
 
 
 def _llama_fields(source) -> dict[str, Any]:
@@ -58,6 +58,16 @@ def _llama_fields(source) -> dict[str, Any]:
         fields.update(scale_factor=rope["factor"], low_freq_factor=rope["low_freq_factor"],
                       high_freq_factor=rope["high_freq_factor"], old_context_len=rope["original_max_position_embeddings"])
     return fields
+
+
+def _starcoder_fields(source) -> dict[str, Any]:
+    return {
+        "num_layers": source.n_layer, "hidden_size": source.n_embd, "ffn_hidden_size": source.n_inner,
+        "num_attention_heads": source.n_head, "init_method_std": source.initializer_range,
+        "seq_length": source.n_positions, "layernorm_epsilon": source.layer_norm_epsilon,
+        "make_vocab_size_divisible_by": _divisible_by(source.vocab_size), "share_embeddings_and_output_weights": False,
+        "num_query_groups": 1 if source.multi_query else source.n_head,
+    }
 
 
 def _divisible_by(vocab_size: int) -> int:
@@ -158,7 +168,42 @@ FAMILIES = {
                           "share_embeddings_and_output_weights": False, "kv_channels": None, "num_query_groups": None,
                           "window_size": None, "gated_linear_unit": False}, _starcoder2_fields,
                          gated_mlp=False, mlp_names=("c_fc", "c_proj")),
+    "starcoder": Family("starcoder", M + "starcoder.StarcoderModel", M + "starcoder.StarcoderConfig",
+                        {"normalization": "LayerNorm", "activation_func": GELU, "add_bias_linear": True,
+                         "seq_length": 8192, "position_embedding_type": "learned_absolute", "hidden_dropout": 0.2,
+                         "attention_dropout": 0.2, "init_method_std": 0.01, "layernorm_epsilon": 1e-5,
+                         "share_embeddings_and_output_weights": False, "kv_channels": None, "num_query_groups": 1,
+                         "attention_softmax_in_fp32": True, "gated_linear_unit": False}, _starcoder_fields,
+                        mapping={  # NeMo's HFStarcoderImporter.convert_state: multi-query c_attn is already [q; k; v]
+                            "transformer.wte.weight": "embedding.word_embeddings.weight",
+                            "transformer.wpe.weight": "embedding.position_embeddings.weight",
+                            "transformer.h.*.attn.c_attn.weight": "decoder.layers.*.self_attention.linear_qkv.weight",
+                            "transformer.h.*.attn.c_attn.bias": "decoder.layers.*.self_attention.linear_qkv.bias",
+                            "transformer.h.*.attn.c_proj.weight": "decoder.layers.*.self_attention.linear_proj.weight",
+                            "transformer.h.*.attn.c_proj.bias": "decoder.layers.*.self_attention.linear_proj.bias",
+                            "transformer.h.*.mlp.c_fc.weight": "decoder.layers.*.mlp.linear_fc1.weight",
+                            "transformer.h.*.mlp.c_fc.bias": "decoder.layers.*.mlp.linear_fc1.bias",
+                            "transformer.h.*.mlp.c_proj.weight": "decoder.layers.*.mlp.linear_fc2.weight",
+                            "transformer.h.*.mlp.c_proj.bias": "decoder.layers.*.mlp.linear_fc2.bias",
+                            "transformer.h.*.ln_1.weight": "decoder.layers.*.self_attention.linear_qkv.layer_norm_weight",
+                            "transformer.h.*.ln_1.bias": "decoder.layers.*.self_attention.linear_qkv.layer_norm_bias",
+                            "transformer.h.*.ln_2.weight": "decoder.layers.*.mlp.linear_fc1.layer_norm_weight",
+                            "transformer.h.*.ln_2.bias": "decoder.layers.*.mlp.linear_fc1.layer_norm_bias",
+                            "transformer.ln_f.weight": "decoder.final_layernorm.weight",
+                            "transformer.ln_f.bias": "decoder.final_layernorm.bias",
+                            "lm_head.weight": "output_layer.weight",
+                        }),
 }
+
+
+def _rename(hf_state: dict[str, torch.Tensor], mapping: dict[str, str]) -> dict[str, torch.Tensor]:
+    out = {}
+    for source, target in mapping.items():
+        pattern = re.compile(re.escape(source).replace(r"\*", r"(\d+)") + "$")
+        for key, tensor in hf_state.items():
+            if match := pattern.match(key):
+                out[target.replace("*", match.group(1)) if match.groups() else target] = tensor
+    return out
 
 
 def merge_qkv(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, heads: int, groups: int, head_dim: int) -> torch.Tensor:
@@ -174,6 +219,8 @@ def merge_qkv(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, heads: int, gro
 
 def convert_state(hf_state: dict[str, torch.Tensor], family: Family, fields: dict[str, Any]) -> dict[str, torch.Tensor]:
     """HF state dict -> NeMo (Transformer Engine) names, per layer `decoder.layers.{i}.…`."""
+    if family.mapping is not None:
+        return _rename(hf_state, family.mapping)
     heads, groups = fields["num_attention_heads"], fields.get("num_query_groups") or fields["num_attention_heads"]
     head_dim = fields.get("kv_channels") or fields["hidden_size"] // heads
     up, down = family.mlp_names

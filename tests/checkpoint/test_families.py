@@ -48,6 +48,10 @@ def _hf_config(name: str):
         return tf.Starcoder2Config(**{k: v for k, v in SHAPE.items() if k != "head_dim"}, hidden_act=act,
                                    use_bias=True, norm_epsilon=1e-5,  # Starcoder2 3B's non-integer RoPE base
                                    rope_parameters={"rope_type": "default", "rope_theta": 999999.4420358813})
+    if name == "starcoder":  # GPTBigCode: multi-query attention, learned absolute positions, exact GELU
+        return tf.GPTBigCodeConfig(vocab_size=320, n_positions=128, n_embd=64, n_layer=2, n_head=4, n_inner=128,
+                                   activation_function="gelu", multi_query=True, initializer_range=0.2,
+                                   tie_word_embeddings=False, bos_token_id=0, eos_token_id=4)
     raise KeyError(name)
 
 
@@ -92,7 +96,7 @@ def _log_softmax_pair(loaded, hf_model, length: int, seed: int = 1):
     return torch.log_softmax(ours, -1), torch.log_softmax(theirs, -1)
 
 
-FAMILY_NAMES = ["llama31", "llama32", "mistral", "qwen2", "nemotron", "starcoder2", "gpt_gelu_tanh"]
+FAMILY_NAMES = ["llama31", "llama32", "mistral", "qwen2", "nemotron", "starcoder2", "gpt_gelu_tanh", "starcoder"]
 
 
 @pytest.mark.parametrize("name", FAMILY_NAMES)
