@@ -7,8 +7,9 @@ offline: the chat template then comes from wherever transformers finds it
 (`chat_template.jinja`, which NeMo writes, or tokenizer_config.json), unless
 model.yaml's tokenizer sets `chat_template`, which NeMo's AutoTokenizer applies.
 
-Encoding follows NeMo's `text_to_ids` (tokenize, then ids): no BOS is added to
-a plain completion prompt. Chat prompts are rendered by transformers'
+Encoding follows NeMo's `text_to_ids` (tokenize, then ids) and NeMo's deployable,
+which generates with `add_BOS=False` (nemo/deploy/nlp/megatronllm_deployable.py):
+no BOS is added to a plain completion prompt. Chat prompts are rendered by transformers'
 `apply_chat_template`, which passes `bos_token`/`eos_token` and the other
 special tokens to the template; a template that starts with `{{ bos_token }}`
 thus yields the BOS token, exactly as Hugging Face does.
@@ -16,7 +17,6 @@ thus yields the BOS token, exactly as Hugging Face does.
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
 
@@ -58,13 +58,12 @@ class HFTokenizer:
 
     def __init__(self, folder: Path, overrides: dict[str, Any] | None = None) -> None:
         overrides = overrides or {}
-        os.environ.setdefault("HF_HUB_OFFLINE", "1")  # a local folder never needs the hub
         from transformers import AutoTokenizer
         from transformers.utils import logging as hf_logging
 
         hf_logging.set_verbosity_error()
         try:
-            self._tok = AutoTokenizer.from_pretrained(
+            self._tok = AutoTokenizer.from_pretrained(  # a local folder, never the hub
                 str(folder), local_files_only=True, use_fast=overrides.get("use_fast", True),
                 trust_remote_code=bool(overrides.get("trust_remote_code", False)),
             )
