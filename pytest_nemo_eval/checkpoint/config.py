@@ -127,17 +127,34 @@ def _config_from_io_json(context_dir: Path) -> dict[str, Any]:
         ) from None
     import dataclasses
 
-    try:
-        config = load_context(str(context_dir), subpath="model.config")
+    try:  # build=False: building runs TransformerConfig's checks, which want Transformer Engine / a GPU
+        config = load_context(str(context_dir), subpath="model.config", build=False)
     except Exception as exc:  # NeMo raises many types for a bad io.json
         raise CheckpointError(f"NeMo's load_context could not read {context_dir / 'io.json'}: {exc}.") from None
-    values = {f.name: getattr(config, f.name) for f in dataclasses.fields(config)}
-    values["_target_"] = f"{type(config).__module__}.{type(config).__qualname__}"
-    for name in ("activation_func", "transformer_layer_spec"):
-        function = values.get(name)
-        if callable(function):
-            values[name] = {"_target_": f"{function.__module__}.{function.__name__}", "_call_": False}
+    cls = config.__fn_or_cls__
+    values: dict[str, Any] = {}
+    for field in dataclasses.fields(cls):  # the class defaults, as model.yaml would list them
+        if field.default is not dataclasses.MISSING:
+            values[field.name] = field.default
+        elif field.default_factory is not dataclasses.MISSING:
+            values[field.name] = field.default_factory()
+    values.update(config.__arguments__)
+    values = {name: _as_yaml_value(value) for name, value in values.items()}
+    values["_target_"] = f"{cls.__module__}.{cls.__qualname__}"
     return values
+
+
+def _as_yaml_value(value: Any) -> Any:
+    """A value of NeMo's config object in model.yaml's spelling (functions/classes as `_target_`)."""
+    target = getattr(value, "__fn_or_cls__", None)  # a nested fiddle Config/Partial
+    if target is not None:
+        return {"_target_": f"{target.__module__}.{target.__qualname__}"}
+    if isinstance(value, torch.dtype):
+        return {"_call_": False, "_target_": str(value)}
+    if callable(value) and hasattr(value, "__name__"):
+        module = getattr(value, "__module__", None) or "torch._C._nn"
+        return {"_call_": False, "_target_": f"{module}.{value.__name__}"}
+    return value
 
 
 def read_config_mapping(context_dir: Path) -> tuple[dict[str, Any], Path]:
