@@ -190,7 +190,7 @@ def _check_fields(raw: dict[str, Any], source: Path) -> None:
     config_target = raw.get("_target_")
     if config_target:
         module = config_target.rsplit(".", 1)[0]
-        if module not in fields.SUPPORTED_CONFIG_MODULES and not config_target.startswith("pytest_nemo_eval."):
+        if module not in fields.SUPPORTED_CONFIG_MODULES:
             families = "; ".join(f"{m} ({what})" for m, what in fields.SUPPORTED_CONFIG_MODULES.items())
             raise _refuse(source, "_target_", config_target, f"configs of these NeMo modules: {families}")
     spec = _target(raw.get("transformer_layer_spec"))
