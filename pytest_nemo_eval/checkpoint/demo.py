@@ -25,10 +25,11 @@ import yaml
 
 from ..third_party_warnings import silenced
 from . import cpu_compat
-from .config import GPTArchitecture, architecture_to_yaml_config
+from .config import GPTArchitecture
 from .demo_tasks import HeldOut, addition_prompt, chat_user_message, code_prompt, random_pair, random_word, reversal_prompt
 from .demo_tokenizer import CHARACTERS, EOS, SPECIAL_TOKENS, build_tokenizer, write_tokenizer_files
 from .loader import WEIGHTS_PREFIX, build_model
+from .nemo_config import model_yaml_document
 
 CACHE_ENV = "NEMO_EVAL_CACHE_DIR"
 # Training seed. Another seed gives another demo (cached beside the first): the tests must hold for
@@ -45,7 +46,7 @@ ARCHITECTURE = GPTArchitecture(
 # Each batch mixes the tasks (one-task batches made Adam oscillate: 11% on held-out addition).
 TRAINING = {"steps": 2000, "batch_size": 64, "lr": 3e-3, "warmup": 100, "weight_decay": 0.01,
             "mix": {"addition": 0.5, "reversal": 0.25, "code": 0.15, "chat": 0.1}}
-RECIPE_VERSION = "5"
+RECIPE_VERSION = "6"  # 6: model.yaml is NeMo's full config dump; chat_template.jinja
 
 
 def recipe_hash(seed: int) -> str:
@@ -191,19 +192,13 @@ def _probe(model, tokenizer) -> dict:
 
 
 def write_checkpoint(model, folder: Path, training_log: list[dict], seed: int) -> None:
-    """The NeMo 2.0 layout: context/model.yaml, context/nemo_tokenizer/, weights/ (torch_dist)."""
+    """The NeMo 2.0 layout as NeMo writes it: context/model.yaml (full config dump), context/nemo_tokenizer/
+    (save_pretrained files with chat_template.jinja), weights/ (torch_dist)."""
     from megatron.core import dist_checkpointing
 
     context = folder / "context"
     write_tokenizer_files(context / "nemo_tokenizer")
-    model_yaml = {
-        "_target_": "nemo.collections.llm.gpt.model.base.GPTModel",
-        "config": architecture_to_yaml_config(ARCHITECTURE),
-        "tokenizer": {
-            "_target_": "nemo.collections.common.tokenizers.huggingface.auto_tokenizer.AutoTokenizer",
-            "pretrained_model_name": "nemo_tokenizer",
-        },
-    }
+    model_yaml = model_yaml_document(ARCHITECTURE)  # every field, defaults included, as NeMo's io_dump writes
     (context / "model.yaml").write_text(yaml.safe_dump(model_yaml, sort_keys=False), encoding="utf-8")
     (folder / "weights").mkdir()
     dist_checkpointing.save(model.sharded_state_dict(prefix=WEIGHTS_PREFIX), str(folder / "weights"))

@@ -7,7 +7,6 @@ end-of-text are special tokens. The chat template renders
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 EOS = "<|endoftext|>"
@@ -35,12 +34,13 @@ def build_tokenizer():
 
 
 def write_tokenizer_files(folder: Path) -> None:
-    """tokenizer.json + tokenizer_config.json (with the chat template), as NeMo's nemo_tokenizer/ holds them."""
+    """The Hugging Face tokenizer files, saved by transformers as NeMo's nemo_tokenizer/ holds them
+    (tokenizer.json, tokenizer_config.json, chat_template.jinja)."""
+    from transformers import PreTrainedTokenizerFast
+
     folder.mkdir(parents=True, exist_ok=True)
-    build_tokenizer().save(str(folder / "tokenizer.json"))
-    config = {
-        "tokenizer_class": "PreTrainedTokenizerFast",
-        "eos_token": EOS, "pad_token": PAD, "unk_token": UNK, "bos_token": None,
-        "add_bos_token": False, "chat_template": CHAT_TEMPLATE, "model_max_length": 128,
-    }
-    (folder / "tokenizer_config.json").write_text(json.dumps(config, indent=2), encoding="utf-8")
+    tokenizer = PreTrainedTokenizerFast(
+        tokenizer_object=build_tokenizer(), eos_token=EOS, pad_token=PAD, unk_token=UNK, model_max_length=128,
+    )
+    tokenizer.chat_template = CHAT_TEMPLATE
+    tokenizer.save_pretrained(str(folder))

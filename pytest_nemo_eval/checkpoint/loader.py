@@ -74,8 +74,14 @@ def _check_parallelism(tensor_parallel: int, pipeline_parallel: int, device: tor
         )
 
 
-def build_model(arch: GPTArchitecture, vocab_size: int, dtype: torch.dtype, device: torch.device):
-    """An untrained megatron-core GPTModel of this architecture (local, Transformer-Engine-free layers)."""
+def build_model(arch: GPTArchitecture, vocab_size: int, dtype: torch.dtype, device: torch.device,
+                tensor_parallel: int = 1):
+    """An untrained megatron-core GPTModel of this architecture (local, Transformer-Engine-free layers).
+
+    Llama 3.1+ RoPE scaling is applied the way NeMo's Llama31Config.configure_model does it
+    (inv_freq rescaled after construction), with megatron-core's own scaling function, which
+    unlike GPTModel's `rope_scaling` argument takes all four parameters.
+    """
     from megatron.core.models.gpt import GPTModel
     from megatron.core.models.gpt.gpt_layer_specs import get_gpt_layer_local_spec
 
@@ -84,15 +90,65 @@ def build_model(arch: GPTArchitecture, vocab_size: int, dtype: torch.dtype, devi
     model = GPTModel(
         config=config,
         transformer_layer_spec=get_gpt_layer_local_spec(normalization=arch.normalization),
-        vocab_size=arch.padded_vocab_size(vocab_size),
+        vocab_size=arch.padded_vocab_size(vocab_size, tensor_parallel),
         max_sequence_length=arch.seq_length,
         position_embedding_type=arch.position_embedding_type,
-        rotary_base=int(arch.rotary_base),
+        rotary_base=arch.rotary_base,  # a float as NeMo passes it (Starcoder2 3B: 999999.44...)
         rotary_percent=arch.rotary_percent,
         seq_len_interpolation_factor=arch.seq_len_interpolation_factor,
         share_embeddings_and_output_weights=arch.share_embeddings_and_output_weights,
     )
+    if arch.rope_scaling is not None:
+        rope, scaling = model.rotary_pos_emb, arch.rope_scaling
+        rope.inv_freq = rope._apply_scaling(
+            rope.inv_freq, factor=scaling.factor, low_freq_factor=scaling.low_freq_factor,
+            high_freq_factor=scaling.high_freq_factor, original_max_position_embeddings=scaling.old_context_len,
+        )
     return model.to(device=device, dtype=dtype)
+
+
+def _fold_zero_centered_gamma(model: torch.nn.Module) -> None:
+    """layernorm_zero_centered_gamma stores gamma - 1; local norms compute with gamma, so add the 1 back."""
+    with torch.no_grad():
+        for name, module in model.named_modules():
+            if isinstance(module, (torch.nn.LayerNorm, torch.nn.RMSNorm)) and module.weight is not None:
+                module.weight.add_(1.0)
+
+
+_SHAPING_FIELDS = (  # tensor-name fragment -> the config fields its shape comes from
+    ("word_embeddings", "vocab_size, make_vocab_size_divisible_by, hidden_size"),
+    ("output_layer", "vocab_size, make_vocab_size_divisible_by, hidden_size"),
+    ("linear_qkv", "num_attention_heads, num_query_groups, kv_channels, hidden_size, num_layers"),
+    ("linear_proj", "num_attention_heads, kv_channels, hidden_size, num_layers"),
+    ("linear_fc", "ffn_hidden_size, gated_linear_unit, hidden_size, num_layers"),
+    ("position_embeddings", "seq_length, hidden_size"),
+)
+
+
+def _fields_shaping(key: str) -> str:
+    return next((names for fragment, names in _SHAPING_FIELDS if fragment in key), "hidden_size, num_layers")
+
+
+def _check_shapes(model: torch.nn.Module, weights_dir: Path, arch_source: str) -> None:
+    """Compare every tensor's shape with the checkpoint's before loading: a mismatch names tensor and shapes."""
+    from megatron.core.dist_checkpointing.mapping import ShardedTensor
+    from torch.distributed.checkpoint import FileSystemReader
+
+    try:
+        stored = FileSystemReader(str(weights_dir)).read_metadata().state_dict_metadata
+    except Exception:  # an unreadable .metadata is reported by load_weights with its own message
+        return
+    for key, sharded in model.sharded_state_dict(prefix=WEIGHTS_PREFIX).items():
+        if not isinstance(sharded, ShardedTensor) or sharded.key not in stored:
+            continue
+        saved = tuple(getattr(stored[sharded.key], "size", ()))
+        if saved and saved != tuple(sharded.global_shape):
+            raise CheckpointError(
+                f"The weights in {weights_dir} do not fit the architecture in {arch_source}: `{sharded.key}` is "
+                f"stored with shape {list(saved)} but the config makes {list(sharded.global_shape)} (from "
+                f"{_fields_shaping(sharded.key)}). That config does not describe these weights: use the model.yaml "
+                "written with them, or correct those fields."
+            )
 
 
 def load_weights(model: torch.nn.Module, weights_dir: Path) -> None:
@@ -141,7 +197,10 @@ def _load_checkpoint(path, device, dtype, tensor_parallel: int, pipeline_paralle
     tokenizer = load_tokenizer(root / "context")
     cpu_compat.apply_cpu_shims()
     cpu_compat.ensure_model_parallel(tensor_parallel, pipeline_parallel)
-    model = build_model(arch, tokenizer.vocab_size, dtype, device)
+    model = build_model(arch, tokenizer.vocab_size, dtype, device, tensor_parallel)
+    _check_shapes(model, root / "weights", str(root / "context" / "model.yaml"))
     load_weights(model, root / "weights")
+    if arch.layernorm_zero_centered_gamma:
+        _fold_zero_centered_gamma(model)
     model.eval()
     return LoadedCheckpoint(model=model, tokenizer=tokenizer, config=arch, model_id=root.name, device=device, dtype=dtype)

@@ -39,7 +39,6 @@ from flask import Flask, Response, jsonify, request
 from pydantic import ValidationError
 from werkzeug.exceptions import HTTPException
 
-from pytest_nemo_eval.serving.chat_template import render_chat
 from pytest_nemo_eval.serving.engine import GenerationDelta, GenerationRequest, GenerationResult, TokenLogprob
 from pytest_nemo_eval.serving.openai_schema import (
     ChatCompletionRequest,
@@ -193,17 +192,13 @@ def create_app(served: ServedModel) -> Flask:
 
 
 def _chat_prompt(messages, served: ServedModel, *, add_generation_prompt: bool = True) -> str:
-    """The chat messages rendered with the tokenizer's template (a 400 when they do not fit it)."""
-    tokenizer = served.tokenizer
+    """The chat messages rendered by the tokenizer's own template (transformers' apply_chat_template
+    when the checkpoint has one); a 400 when they do not fit it."""
     rendered = [{"role": m.role, "content": m.text()} for m in messages]
     try:
-        prompt = render_chat(rendered, tokenizer.chat_template, eos_token=tokenizer.token_str(tokenizer.eos_id))
+        return served.tokenizer.apply_chat_template(rendered, add_generation_prompt=add_generation_prompt)
     except Exception as exc:  # jinja raises many types; any of them means these messages do not fit the template
         raise OpenAIError(400, f"The chat template cannot render these messages: {exc}", param="messages") from None
-    if not add_generation_prompt:
-        raise OpenAIError(400, "add_generation_prompt=false is not supported; the prompt always ends ready for "
-                               "the assistant's turn.", param="add_generation_prompt")
-    return prompt
 
 
 def _parse(model: type[SamplingParams]) -> Any:

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
+
 import torch
 import yaml
 
@@ -19,6 +22,21 @@ def test_demo_checkpoint_has_the_nemo2_layout(demo_checkpoint):
     config = yaml.safe_load((demo_checkpoint / "context" / "model.yaml").read_text())["config"]
     assert config["activation_func"] == {"_target_": "torch.nn.functional.silu", "_call_": False}
     assert config["num_query_groups"] < config["num_attention_heads"]  # GQA
+
+
+def test_demo_checkpoint_is_written_as_nemo_writes(demo_checkpoint):
+    """The same format as the NeMo-written sample (tests/data/nemo-written): every config field, the chat
+    template in chat_template.jinja, so every demo-based test reads the real format."""
+    sample = Path(__file__).resolve().parents[1] / "data" / "nemo-written" / "llama31-tiny" / "nemo" / "context"
+    ours = yaml.safe_load((demo_checkpoint / "context" / "model.yaml").read_text())
+    nemos = yaml.safe_load((sample / "model.yaml").read_text())
+    family_only = {"scale_factor", "low_freq_factor", "high_freq_factor", "old_context_len"}  # Llama31Config's
+    assert set(nemos["config"]) - family_only <= set(ours["config"])
+    assert ours["config"]["moe_layer_freq"] == 1 and ours["config"]["params_dtype"] == nemos["config"]["params_dtype"]
+    assert set(nemos["tokenizer"]) == set(ours["tokenizer"])
+    tokenizer_dir = demo_checkpoint / "context" / "nemo_tokenizer"
+    assert (tokenizer_dir / "chat_template.jinja").is_file()
+    assert "chat_template" not in json.loads((tokenizer_dir / "tokenizer_config.json").read_text())
 
 
 def test_loaded_model_reproduces_the_trained_models_logits(loaded_demo, demo_checkpoint):

@@ -93,6 +93,45 @@ def test_a_kv_cache_too_large_for_the_machine_is_a_clear_error_at_startup(demo_c
     assert elapsed < 60
 
 
+def _edit_model_yaml(checkpoint: Path, **changes) -> None:
+    import yaml
+
+    path = checkpoint / "context" / "model.yaml"
+    document = yaml.safe_load(path.read_text())
+    document["config"].update(changes)
+    path.write_text(yaml.safe_dump(document))
+
+
+BAD_CHECKPOINTS = {
+    "mixture_of_experts": (lambda c: _edit_model_yaml(c, num_moe_experts=8), "num_moe_experts: 8", "model.yaml"),
+    "unknown_activation": (
+        lambda c: _edit_model_yaml(c, activation_func={"_target_": "mypkg.swish", "_call_": False}),
+        "activation_func: mypkg.swish", "model.yaml"),
+    "unservable_field": (lambda c: _edit_model_yaml(c, multi_latent_attention=True), "multi_latent_attention",
+                         "model.yaml"),
+    "config_weight_shape_mismatch": (lambda c: _edit_model_yaml(c, ffn_hidden_size=256), "ffn_hidden_size",
+                                     "model.yaml"),
+    "tokenizer_without_usable_files": (
+        lambda c: [p.unlink() for p in (c / "context" / "nemo_tokenizer").glob("tokenizer*.json")],
+        "No tokenizer found", "nemo_tokenizer"),
+}
+
+
+@pytest.mark.parametrize("damage", BAD_CHECKPOINTS)
+def test_an_unservable_checkpoint_fails_in_seconds_with_one_paragraph(demo_checkpoint, tmp_path, damage):
+    import shutil
+
+    checkpoint = tmp_path / "ckpt"
+    shutil.copytree(demo_checkpoint, checkpoint)
+    apply_damage, names_field, names_file = BAD_CHECKPOINTS[damage]
+    apply_damage(checkpoint)
+    result, elapsed, leftovers = _deploy_and_fail(["--nemo-checkpoint", str(checkpoint), "--port", "0"])
+    assert result.returncode == 2, result.stderr
+    assert names_field in result.stderr and names_file in result.stderr, result.stderr
+    assert "Traceback" not in result.stderr and leftovers == []
+    assert elapsed < 60
+
+
 def test_launcher_reports_a_failed_start_with_the_log_tail(tmp_path):
     settings = DeploymentSettings(checkpoint=tmp_path / "missing", startup_timeout_s=60)
     with pytest.raises(DeploymentError) as caught:

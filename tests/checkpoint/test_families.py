@@ -1,0 +1,156 @@
+"""Each supported family as NeMo's importer writes it, loaded by our loader, against transformers' logits.
+
+A tiny random Hugging Face model is made here with transformers, written in NeMo's layout by
+nemo_writer.py (NeMo 2.7 importers' config and convert_state, full config dump, TE names, torch_dist),
+then read by `load_checkpoint`; the oracle is transformers' float32 log-softmax of the same model.
+Weights are drawn wider than transformers' init (std 0.2, norms perturbed) so that a missed detail
+(RoPE scaling, zero-centred gamma, a bias) shows as a large difference, not a rounding error.
+"""
+
+from __future__ import annotations
+
+import warnings
+from pathlib import Path
+
+import pytest
+import torch
+
+from pytest_nemo_eval.checkpoint import CheckpointError, load_checkpoint
+
+from .nemo_writer import FAMILIES, write_nemo_checkpoint
+
+TOKENIZER_DIR = Path(__file__).resolve().parents[1] / "data" / "nemo-written" / "llama31-tiny" / "hf"
+TOLERANCE = 1e-4
+SHAPE = dict(vocab_size=320, hidden_size=64, intermediate_size=128, num_hidden_layers=2, num_attention_heads=4,
+             num_key_value_heads=2, head_dim=16, max_position_embeddings=128, initializer_range=0.2,
+             tie_word_embeddings=False, bos_token_id=0, eos_token_id=4)
+
+
+def _hf_config(name: str):
+    import transformers as tf
+
+    if name == "llama31":  # every Llama 3.1 RoPE parameter differs from megatron-core's defaults
+        return tf.LlamaConfig(**SHAPE, rms_norm_eps=1e-5, rope_parameters={
+            "rope_type": "llama3", "rope_theta": 500000.0, "factor": 4.0, "low_freq_factor": 2.0,
+            "high_freq_factor": 8.0, "original_max_position_embeddings": 64})
+    if name == "llama32":
+        return tf.LlamaConfig(**{**SHAPE, "tie_word_embeddings": True}, rms_norm_eps=1e-5, rope_parameters={
+            "rope_type": "llama3", "rope_theta": 500000.0, "factor": 32.0, "low_freq_factor": 1.0,
+            "high_freq_factor": 4.0, "original_max_position_embeddings": 64})
+    if name == "mistral":
+        return tf.MistralConfig(**SHAPE, sliding_window=32, rms_norm_eps=1e-5)
+    if name == "qwen2":
+        return tf.Qwen2Config(**{k: v for k, v in SHAPE.items() if k != "head_dim"}, rms_norm_eps=1e-6)
+    if name == "nemotron":
+        return tf.NemotronConfig(**SHAPE, hidden_act="relu2", norm_eps=1e-5, partial_rotary_factor=0.5)
+    if name in ("starcoder2", "gpt_gelu_tanh"):
+        act = "gelu" if name == "starcoder2" else "gelu_pytorch_tanh"
+        return tf.Starcoder2Config(**{k: v for k, v in SHAPE.items() if k != "head_dim"}, hidden_act=act,
+                                   use_bias=True, norm_epsilon=1e-5,  # Starcoder2 3B's non-integer RoPE base
+                                   rope_parameters={"rope_type": "default", "rope_theta": 999999.4420358813})
+    if name == "starcoder":  # GPTBigCode: multi-query attention, learned absolute positions, exact GELU
+        return tf.GPTBigCodeConfig(vocab_size=320, n_positions=128, n_embd=64, n_layer=2, n_head=4, n_inner=128,
+                                   activation_function="gelu", multi_query=True, initializer_range=0.2,
+                                   tie_word_embeddings=False, bos_token_id=0, eos_token_id=4)
+    raise KeyError(name)
+
+
+def _family(name: str):
+    return FAMILIES["starcoder2" if name == "gpt_gelu_tanh" else name]
+
+
+def _overrides(name: str) -> dict:
+    if name == "gpt_gelu_tanh":  # a GELU(tanh)+LayerNorm+bias GPT as NeMo writes openai_gelu
+        return {"activation_func": {"_call_": False, "_target_": "nemo.collections.llm.fn.activation.openai_gelu"},
+                "_target_": "nemo.collections.llm.gpt.model.base.GPTConfig"}
+    return {}
+
+
+def make_hf_model(name: str, seed: int = 0):
+    from transformers import AutoModelForCausalLM
+
+    torch.manual_seed(seed)
+    model = AutoModelForCausalLM.from_config(_hf_config(name), dtype=torch.float32).eval()
+    with torch.no_grad():
+        for param_name, param in model.named_parameters():
+            if "norm" in param_name:
+                param.add_(torch.randn_like(param) * 0.1)
+            elif param_name.endswith("bias"):
+                param.copy_(torch.randn_like(param) * 0.1)
+    return model
+
+
+@pytest.fixture(scope="module")
+def tokenizer():
+    from transformers import AutoTokenizer
+
+    return AutoTokenizer.from_pretrained(str(TOKENIZER_DIR), local_files_only=True)
+
+
+def _log_softmax_pair(loaded, hf_model, length: int, seed: int = 1):
+    ids = torch.randint(0, 320, (1, length), generator=torch.Generator().manual_seed(seed))
+    mask = torch.triu(torch.ones(1, 1, length, length, dtype=torch.bool), diagonal=1)
+    with torch.no_grad():
+        ours = loaded.model(ids, torch.arange(length)[None], mask)[0, :, :320].float()
+        theirs = hf_model(ids).logits[0].float()
+    return torch.log_softmax(ours, -1), torch.log_softmax(theirs, -1)
+
+
+FAMILY_NAMES = ["llama31", "llama32", "mistral", "qwen2", "nemotron", "starcoder2", "gpt_gelu_tanh", "starcoder"]
+
+
+@pytest.mark.parametrize("name", FAMILY_NAMES)
+def test_family_matches_transformers(name, tokenizer, tmp_path):
+    warnings.filterwarnings("ignore", message=".*Transformer Engine.*")
+    hf_model = make_hf_model(name)
+    folder = write_nemo_checkpoint(hf_model, tokenizer, _family(name), tmp_path / name, field_overrides=_overrides(name))
+    loaded = load_checkpoint(folder, device="cpu")
+    length = loaded.config.seq_length  # every position up to the served context
+    ours, theirs = _log_softmax_pair(loaded, hf_model, length)
+    difference = (ours - theirs).abs().max().item()
+    print(f"{name}: max |logprob diff| over {length} positions = {difference:.2e}")
+    assert difference < TOLERANCE
+
+
+def test_family_details_are_read_from_the_dump(tokenizer, tmp_path):
+    """What each family's parity depends on, as the loader understood it."""
+    expectations = {
+        "llama31": lambda a: a.rope_scaling is not None and a.rope_scaling.old_context_len == 64,
+        "llama32": lambda a: a.share_embeddings_and_output_weights and a.rope_scaling.factor == 32.0,
+        "mistral": lambda a: a.window_size == 32 and a.seq_length == 32,
+        "qwen2": lambda a: a.add_qkv_bias and not a.add_bias_linear,
+        "nemotron": lambda a: a.layernorm_zero_centered_gamma and a.activation == "squared_relu"
+        and a.rotary_percent == 0.5 and a.vocab_size is None,
+        "starcoder2": lambda a: a.activation == "gelu" and a.add_bias_linear and a.normalization == "LayerNorm",
+    }
+    from pytest_nemo_eval.checkpoint.config import read_architecture
+
+    for name, expected in expectations.items():
+        folder = write_nemo_checkpoint(make_hf_model(name), tokenizer, _family(name), tmp_path / name)
+        assert expected(read_architecture(folder / "context")), name
+
+
+def test_mistral_past_the_sliding_window_is_refused_not_silently_wrong(tokenizer, tmp_path):
+    """Within the window, attention equals full causal attention; past it the engine refuses (HTTP 400)."""
+    from pytest_nemo_eval.serving.engine import GenerationEngine, GenerationRequest
+
+    hf_model = make_hf_model("mistral")
+    folder = write_nemo_checkpoint(hf_model, tokenizer, FAMILIES["mistral"], tmp_path / "mistral",
+                                   field_overrides={"seq_length": 128})  # a config with a longer context
+    loaded = load_checkpoint(folder, device="cpu")
+    assert loaded.config.seq_length == 32
+    engine = GenerationEngine(loaded, slots=1)
+    try:
+        with pytest.raises(ValueError, match="context of 32"):
+            engine.generate([GenerationRequest(prompt_ids=list(range(5, 38)), max_tokens=0)])
+    finally:
+        engine.close()
+
+
+def test_mistral_without_a_window_needs_seq_length(tokenizer, tmp_path):
+    """NeMo's Mistral importer writes seq_length = sliding_window, null for Mistral v0.2+: one clear error."""
+    hf_model = make_hf_model("mistral")
+    hf_model.config.sliding_window = None
+    folder = write_nemo_checkpoint(hf_model, tokenizer, FAMILIES["mistral"], tmp_path / "mistral")
+    with pytest.raises(CheckpointError, match=r"seq_length: null.*max_position_embeddings"):
+        load_checkpoint(folder, device="cpu")
