@@ -21,7 +21,7 @@ READY_PREFIX = "nemo-eval proxy listening on "
 def build_parser(prog: str) -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog=prog, description="Interceptor proxy in front of an OpenAI-compatible endpoint.")
     parser.add_argument("--upstream", required=True, help="model server base URL, e.g. http://127.0.0.1:8000")
-    parser.add_argument("--config", help="adapter config YAML (AdapterConfig fields; see adapters/config.py)")
+    parser.add_argument("--config", help="adapter config YAML (AdapterConfig keys; each interceptor's options: adapters/interceptors/<key>.py)")
     parser.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1: loopback only)")
     parser.add_argument("--port", type=int, default=0, help="port to bind (default 0: any free port)")
     parser.add_argument("--cache", help="SQLite response cache file (used when the config enables the cache)")

@@ -1,114 +1,26 @@
 """`AdapterConfig`: the one typed description of a proxy route's interceptor chain.
 
-One field per built-in interceptor (None or `enabled: false` = off), plus
-`custom` for user interceptors registered by name. The same model is read from
-YAML (`nemo-eval proxy --config`), sent as JSON by xdist workers
+One key per built-in interceptor (None or `enabled: false` = off), plus
+`custom` for user interceptors registered by name and `max_body_bytes`. The
+interceptor keys are not written here: each interceptor's module declares its
+config model (registry.py), and the model is built from them, so adding an
+interceptor adds its key. The same model is read from YAML
+(`nemo-eval proxy --config`), sent as JSON by xdist workers
 (`POST /_nemo/benchmarks`) and built in Python by the pytest plugin.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Optional
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import Field, ValidationError, create_model, model_validator
+
+from .registry import Interceptor, StrictConfig, builtin_interceptors
 
 
-class _Strict(BaseModel):
-    """Unknown keys are typos, not silently ignored settings."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-
-class SystemMessageConfig(_Strict):
-    """Inject a system prompt.
-
-    Chat: `replace` drops every existing system message and puts `content` first;
-    `prepend` / `append` join it with an existing first system message (or insert one).
-    Completions have no roles: `completions="ignore"` (default) leaves the prompt
-    untouched — prepending text would shift loglikelihood scoring; `"prepend"`
-    puts `content` + `separator` before the prompt.
-    """
-
-    enabled: bool = True
-    content: str
-    mode: Literal["replace", "prepend", "append"] = "replace"
-    completions: Literal["ignore", "prepend"] = "ignore"
-    separator: str = "\n\n"
-
-
-class PayloadModifierConfig(_Strict):
-    """Change request parameters: `defaults` only when absent, `override` always,
-    `remove` deletes keys, `cap` lowers numeric values above a maximum (e.g. max_tokens)."""
-
-    enabled: bool = True
-    defaults: dict[str, Any] = {}
-    override: dict[str, Any] = {}
-    remove: list[str] = []
-    cap: dict[str, float] = {}
-
-
-class LoggingConfig(_Strict):
-    """JSONL log of requests or responses. `max_entries=None` logs all.
-    `path=None` writes under the proxy's log dir as `<benchmark>/<requests|responses>.jsonl`."""
-
-    enabled: bool = True
-    path: Path | None = None
-    max_entries: int | None = Field(default=None, ge=0)
-
-
-class ReasoningConfig(_Strict):
-    """Strip `start_token`…`end_token` from completions and count reasoning tokens.
-
-    Everything up to and including the first `end_token` is removed (models often
-    omit the start token). A reply that opens reasoning but never closes it is left
-    unchanged and counted as all reasoning. `reasoning_field` (chat only) keeps the
-    stripped text under that message key; None drops it.
-    """
-
-    enabled: bool = True
-    start_token: str = "<think>"
-    end_token: str = "</think>"
-    reasoning_field: str | None = "reasoning_content"
-
-
-class CacheConfig(_Strict):
-    """Response cache in a shared SQLite (WAL) file.
-
-    `reuse`: serve hits, store misses. `refresh`: always ask upstream, overwrite.
-    `off`: neither. `namespace` separates caches of different models; None = the
-    upstream's model id from `/v1/models` (falls back to the request's `model`).
-    `path=None` uses the proxy's `cache_path`. `busy_timeout_s`: how long a write
-    waits for another process's lock before giving up on storing (never on serving).
-    """
-
-    mode: Literal["reuse", "refresh", "off"] = "reuse"
-    path: Path | None = None
-    namespace: str | None = None
-    busy_timeout_s: float = Field(default=5.0, ge=0)
-
-
-class RetryConfig(_Strict):
-    """Retries with exponential backoff and full jitter, and the per-request timeout.
-
-    Retried: connection errors, and statuses in `retry_statuses` (429, 5xx).
-    Timeouts are retried only with `retry_on_timeout` (a hung model would
-    otherwise multiply the wait). Client errors (other 4xx) pass through
-    unchanged, or become a 502 with an explanation when `client_errors="raise"`.
-    """
-
-    max_retries: int = Field(default=5, ge=0)
-    backoff_base_s: float = Field(default=0.25, ge=0)
-    backoff_max_s: float = Field(default=8.0, ge=0)
-    timeout_s: float = Field(default=600.0, gt=0)
-    connect_timeout_s: float = Field(default=5.0, gt=0)
-    retry_statuses: list[int] = [429, 500, 502, 503, 504]
-    retry_on_timeout: bool = False
-    client_errors: Literal["pass", "raise"] = "pass"
-
-
-class CustomInterceptor(_Strict):
+class CustomInterceptor(StrictConfig):
     """A user interceptor registered with `@register_interceptor(name)`.
 
     `module` is imported first when given, so a separate proxy process can find it.
@@ -120,29 +32,20 @@ class CustomInterceptor(_Strict):
     config: dict[str, Any] = {}
 
 
-class AdapterConfig(_Strict):
-    """The interceptor chain of one proxy route. Defaults: retries + stats only."""
-
-    system_message: SystemMessageConfig | None = None
-    payload_modifier: PayloadModifierConfig | None = None
-    request_logging: LoggingConfig | None = None
-    response_logging: LoggingConfig | None = None
-    reasoning: ReasoningConfig | None = None
-    cache: CacheConfig | None = None
-    retry: RetryConfig = RetryConfig()
-    custom: list[CustomInterceptor] = []
-    max_body_bytes: int = Field(default=32 * 1024 * 1024, gt=0)
+class _AdapterConfigMethods(StrictConfig):
+    """What `AdapterConfig` does beyond its fields (which `_derive` adds)."""
 
     @model_validator(mode="before")
     @classmethod
     def _accept_shorthands(cls, data: Any) -> Any:
-        """`system_message: "text"` and `cache: reuse` are common enough to allow."""
+        """`system_message: "text"` and `cache: reuse` are common enough to allow
+        (each interceptor's `shorthand_field` names the field a plain string sets)."""
         if isinstance(data, dict):
             data = dict(data)
-            if isinstance(data.get("system_message"), str):
-                data["system_message"] = {"content": data["system_message"]}
-            if isinstance(data.get("cache"), str):
-                data["cache"] = {"mode": data["cache"]}
+            for interceptor in builtin_interceptors():
+                field = interceptor.shorthand_field
+                if field and isinstance(data.get(interceptor.name), str):
+                    data[interceptor.name] = {field: data[interceptor.name]}
         return data
 
     @classmethod
@@ -170,5 +73,38 @@ class AdapterConfig(_Strict):
             )
             raise ValueError(
                 f"Invalid {source}: {problems}. Known keys: {', '.join(cls.model_fields)}; "
-                "see pytest_nemo_eval/adapters/config.py for each interceptor's options."
+                "see pytest_nemo_eval/adapters/interceptors/<key>.py for each interceptor's options."
             ) from None
+
+
+def _interceptor_field(interceptor: type[Interceptor]) -> tuple[Any, Any]:
+    """(type, default) of an interceptor's key: optional and off unless `on_by_default`."""
+    model = interceptor.config_model
+    if interceptor.on_by_default:
+        return model, model()
+    return Optional[model], None
+
+
+def _derive() -> type[_AdapterConfigMethods]:
+    keyed = [i for i in builtin_interceptors() if i.config_model is not None and not i.always_on]
+    return create_model(
+        "AdapterConfig",
+        __base__=_AdapterConfigMethods,
+        __module__=__name__,
+        __doc__="The interceptor chain of one proxy route. Defaults: retries + stats only.",
+        **{i.name: _interceptor_field(i) for i in keyed},
+        custom=(list[CustomInterceptor], []),
+        max_body_bytes=(int, Field(default=32 * 1024 * 1024, gt=0)),
+    )
+
+
+AdapterConfig = _derive()
+
+
+def __getattr__(name: str) -> type:
+    """Each interceptor's config model by its class name (`from .config import CacheConfig`):
+    the models live in their interceptor's module, this keeps the old import path working."""
+    for interceptor in builtin_interceptors():
+        if interceptor.config_model is not None and interceptor.config_model.__name__ == name:
+            return interceptor.config_model
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

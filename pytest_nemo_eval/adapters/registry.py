@@ -4,6 +4,11 @@ An interceptor wraps the rest of the chain (`call_next`), like WSGI middleware:
 it may change the request, answer without calling on (cache hit), call on
 several times (retries), and change the response on the way back. The chain is
 built once per route, so a request costs one function call per interceptor.
+
+Each built-in interceptor is one self-contained module under `interceptors/`
+(found by `pkgutil`, no import list): its class declares its name, its config
+model, its place in the chain (`order`) and when it is on. `AdapterConfig`'s
+keys are derived from those classes (config.py), so nothing here names one.
 """
 
 from __future__ import annotations
@@ -13,17 +18,27 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, ClassVar
 
-from pydantic import BaseModel
+from pydantic import BaseModel, ConfigDict
 
-from .config import AdapterConfig
 from .exchange import ProxyRequest, ProxyResponse
 
 if TYPE_CHECKING:
+    from .config import AdapterConfig
     from .interceptors.cache import ResponseCache
     from .stats import StatsRecorder
     from .upstream import Upstream
 
 Handler = Callable[[ProxyRequest], ProxyResponse]
+
+# The slot of `AdapterConfig.custom` interceptors (in their listed order) among the built-ins' `order`s.
+CUSTOM_ORDER = 50.0
+CUSTOM_SLOT = "<custom>"
+
+
+class StrictConfig(BaseModel):
+    """Base of every interceptor config: unknown keys are typos, not silently ignored settings."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
 
 
 @dataclass
@@ -39,14 +54,33 @@ class ChainContext:
 
 
 class Interceptor:
-    """Base class. Subclasses set `name`, `config_model` and implement `handle`."""
+    """Base class. Subclasses implement `handle`; `@register_interceptor(name)` names them.
+
+    A built-in interceptor (a module in `interceptors/`) also sets `order`, which
+    makes it a slot of the chain and an `AdapterConfig` key of its name, typed
+    by `config_model`. Outermost first: requests flow down increasing `order`,
+    responses back up. Custom interceptors (`AdapterConfig.custom`) leave `order`
+    None and sit at `CUSTOM_ORDER`.
+    """
 
     name: ClassVar[str]
     config_model: ClassVar[type[BaseModel] | None] = None
+    order: ClassVar[float | None] = None
+    # on in every chain, with no AdapterConfig key (stats: nothing escapes the count)
+    always_on: ClassVar[bool] = False
+    # absent key = on with `config_model()` defaults, and the key may not be null (retry)
+    on_by_default: ClassVar[bool] = False
+    # a plain string given for the key means `{shorthand_field: string}` (`cache: reuse`)
+    shorthand_field: ClassVar[str | None] = None
 
     def __init__(self, config: Any, context: ChainContext) -> None:
         self.config = config
         self.context = context
+
+    @classmethod
+    def enabled(cls, config: Any) -> bool:
+        """Whether the route's config for this key turns it on: present and not `enabled: false`."""
+        return config is not None and getattr(config, "enabled", True) is not False
 
     def handle(self, request: ProxyRequest, call_next: Handler) -> ProxyResponse:
         raise NotImplementedError
@@ -59,7 +93,8 @@ _REGISTRY: dict[str, type[Interceptor]] = {}
 
 
 def register_interceptor(name: str) -> Callable[[type[Interceptor]], type[Interceptor]]:
-    """Class decorator: make an interceptor available by `name` in `AdapterConfig.custom`."""
+    """Class decorator: make an interceptor available by `name` (in `AdapterConfig.custom`,
+    or as a built-in key when its module is in `interceptors/` and it sets `order`)."""
 
     def decorate(cls: type[Interceptor]) -> type[Interceptor]:
         existing = _REGISTRY.get(name)
@@ -74,7 +109,7 @@ def register_interceptor(name: str) -> Callable[[type[Interceptor]], type[Interc
 
 def get_interceptor(name: str, module: str | None = None) -> type[Interceptor]:
     """Look an interceptor up, importing `module` first so it can register itself."""
-    _load_builtins()
+    builtin_interceptors()
     if name not in _REGISTRY and module:
         importlib.import_module(module)
     if name not in _REGISTRY:
@@ -85,22 +120,36 @@ def get_interceptor(name: str, module: str | None = None) -> type[Interceptor]:
     return _REGISTRY[name]
 
 
-def _load_builtins() -> None:
-    from . import interceptors  # noqa: F401  (importing registers them)
+_BUILTINS: tuple[type[Interceptor], ...] | None = None
 
 
-# Outermost first. Requests flow down this list, responses back up, so: stats see
-# the whole exchange; responses are logged as the client gets them (after
-# reasoning stripping); requests are logged as sent upstream (after the
-# modifiers); the cache keys the final request and stores the raw upstream reply;
-# retries wrap only the upstream call.
-CHAIN_ORDER = ("stats", "response_logging", "reasoning", "system_message", "payload_modifier",
-               "<custom>", "request_logging", "cache", "retry")
+def builtin_interceptors() -> tuple[type[Interceptor], ...]:
+    """The interceptors of `interceptors/` in chain order (imported once; importing registers them).
+
+    Fixed at first use: `AdapterConfig`'s keys are built from this tuple, so a
+    class registered later with an `order` is a custom interceptor, not a key.
+    """
+    global _BUILTINS
+    if _BUILTINS is None:
+        from . import interceptors
+
+        package = interceptors.__name__ + "."
+        found = [cls for cls in _REGISTRY.values() if cls.order is not None and cls.__module__.startswith(package)]
+        orders = [cls.order for cls in found] + [CUSTOM_ORDER]
+        if len(set(orders)) != len(orders):
+            raise RuntimeError(f"Two interceptors share a chain `order` ({sorted(orders)}); give each its own.")
+        _BUILTINS = tuple(sorted(found, key=lambda cls: cls.order))
+    return _BUILTINS
 
 
-def build_chain(config: AdapterConfig, context: ChainContext, terminal: Handler) -> tuple[Handler, list[Interceptor]]:
+def chain_order() -> tuple[str, ...]:
+    """The names of the chain's slots, outermost first, `<custom>` where custom ones go."""
+    slots = [(cls.order, cls.name) for cls in builtin_interceptors()] + [(CUSTOM_ORDER, CUSTOM_SLOT)]
+    return tuple(name for _, name in sorted(slots))
+
+
+def build_chain(config: "AdapterConfig", context: ChainContext, terminal: Handler) -> tuple[Handler, list[Interceptor]]:
     """Instantiate the configured interceptors and nest them around `terminal`."""
-    _load_builtins()
     interceptors: list[Interceptor] = []
     try:
         for cls, settings in _configured(config):
@@ -115,20 +164,22 @@ def build_chain(config: AdapterConfig, context: ChainContext, terminal: Handler)
     return handler, interceptors
 
 
-def _configured(config: AdapterConfig):
+def _configured(config: "AdapterConfig"):
     """(interceptor class, its settings) for each enabled slot, in chain order."""
-    for slot in CHAIN_ORDER:
-        if slot == "<custom>":
+    by_name = {cls.name: cls for cls in builtin_interceptors()}
+    for slot in chain_order():
+        if slot == CUSTOM_SLOT:
             for spec in config.custom:
                 cls = get_interceptor(spec.name, spec.module)
                 yield cls, (cls.config_model.model_validate(spec.config) if cls.config_model else spec.config)
             continue
-        settings = True if slot == "stats" else getattr(config, slot)
-        if settings is None or getattr(settings, "enabled", True) is False:
+        cls = by_name[slot]
+        if cls.always_on:
+            yield cls, None
             continue
-        if slot == "cache" and settings.mode == "off":
-            continue
-        yield _REGISTRY[slot], settings
+        settings = getattr(config, slot)
+        if cls.enabled(settings):
+            yield cls, settings
 
 
 def _wrap(interceptor: Interceptor, call_next: Handler) -> Handler:

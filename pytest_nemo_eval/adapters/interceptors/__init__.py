@@ -1,12 +1,12 @@
-"""Built-in interceptors, one module each; importing this package registers them."""
+"""Built-in interceptors, one self-contained module each; importing this package registers them.
 
-from . import (  # noqa: F401
-    cache,
-    payload_modifier,
-    reasoning,
-    request_logging,
-    response_logging,
-    retry,
-    stats,
-    system_message,
-)
+Modules are found with `pkgutil`, so adding an interceptor is adding a file here:
+no list to keep. Modules whose name starts with `_` are helpers, not imported here.
+"""
+
+import importlib
+import pkgutil
+
+for _module in pkgutil.iter_modules(__path__):
+    if not _module.name.startswith("_"):
+        importlib.import_module(f"{__name__}.{_module.name}")

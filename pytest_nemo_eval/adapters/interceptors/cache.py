@@ -19,11 +19,12 @@ import sqlite3
 import threading
 import time
 from pathlib import Path
-from typing import NamedTuple
+from typing import Any, Literal, NamedTuple
 
-from ..config import CacheConfig
+from pydantic import Field
+
 from ..exchange import ProxyRequest, ProxyResponse
-from ..registry import ChainContext, Handler, Interceptor, register_interceptor
+from ..registry import ChainContext, Handler, Interceptor, StrictConfig, register_interceptor
 from ..streaming import wants_stream
 
 log = logging.getLogger(__name__)
@@ -38,6 +39,22 @@ CREATE TABLE IF NOT EXISTS responses (
     created REAL NOT NULL
 )
 """
+
+
+class CacheConfig(StrictConfig):
+    """Response cache in a shared SQLite (WAL) file.
+
+    `reuse`: serve hits, store misses. `refresh`: always ask upstream, overwrite.
+    `off`: neither. `namespace` separates caches of different models; None = the
+    upstream's model id from `/v1/models` (falls back to the request's `model`).
+    `path=None` uses the proxy's `cache_path`. `busy_timeout_s`: how long a write
+    waits for another process's lock before giving up on storing (never on serving).
+    """
+
+    mode: Literal["reuse", "refresh", "off"] = "reuse"
+    path: Path | None = None
+    namespace: str | None = None
+    busy_timeout_s: float = Field(default=5.0, ge=0)
 
 
 class CacheError(RuntimeError):
@@ -125,6 +142,12 @@ def cache_key(namespace: str, method: str, path: str, body: dict) -> str:
 class CacheInterceptor(Interceptor):
     config_model = CacheConfig
     config: CacheConfig
+    order = 70  # keys the request as sent (inside the modifiers), stores the raw reply (outside retry)
+    shorthand_field = "mode"
+
+    @classmethod
+    def enabled(cls, config: Any) -> bool:
+        return config is not None and config.mode != "off"
 
     def __init__(self, config: CacheConfig, context: ChainContext) -> None:
         super().__init__(config, context)

@@ -6,14 +6,27 @@ Typical: `override: {temperature: 0}` for reproducible greedy runs,
 
 from __future__ import annotations
 
-from ..config import PayloadModifierConfig
+from typing import Any
+
 from ..exchange import ProxyRequest, ProxyResponse
-from ..registry import Handler, Interceptor, register_interceptor
+from ..registry import Handler, Interceptor, StrictConfig, register_interceptor
+
+
+class PayloadModifierConfig(StrictConfig):
+    """Change request parameters: `defaults` only when absent, `override` always,
+    `remove` deletes keys, `cap` lowers numeric values above a maximum (e.g. max_tokens)."""
+
+    enabled: bool = True
+    defaults: dict[str, Any] = {}
+    override: dict[str, Any] = {}
+    remove: list[str] = []
+    cap: dict[str, float] = {}
 
 
 @register_interceptor("payload_modifier")
 class PayloadModifierInterceptor(Interceptor):
     config_model = PayloadModifierConfig
+    order = 40  # the last built-in change to the request; custom interceptors come next
     config: PayloadModifierConfig
 
     def handle(self, request: ProxyRequest, call_next: Handler) -> ProxyResponse:

@@ -8,14 +8,29 @@ tokens are characters, an estimate otherwise.
 
 from __future__ import annotations
 
-from ..config import ReasoningConfig
 from ..exchange import ProxyRequest, ProxyResponse
-from ..registry import Handler, Interceptor, register_interceptor
+from ..registry import Handler, Interceptor, StrictConfig, register_interceptor
+
+
+class ReasoningConfig(StrictConfig):
+    """Strip `start_token`…`end_token` from completions and count reasoning tokens.
+
+    Everything up to and including the first `end_token` is removed (models often
+    omit the start token). A reply that opens reasoning but never closes it is left
+    unchanged and counted as all reasoning. `reasoning_field` (chat only) keeps the
+    stripped text under that message key; None drops it.
+    """
+
+    enabled: bool = True
+    start_token: str = "<think>"
+    end_token: str = "</think>"
+    reasoning_field: str | None = "reasoning_content"
 
 
 @register_interceptor("reasoning")
 class ReasoningInterceptor(Interceptor):
     config_model = ReasoningConfig
+    order = 20  # inside response logging, so the log shows the reply as the client gets it
     config: ReasoningConfig
 
     def handle(self, request: ProxyRequest, call_next: Handler) -> ProxyResponse:

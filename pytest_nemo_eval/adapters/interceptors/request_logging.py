@@ -1,14 +1,28 @@
-"""Request logging: the request as sent upstream, one JSONL line each, secrets redacted."""
+"""Request logging: the request as sent upstream, one JSONL line each, secrets redacted.
+
+Also the JSONL logging shared with response_logging.py (`LoggingConfig`, `JsonlLoggingInterceptor`).
+"""
 
 from __future__ import annotations
 
 import time
+from pathlib import Path
 
-from ..config import LoggingConfig
+from pydantic import Field
+
 from ..exchange import ProxyRequest, ProxyResponse
 from ..jsonl_log import JsonlLog
 from ..redact import redact_headers, redact_value
-from ..registry import ChainContext, Handler, Interceptor, register_interceptor
+from ..registry import ChainContext, Handler, Interceptor, StrictConfig, register_interceptor
+
+
+class LoggingConfig(StrictConfig):
+    """JSONL log of requests or responses. `max_entries=None` logs all.
+    `path=None` writes under the proxy's log dir as `<benchmark>/<requests|responses>.jsonl`."""
+
+    enabled: bool = True
+    path: Path | None = None
+    max_entries: int | None = Field(default=None, ge=0)
 
 
 def open_log(config: LoggingConfig, context: ChainContext, kind: str) -> JsonlLog:
@@ -45,6 +59,7 @@ class JsonlLoggingInterceptor(Interceptor):
 @register_interceptor("request_logging")
 class RequestLoggingInterceptor(JsonlLoggingInterceptor):
     kind = "requests"
+    order = 60  # inside the modifiers and custom ones: logs the request as sent upstream
 
     def handle(self, request: ProxyRequest, call_next: Handler) -> ProxyResponse:
         if self.log.wants_more():

@@ -13,6 +13,7 @@ from .request_logging import JsonlLoggingInterceptor, loggable_body
 @register_interceptor("response_logging")
 class ResponseLoggingInterceptor(JsonlLoggingInterceptor):
     kind = "responses"
+    order = 10  # outside reasoning: logs the reply as the client gets it
 
     def handle(self, request: ProxyRequest, call_next: Handler) -> ProxyResponse:
         response = call_next(request)

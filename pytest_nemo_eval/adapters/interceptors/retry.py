@@ -10,15 +10,39 @@ from __future__ import annotations
 import random
 import time
 
-from ..config import RetryConfig
+from typing import Literal
+
+from pydantic import Field
+
 from ..exchange import ProxyRequest, ProxyResponse, error_response
-from ..registry import Handler, Interceptor, register_interceptor
+from ..registry import Handler, Interceptor, StrictConfig, register_interceptor
 from ..upstream import UpstreamError, UpstreamTimeout
+
+
+class RetryConfig(StrictConfig):
+    """Retries with exponential backoff and full jitter, and the per-request timeout.
+
+    Retried: connection errors, and statuses in `retry_statuses` (429, 5xx).
+    Timeouts are retried only with `retry_on_timeout` (a hung model would
+    otherwise multiply the wait). Client errors (other 4xx) pass through
+    unchanged, or become a 502 with an explanation when `client_errors="raise"`.
+    """
+
+    max_retries: int = Field(default=5, ge=0)
+    backoff_base_s: float = Field(default=0.25, ge=0)
+    backoff_max_s: float = Field(default=8.0, ge=0)
+    timeout_s: float = Field(default=600.0, gt=0)
+    connect_timeout_s: float = Field(default=5.0, gt=0)
+    retry_statuses: list[int] = [429, 500, 502, 503, 504]
+    retry_on_timeout: bool = False
+    client_errors: Literal["pass", "raise"] = "pass"
 
 
 @register_interceptor("retry")
 class RetryInterceptor(Interceptor):
     config_model = RetryConfig
+    order = 80  # innermost: wraps only the upstream call
+    on_by_default = True  # it also sets the request timeout, which every route needs
     config: RetryConfig
 
     def handle(self, request: ProxyRequest, call_next: Handler) -> ProxyResponse:

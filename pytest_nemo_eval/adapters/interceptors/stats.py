@@ -15,6 +15,9 @@ from ..streaming import assemble
 
 @register_interceptor("stats")
 class StatsInterceptor(Interceptor):
+    order = 0  # outermost: sees the whole exchange, latency included
+    always_on = True
+
     def handle(self, request: ProxyRequest, call_next: Handler) -> ProxyResponse:
         recorder = self.context.stats
         recorder.started()

@@ -1,19 +1,39 @@
 """System message: put a configured system prompt in front of the conversation.
 
-See `SystemMessageConfig` for the chat modes and the (deliberately opt-in)
+`system_message: "text"` is short for `{content: text}`. See `SystemMessageConfig` for the chat modes and the (deliberately opt-in)
 completions behaviour.
 """
 
 from __future__ import annotations
 
-from ..config import SystemMessageConfig
+from typing import Literal
+
 from ..exchange import ProxyRequest, ProxyResponse
-from ..registry import Handler, Interceptor, register_interceptor
+from ..registry import Handler, Interceptor, StrictConfig, register_interceptor
+
+
+class SystemMessageConfig(StrictConfig):
+    """Inject a system prompt.
+
+    Chat: `replace` drops every existing system message and puts `content` first;
+    `prepend` / `append` join it with an existing first system message (or insert one).
+    Completions have no roles: `completions="ignore"` (default) leaves the prompt
+    untouched — prepending text would shift loglikelihood scoring; `"prepend"`
+    puts `content` + `separator` before the prompt.
+    """
+
+    enabled: bool = True
+    content: str
+    mode: Literal["replace", "prepend", "append"] = "replace"
+    completions: Literal["ignore", "prepend"] = "ignore"
+    separator: str = "\n\n"
 
 
 @register_interceptor("system_message")
 class SystemMessageInterceptor(Interceptor):
     config_model = SystemMessageConfig
+    order = 30  # after reasoning (which sees the reply first), before the parameter changes
+    shorthand_field = "content"
     config: SystemMessageConfig
 
     def handle(self, request: ProxyRequest, call_next: Handler) -> ProxyResponse:
