@@ -86,6 +86,19 @@ def run_direct(engine, prompts: list[str], workload: dict, batch: int) -> dict:
             "p50_ms": 1000 * percentile(latencies, 0.5), "p99_ms": 1000 * percentile(latencies, 0.99)}
 
 
+def _closed_loop(url: str, prompts: list, concurrency: int, ask):
+    """`concurrency` clients send `prompts` back to back after a warm-up that connects every client;
+    (outcomes, wall seconds, engine stats before, engine stats after)."""
+    with ThreadPoolExecutor(concurrency) as pool:
+        list(pool.map(ask, prompts[: 2 * concurrency]))  # warm-up: every client connected
+        before = requests.get(f"{url}/v1/health", timeout=30).json()["engine"]
+        began = time.perf_counter()
+        outcomes = list(pool.map(ask, prompts))
+        wall = time.perf_counter() - began
+    after = requests.get(f"{url}/v1/health", timeout=30).json()["engine"]
+    return outcomes, wall, before, after
+
+
 def run_served(url: str, prompts: list[str], workload: dict, concurrency: int) -> dict:
     """The same workload as HTTP requests from `concurrency` clients, each with its own keep-alive session."""
     local = threading.local()
@@ -98,13 +111,7 @@ def run_served(url: str, prompts: list[str], workload: dict, concurrency: int) -
         reply.raise_for_status()
         return time.perf_counter() - t0, reply.json()["usage"]["completion_tokens"]
 
-    with ThreadPoolExecutor(concurrency) as pool:
-        list(pool.map(ask, prompts[: 2 * concurrency]))  # warm-up: every client connected
-        before = requests.get(f"{url}/v1/health", timeout=30).json()["engine"]
-        began = time.perf_counter()
-        outcomes = list(pool.map(ask, prompts))
-        wall = time.perf_counter() - began
-    after = requests.get(f"{url}/v1/health", timeout=30).json()["engine"]
+    outcomes, wall, before, after = _closed_loop(url, prompts, concurrency, ask)
     steps, prefills = after["decode_steps"] - before["decode_steps"], after["prefills"] - before["prefills"]
     latencies = [latency for latency, _ in outcomes]
     tokens = sum(count for _, count in outcomes)
@@ -141,13 +148,7 @@ def run_streamed(url: str, prompts: list[str], workload: dict, concurrency: int)
         gaps = [b - a for a, b in zip(arrivals, arrivals[1:])]
         return total, arrivals[0] - t0, gaps, tokens
 
-    with ThreadPoolExecutor(concurrency) as pool:
-        list(pool.map(ask, prompts[: 2 * concurrency]))  # warm-up: every client connected
-        before = requests.get(f"{url}/v1/health", timeout=30).json()["engine"]
-        began = time.perf_counter()
-        outcomes = list(pool.map(ask, prompts))
-        wall = time.perf_counter() - began
-    after = requests.get(f"{url}/v1/health", timeout=30).json()["engine"]
+    outcomes, wall, before, after = _closed_loop(url, prompts, concurrency, ask)
     steps = after["decode_steps"] - before["decode_steps"]
     latencies = [o[0] for o in outcomes]
     ttfts = [o[1] for o in outcomes]
