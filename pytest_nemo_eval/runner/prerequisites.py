@@ -41,28 +41,12 @@ def docker_problem() -> str | None:
     return None
 
 
-@functools.lru_cache(maxsize=64)
-def image_present(image: str) -> bool:
-    """Whether `image` is in the local Docker image store (no pull, no registry access)."""
-    import docker
-
-    try:
-        client = docker.from_env(timeout=10)
-    except Exception:
-        return False
-    try:
-        client.images.get(image)
-        return True
-    except Exception:  # ImageNotFound, or a daemon that stopped answering
-        return False
-    finally:
-        client.close()
+_MISSING = "missing"
 
 
-@functools.lru_cache(maxsize=64)
-def image_problem(image: str) -> str | None:
-    """None when `image` is present locally (a pull is left to the runtime only
-    when the registry answers), else why the benchmark cannot run."""
+def _local_image(image: str) -> str | None:
+    """None when `image` is in the local Docker image store (no pull, no registry access),
+    _MISSING when it is not, else why it cannot be inspected."""
     import docker
 
     client = docker.from_env(timeout=10)
@@ -70,11 +54,29 @@ def image_problem(image: str) -> str | None:
         client.images.get(image)
         return None
     except docker.errors.ImageNotFound:
-        pass
+        return _MISSING
     except Exception as exc:
         return f"cannot inspect image {image} ({type(exc).__name__}: {exc})"
     finally:
         client.close()
+
+
+@functools.lru_cache(maxsize=64)
+def image_present(image: str) -> bool:
+    """Whether `image` is in the local Docker image store."""
+    try:
+        return _local_image(image) is None
+    except Exception:  # no daemon
+        return False
+
+
+@functools.lru_cache(maxsize=64)
+def image_problem(image: str) -> str | None:
+    """None when `image` is present locally (a pull is left to the runtime only
+    when the registry answers), else why the benchmark cannot run."""
+    state = _local_image(image)
+    if state != _MISSING:
+        return state
     registry = image.split("/", 1)[0] if "/" in image and "." in image.split("/", 1)[0] else "registry-1.docker.io"
     if not _registry_reachable(registry):
         return f"image {image} is not present locally and its registry {registry} is unreachable (pull it beforehand)"
