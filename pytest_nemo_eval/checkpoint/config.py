@@ -93,6 +93,11 @@ class GPTArchitecture(BaseModel):
     share_embeddings_and_output_weights: bool = True
     vocab_size: int | None = None
     make_vocab_size_divisible_by: int = 128
+    # precision knobs (megatron-core defaults); they matter only below fp32, i.e. on the CUDA (bf16) path
+    attention_softmax_in_fp32: bool = True
+    apply_query_key_layer_scaling: bool = False
+    disable_bf16_reduced_precision_matmul: bool = False
+    fp32_residual_connection: bool = False
 
     def padded_vocab_size(self, tokenizer_vocab_size: int, tensor_parallel: int = 1) -> int:
         """The embedding rows: vocab_size as written, else padded as NeMo's get_vocab_size does
@@ -213,11 +218,46 @@ def _check_fields(raw: dict[str, Any], source: Path) -> None:
 def _activation(raw: dict[str, Any], source: Path) -> Activation:
     target = _target(raw.get("activation_func"))
     if target is None:
-        return "gelu"  # megatron-core's TransformerConfig default (F.gelu)
+        return _computed_activation("gelu", raw, source)  # megatron-core's TransformerConfig default (F.gelu)
     if target not in ACTIVATION_TARGETS:
         raise _refuse(source, "activation_func", target,
                       f"these activations: {', '.join(sorted(ACTIVATION_TARGETS))}")
-    return ACTIVATION_TARGETS[target]
+    return _computed_activation(ACTIVATION_TARGETS[target], raw, source)
+
+
+# megatron-core's F.gelu / F.silu / F.relu checks compare the function object; these are the names they accept.
+_TE_ACTIVATIONS: dict[str, Activation] = {"gelu": "gelu_tanh", "silu": "silu", "relu": "relu"}
+
+
+def _computed_activation(written: Activation, raw: dict[str, Any], source: Path) -> Activation:
+    """The activation megatron-core 0.16's MLP computes for `written` under the config's fusion flags.
+
+    bias_activation_fusion (transformer/mlp.py forward): GELU goes through bias_gelu_impl (bias_geglu_impl when
+    gated), both the tanh approximation (fusions/fused_bias_gelu.py); gated SiLU through bias_swiglu_impl, the
+    same silu(a) * b; any other pairing megatron-core refuses (TransformerConfig.__post_init__) or raises in
+    forward. Transformer Engine activations (use_te_activation_func, or the op fuser's TEFusedMLP) map F.gelu to
+    TE's GELU/GEGLU, also tanh. So a config that writes exact GELU with a fusion flag computes GELU-tanh.
+    """
+    fused = bool(raw.get("bias_activation_fusion"))
+    te_ops = bool(raw.get("use_te_activation_func")) or bool(raw.get("use_transformer_engine_op_fuser"))
+    gated = bool(raw.get("gated_linear_unit"))
+    if fused and raw.get("use_te_activation_func"):
+        raise _refuse(source, "bias_activation_fusion", True, "bias_activation_fusion or use_te_activation_func, "
+                      "not both (megatron-core's TransformerConfig refuses the pair)")
+    if fused:
+        if written == "gelu" and (gated or raw.get("add_bias_linear", True)):
+            return "gelu_tanh"
+        if written == "silu" and gated:
+            return "silu"
+        raise _refuse(source, "bias_activation_fusion", True, "fused activations megatron-core 0.16 computes: GELU "
+                      f"with a bias or gated, or gated SiLU (this config: {written}, gated_linear_unit={gated}, "
+                      f"add_bias_linear={raw.get('add_bias_linear', True)})")
+    if te_ops:
+        if written not in _TE_ACTIVATIONS:
+            raise _refuse(source, "use_te_activation_func", True,
+                          "Transformer Engine activations of gelu, silu or relu")
+        return _TE_ACTIVATIONS[written]
+    return written
 
 
 def _window(raw: dict[str, Any], source: Path) -> int | None:
@@ -267,7 +307,9 @@ def read_architecture(context_dir: Path) -> GPTArchitecture:
              "kv_channels", "normalization", "layernorm_epsilon", "layernorm_zero_centered_gamma",
              "gated_linear_unit", "position_embedding_type", "rotary_base", "rotary_percent",
              "seq_len_interpolation_factor", "softmax_scale", "add_bias_linear", "add_qkv_bias",
-             "share_embeddings_and_output_weights", "vocab_size", "make_vocab_size_divisible_by")
+             "share_embeddings_and_output_weights", "vocab_size", "make_vocab_size_divisible_by",
+             "attention_softmax_in_fp32", "apply_query_key_layer_scaling", "disable_bf16_reduced_precision_matmul",
+             "fp32_residual_connection")
     values: dict[str, Any] = {name: raw[name] for name in plain if raw.get(name) is not None}
     values["activation"] = _activation(raw, source)
     values["rope_scaling"] = _rope_scaling(raw)
@@ -299,6 +341,10 @@ def build_transformer_config(arch: GPTArchitecture, dtype: torch.dtype, use_cpu_
         kv_channels=arch.kv_channels, normalization=arch.normalization, layernorm_epsilon=arch.layernorm_epsilon,
         gated_linear_unit=arch.gated_linear_unit, activation_func=activation_function(arch.activation),
         add_bias_linear=arch.add_bias_linear, add_qkv_bias=arch.add_qkv_bias, softmax_scale=arch.softmax_scale,
+        attention_softmax_in_fp32=arch.attention_softmax_in_fp32,
+        apply_query_key_layer_scaling=arch.apply_query_key_layer_scaling,
+        disable_bf16_reduced_precision_matmul=arch.disable_bf16_reduced_precision_matmul,
+        fp32_residual_connection=arch.fp32_residual_connection,
         hidden_dropout=0.0, attention_dropout=0.0, use_cpu_initialization=use_cpu_initialization,
         params_dtype=dtype, bf16=dtype == torch.bfloat16, pipeline_dtype=dtype,
     )

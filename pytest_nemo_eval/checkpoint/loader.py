@@ -180,6 +180,19 @@ def default_device(device: str | torch.device | None) -> torch.device:
     return torch.device(device)
 
 
+def serving_dtype(arch: GPTArchitecture, device: torch.device, dtype: torch.dtype | None, source) -> torch.dtype:
+    """bf16 on CUDA, fp32 on CPU; fp32 whenever the model keeps its residual stream in fp32
+    (fp32_residual_connection: megatron-core casts the embeddings to fp32, which local bf16 layers cannot take)."""
+    if arch.fp32_residual_connection:
+        if dtype not in (None, torch.float32):
+            raise CheckpointError(
+                f"`fp32_residual_connection: true` in {source} keeps the residual stream in fp32, which this loader "
+                f"serves only in float32, not {dtype}. Load it with dtype=torch.float32 (the default for it)."
+            )
+        return torch.float32
+    return dtype or (torch.bfloat16 if device.type == "cuda" else torch.float32)
+
+
 def load_checkpoint(
     path, *, device=None, dtype=None, tensor_parallel: int = 1, pipeline_parallel: int = 1
 ) -> LoadedCheckpoint:
@@ -191,9 +204,9 @@ def load_checkpoint(
 def _load_checkpoint(path, device, dtype, tensor_parallel: int, pipeline_parallel: int) -> LoadedCheckpoint:
     root = check_layout(Path(path))
     device = default_device(device)
-    dtype = dtype or (torch.bfloat16 if device.type == "cuda" else torch.float32)
     _check_parallelism(tensor_parallel, pipeline_parallel, device)
     arch = read_architecture(root / "context")
+    dtype = serving_dtype(arch, device, dtype, root / "context" / "model.yaml")
     tokenizer = load_tokenizer(root / "context")
     cpu_compat.apply_cpu_shims()
     cpu_compat.ensure_model_parallel(tensor_parallel, pipeline_parallel)

@@ -166,14 +166,17 @@ FAMILIES = {
                           "seq_length": 16384, "position_embedding_type": "rope", "rotary_percent": 1.0,
                           "hidden_dropout": 0.0, "attention_dropout": 0.0, "init_method_std": 0.01,
                           "share_embeddings_and_output_weights": False, "kv_channels": None, "num_query_groups": None,
-                          "window_size": None, "gated_linear_unit": False}, _starcoder2_fields,
+                          "window_size": None, "gated_linear_unit": False, "attention_softmax_in_fp32": True,
+                          "bias_activation_fusion": True, "bias_dropout_fusion": True, "layernorm_epsilon": 1e-5},
+                         _starcoder2_fields,
                          gated_mlp=False, mlp_names=("c_fc", "c_proj")),
     "starcoder": Family("starcoder", M + "starcoder.StarcoderModel", M + "starcoder.StarcoderConfig",
                         {"normalization": "LayerNorm", "activation_func": GELU, "add_bias_linear": True,
                          "seq_length": 8192, "position_embedding_type": "learned_absolute", "hidden_dropout": 0.2,
                          "attention_dropout": 0.2, "init_method_std": 0.01, "layernorm_epsilon": 1e-5,
                          "share_embeddings_and_output_weights": False, "kv_channels": None, "num_query_groups": 1,
-                         "attention_softmax_in_fp32": True, "gated_linear_unit": False}, _starcoder_fields,
+                         "attention_softmax_in_fp32": True, "bias_activation_fusion": True,
+                         "bias_dropout_fusion": True}, _starcoder_fields,
                         mapping={  # NeMo's HFStarcoderImporter.convert_state: multi-query c_attn is already [q; k; v]
                             "transformer.wte.weight": "embedding.word_embeddings.weight",
                             "transformer.wpe.weight": "embedding.position_embeddings.weight",
@@ -194,6 +197,18 @@ FAMILIES = {
                             "lm_head.weight": "output_layer.weight",
                         }),
 }
+# NeMo's GPTConfig126M preset (gpt/model/base.py; 5B..175B add the same three flags) over GPTConfig's defaults:
+# learned absolute positions, LayerNorm, biases, exact F.gelu written, tied embeddings. NeMo has no Hugging Face
+# importer for it; the twin is a multi-head GPTBigCode, whose c_attn is per head [q; k; v], megatron-core's
+# linear_qkv layout when num_query_groups == num_attention_heads, so the Starcoder mapping applies unchanged.
+FAMILIES["gpt126m"] = Family(
+    "gpt126m", M + "base.GPTModel", M + "base.GPTConfig126M",
+    {"seq_length": 2048, "num_layers": 12, "hidden_size": 768, "ffn_hidden_size": 3072, "num_attention_heads": 12,
+     "bias_activation_fusion": True, "bias_dropout_add_fusion": True, "use_transformer_engine_full_layer_spec": True},
+    lambda source: {**_starcoder_fields(source), "num_query_groups": None,
+                    "share_embeddings_and_output_weights": bool(source.tie_word_embeddings)},
+    mapping=FAMILIES["starcoder"].mapping,
+)
 
 
 def _rename(hf_state: dict[str, torch.Tensor], mapping: dict[str, str]) -> dict[str, torch.Tensor]:
@@ -295,5 +310,7 @@ def write_nemo_checkpoint(hf_model, tokenizer, family: Family, folder: Path, *,
     tokenizer.save_pretrained(str(context / "nemo_tokenizer"))
     (context / "model.yaml").write_text(yaml.safe_dump(document, sort_keys=False), encoding="utf-8")
     state = convert_state(hf_model.state_dict(), family, fields)
+    if fields.get("share_embeddings_and_output_weights"):  # tied: NeMo stores no output_layer
+        state.pop("output_layer.weight", None)
     save_torch_dist(state, folder / "weights", fields["num_layers"])
     return folder
