@@ -193,7 +193,12 @@ def _check_fields(raw: dict[str, Any], source: Path) -> None:
         raise _refuse(source, "num_moe_experts", experts,
                       "dense models only (mixture-of-experts models such as Mixtral are not supported)")
     config_target = raw.get("_target_")
-    if config_target:
+    if config_target and config_target.startswith("megatron.bridge."):
+        if config_target not in fields.SUPPORTED_BRIDGE_PROVIDERS:
+            raise _refuse(source, "_target_", config_target,
+                          f"GPT models ({', '.join(sorted(fields.SUPPORTED_BRIDGE_PROVIDERS))}); this run_config.yaml's "
+                          "`model:` is another kind of model")
+    elif config_target:
         module = config_target.rsplit(".", 1)[0]
         if module not in fields.SUPPORTED_CONFIG_MODULES:
             families = "; ".join(f"{m} ({what})" for m, what in fields.SUPPORTED_CONFIG_MODULES.items())
@@ -277,8 +282,15 @@ def _window(raw: dict[str, Any], source: Path) -> int | None:
 
 
 def _rope_scaling(raw: dict[str, Any]) -> Llama3RopeScaling | None:
-    """Llama31Config (and Llama32Config, its subclass) carry scale_factor & co.; NeMo rescales inv_freq with them."""
-    if raw.get("scale_factor") is None or raw.get("position_embedding_type", "rope") != "rope":
+    """Llama31Config (and Llama32Config, its subclass) carry scale_factor & co.; NeMo rescales inv_freq with them.
+    Megatron-Bridge keeps only `rope_scaling: true` and `rope_scaling_factor`, which its provider passes to
+    megatron-core's GPTModel; RotaryEmbedding._apply_scaling then uses its defaults for the rest
+    (low_freq_factor 1, high_freq_factor 4, original_max_position_embeddings 8192), as Llama 3.1 has."""
+    if raw.get("position_embedding_type", "rope") != "rope":
+        return None
+    if raw.get("rope_scaling") is True:
+        return Llama3RopeScaling(factor=raw.get("rope_scaling_factor", 8.0))
+    if raw.get("scale_factor") is None:
         return None
     return Llama3RopeScaling(
         factor=raw["scale_factor"], low_freq_factor=raw.get("low_freq_factor", 1.0),
@@ -299,8 +311,28 @@ def _seq_length(raw: dict[str, Any], window: int | None, source: Path) -> int:
 
 
 def read_architecture(context_dir: Path) -> GPTArchitecture:
-    """Parse and validate the architecture; errors name the field and the file."""
+    """NeMo 2.0 front end: context/model.yaml (or io.json); errors name the field and the file."""
     raw, source = read_config_mapping(Path(context_dir))
+    return architecture_from_fields(raw, source)
+
+
+def read_bridge_architecture(run_config: Path) -> GPTArchitecture:
+    """Megatron-Bridge front end: the `model:` section of iter_*/run_config.yaml (GPTModelProvider's fields,
+    every one written, as NeMo's dump does); the same field table and refusals as NeMo 2.0."""
+    run_config = Path(run_config)
+    try:
+        document = yaml.safe_load(run_config.read_text(encoding="utf-8"))
+    except yaml.YAMLError as exc:
+        raise CheckpointError(f"{run_config} is not valid YAML ({exc}); copy the checkpoint again.") from None
+    model = document.get("model") if isinstance(document, dict) else None
+    if not isinstance(model, dict):
+        raise CheckpointError(f"{run_config} has no `model:` mapping with the model architecture (Megatron-Bridge "
+                              "writes the model provider's fields there).")
+    return architecture_from_fields(model, run_config)
+
+
+def architecture_from_fields(raw: dict[str, Any], source: Path) -> GPTArchitecture:
+    """The one architecture reader: every field checked against config_fields' table, then parsed."""
     _check_fields(raw, source)
     window = _window(raw, source)
     plain = ("num_layers", "hidden_size", "ffn_hidden_size", "num_attention_heads", "num_query_groups",

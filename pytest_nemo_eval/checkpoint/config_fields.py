@@ -34,6 +34,7 @@ APPLIED = frozenset({
     *("bias_activation_fusion", "use_te_activation_func", "use_transformer_engine_op_fuser"),  # -> activation
     *("attention_softmax_in_fp32", "apply_query_key_layer_scaling", "disable_bf16_reduced_precision_matmul",
       "fp32_residual_connection"),  # precision: passed to TransformerConfig / decide the serving dtype
+    "rope_scaling", "rope_scaling_factor",  # Megatron-Bridge's Llama 3.x RoPE scaling (megatron-core's defaults)
 })
 # Why the fields that once looked neutral are applied (the audit's other half; docs/architecture.md).
 APPLIED_REASONS: dict[str, str] = {
@@ -78,6 +79,10 @@ REQUIRED: dict[str, tuple[tuple[Any, ...], str]] = {
     "use_kitchen": ((False, None), "no NVIDIA Kitchen layers"),
     "use_kitchen_attention": ((False, None), "no NVIDIA Kitchen layers"),
     "use_transformer_engine_full_layer_spec": ((False, None), "the default layer spec"),
+    # megatron-core 0.19 (Megatron-Bridge): muP multiplies embeddings and logits (language_module.py:335)
+    "use_mup": ((False, None), "no muP scaling"),
+    "mup_embedding_mult": ((1.0, None), "no muP scaling (mup_embedding_mult 1.0)"),
+    "mup_output_mult": ((1.0, None), "no muP scaling (mup_output_mult 1.0)"),
 }
 
 # Neutral for an eval forward on one process whatever their value: field -> why, citing the
@@ -151,6 +156,14 @@ NEUTRAL_REASONS: dict[str, str] = {
     "first_last_layers_bf16": "only with an fp8/fp4 recipe (fp8_utils.py:516), which serving does not use",
     "quant_recipe": "precision recipe chosen at serve time: TE/kitchen quantized linears (gpt_model.py:265 "
                     "finish_init); the checkpoint stores high-precision weights",
+    # Megatron-Bridge's run_config.yaml (GPTModelProvider over megatron-core 0.19's TransformerConfig)
+    "hf_model_id": "metadata: where Megatron-Bridge read the Hugging Face model (a path of the writing machine)",
+    "activation_offload_fraction": "training: share of activations offloaded for the backward pass",
+    **dict.fromkeys(("gtp_weight_remat_size", "expert_gtp_weight_remat_size"), _PARALLEL),
+    "inference_cuda_graph_scope": "CUDA graph capture replays the same kernels",
+    **dict.fromkeys(("inference_grouped_gemm_backend", "inference_moe_token_dispatcher_type"),
+                    "MoE only (num_moe_experts is REQUIRED off)"),
+    "mlp_chunks_for_training": _KERNEL + " (the MLP applied in token chunks: row-wise, the same values)",
 }
 # Neutral by prefix: parallel communication overlap, recomputation, offloading, CUDA graphs,
 # fp8/fp4 recipes (weights are stored dequantized), and the settings of features that are off
@@ -169,6 +182,7 @@ NEUTRAL_PREFIX_REASONS: dict[str, str] = {
     **dict.fromkeys(("moe_", "mamba_", "linear_conv_", "linear_key_", "linear_num_", "linear_value_", "dsa_"),
                     "settings of a feature that is off (num_moe_experts, is_hybrid_model, "
                     "linear_attention_freq, experimental_attention_variant are REQUIRED off)"),
+    "mup_": "settings of muP, which is off (use_mup, mup_embedding_mult, mup_output_mult are REQUIRED)",
 }
 NEUTRAL = frozenset(NEUTRAL_REASONS)
 NEUTRAL_PREFIXES = tuple(NEUTRAL_PREFIX_REASONS)
@@ -180,6 +194,9 @@ STANDARD_LAYER_SPECS = frozenset({
     "nemo.collections.llm.gpt.model.base.local_layer_spec",
     "megatron.core.models.gpt.gpt_layer_specs.get_gpt_layer_with_transformer_engine_spec",
     "megatron.core.models.gpt.gpt_layer_specs.get_gpt_layer_local_spec",
+    "megatron.bridge.models.gpt_provider.default_layer_spec",
+    "megatron.bridge.models.gpt_provider.transformer_engine_layer_spec",
+    "megatron.bridge.models.gpt_provider.local_layer_spec",
 })
 
 # Config classes whose configure_model builds a plain megatron-core GPTModel from the fields
@@ -194,6 +211,9 @@ SUPPORTED_CONFIG_MODULES = {
     "nemo.collections.llm.gpt.model.starcoder2": "Starcoder2",
     "nemo.collections.llm.gpt.model.starcoder": "Starcoder",
 }
+# Megatron-Bridge writes one provider class for every GPT family (run_config.yaml `model._target_`);
+# its provide() builds a plain megatron-core GPTModel from the fields (rope_scaling included).
+SUPPORTED_BRIDGE_PROVIDERS = frozenset({"megatron.bridge.models.gpt_provider.GPTModelProvider"})
 
 
 def is_off(value: Any) -> bool:
