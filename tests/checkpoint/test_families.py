@@ -213,3 +213,21 @@ def test_starcoder2_sliding_window_dropped_by_nemo_can_be_set_in_model_yaml(toke
     difference, length = _served_vs_hf(hf_model, windowed)
     print(f"starcoder2 with window_size [32, 0]: {length} positions, max |logprob diff| = {difference:.2e}")
     assert length == 32 and difference < TOLERANCE
+
+
+@pytest.mark.parametrize("name", ["qwen2", "nemotron", "starcoder2"])
+def test_family_in_megatron_bridge_layout_matches_transformers(name, tokenizer, tmp_path):
+    """Families beyond the Llama that Megatron-Bridge itself wrote, laid out as it lays them out (no common.pt:
+    read with torch.distributed.checkpoint), against transformers."""
+    from .nemo_writer import write_bridge_checkpoint
+
+    warnings.filterwarnings("ignore", message=".*Transformer Engine.*")
+    hf_model = make_hf_model(name)
+    folder = write_bridge_checkpoint(hf_model, tokenizer, _family(name), tmp_path / name, iteration=20)
+    loaded = load_checkpoint(folder, device="cpu")
+    assert (loaded.layout.format, loaded.layout.iteration) == ("megatron-bridge", 20)
+    ours, theirs = _log_softmax_pair(loaded, hf_model, loaded.config.seq_length)
+    difference = (ours - theirs).abs().max().item()
+    print(f"{name} (Megatron-Bridge layout): max |logprob diff| over {loaded.config.seq_length} positions = "
+          f"{difference:.2e}")
+    assert difference < TOLERANCE
