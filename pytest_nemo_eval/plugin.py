@@ -25,6 +25,13 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     addoption(parser)
 
 
+def pytest_addhooks(pluginmanager: pytest.PytestPluginManager) -> None:
+    """Our own hooks (newhooks.py): exporters and users' conftest files implement them."""
+    from pytest_nemo_eval import newhooks
+
+    pluginmanager.add_hookspecs(newhooks)
+
+
 def activate(config: pytest.Config) -> None:
     """Register the run's hooks once: the controller's (serial process or xdist controller) or a
     worker's; validates the settings (a bad value is a UsageError)."""

@@ -16,6 +16,7 @@ import sys
 from pytest_nemo_eval.report.baseline import Baseline
 from pytest_nemo_eval.report.junit import ReportError, merge_files, read_reports
 from pytest_nemo_eval.report.table import render, rows
+from pytest_nemo_eval.results import BenchmarkResult
 
 COMPARE_HEADER = ("benchmark", "metric", "baseline", "current", "change", "allowed drop", "status")
 
@@ -46,15 +47,15 @@ def main(argv: list[str] | None = None, prog: str = "nemo-eval-report") -> int:
     except (ReportError, OSError) as exc:
         print(f"{prog}: {exc}", file=sys.stderr)
         return 2
-    cases = report.by_benchmark()
-    if not cases:
+    results = report.by_benchmark()
+    if not results:
         print(f"{prog}: no nemo-eval benchmark found in {', '.join(args.reports)} (was it written by the plugin?)",
               file=sys.stderr)
         return 2
-    print(render(rows((c.record, c.status) for c in cases.values()), args.format))
+    print(render(rows(results.values()), args.format))
     if baseline is None:
         return 0
-    comparison, regressed = _compare(baseline, cases)
+    comparison, regressed = _compare(baseline, results)
     print()
     print(render(comparison, args.format, header=COMPARE_HEADER))
     print()
@@ -62,12 +63,12 @@ def main(argv: list[str] | None = None, prog: str = "nemo-eval-report") -> int:
     return 1 if regressed else 0
 
 
-def _compare(baseline: Baseline, cases) -> tuple[list[tuple[str, ...]], list[str]]:
+def _compare(baseline: Baseline, results: dict[str, BenchmarkResult]) -> tuple[list[tuple[str, ...]], list[str]]:
     """Rows for every metric found in both reports, and the descriptions of the regressions."""
     table: list[tuple[str, ...]] = []
     regressed: list[str] = []
-    for benchmark, case in cases.items():
-        comparisons = baseline.compare(case.record)
+    for benchmark, result in results.items():
+        comparisons = baseline.compare(benchmark, result.metrics)
         if comparisons is None:
             table.append((benchmark, "-", "-", "-", "-", "-", "NEW (not in baseline)"))
             continue

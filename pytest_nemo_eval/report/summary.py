@@ -1,70 +1,66 @@
-"""What the run leaves behind in the terminal and in the JUnit suite properties.
-
-Reads only test reports (`user_properties`), which xdist ships from workers to
-the controller, so the table and provenance are the same serial or parallel.
-"""
+"""What the run leaves behind: the session's `RunResult` (collected from the benchmarks'
+results, which xdist workers send as JSON on their test reports), its JUnit suite properties,
+and the terminal table. The same serial or parallel."""
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING, Any
+
 import pytest
 
-from pytest_nemo_eval.report.properties import record_from_properties
 from pytest_nemo_eval.report.table import render, rows
+from pytest_nemo_eval.results import BenchmarkResult, RunResult
+
+if TYPE_CHECKING:
+    from pytest_nemo_eval.runner.resources import Target
+
+REPORT_ATTRIBUTE = "nemo_result"  # TestReport attribute holding a BenchmarkResult as JSON (survives xdist)
 
 
-def _status(report: pytest.TestReport) -> str:
-    if report.skipped:
-        return "skipped"
-    if report.failed:
-        return "failed" if report.when == "call" else "error"
-    return "passed"
+def attach(report: pytest.TestReport, result: BenchmarkResult) -> None:
+    setattr(report, REPORT_ATTRIBUTE, result.model_dump_json())
 
 
-def remember(state, report: pytest.TestReport) -> None:
-    """Keep a benchmark's record from its final report (call, or a failed/skipped setup)."""
-    record = record_from_properties(report.user_properties)
-    if record is None:
-        return
-    state.records.append((record, _status(report)))
-    suite = record.benchmark.split("::", 1)[0]
-    if record.info.get("suite_sha256"):
-        state.suite_hashes[suite] = record.info["suite_sha256"]
-    if record.info.get("seed"):
-        state.seeds[suite] = record.info["seed"]
+def result_of(report: pytest.TestReport) -> BenchmarkResult | None:
+    """The result a benchmark's final report carries (serial, or deserialized from a worker)."""
+    document = getattr(report, REPORT_ATTRIBUTE, None)
+    return BenchmarkResult.model_validate_json(document) if isinstance(document, str) else None
 
 
-def suite_properties(state) -> list[tuple[str, str]]:
+def provenance(target: Target | None, deployments: int, results: list[BenchmarkResult]) -> dict[str, str]:
     """Provenance of the run: model, versions, suite hashes, seeds, number of deployments."""
-    props = dict(state.target.provenance) if state.target is not None else {}
-    props["nemo.deployments"] = str(state.local.deployments_started if state.local else 0)
-    for suite, digest in sorted(state.suite_hashes.items()):
+    props = dict(target.provenance) if target is not None else {}
+    props["nemo.deployments"] = str(deployments)
+    hashes = {r.suite: r.suite_sha256 for r in results if r.suite_sha256}
+    seeds = {r.suite: str(r.seed) for r in results if r.seed is not None}
+    for suite, digest in sorted(hashes.items()):
         props[f"nemo.suite.{suite}.sha256"] = digest
-    for suite, seed in sorted(state.seeds.items()):
+    for suite, seed in sorted(seeds.items()):
         props[f"nemo.suite.{suite}.seed"] = seed
-    if len(set(state.seeds.values())) == 1:
-        props["nemo.seed"] = next(iter(state.seeds.values()))
-    return sorted(props.items())
+    if len(set(seeds.values())) == 1:
+        props["nemo.seed"] = next(iter(seeds.values()))
+    return dict(sorted(props.items()))
 
 
-def add_suite_properties(state) -> None:
+def add_suite_properties(config: pytest.Config, run: RunResult) -> None:
     from _pytest.junitxml import xml_key
 
-    xml = state.config.stash.get(xml_key, None)
+    xml = config.stash.get(xml_key, None)
     if xml is None:
         return
-    for name, value in suite_properties(state):
+    for name, value in run.provenance.items():
         xml.add_global_property(name, value)
 
 
-def write_summary(terminalreporter, state) -> None:
-    if not state.records:
+def write_summary(terminalreporter: Any, run: RunResult, target: Target | None, deploy_seconds: float) -> None:
+    if not run.benchmarks:
         return
     terminalreporter.write_sep("=", "nemo-eval scores")
-    terminalreporter.write_line(render(rows(state.records)))
-    target = state.target
+    terminalreporter.write_line(render(rows(run.benchmarks)))
     if target is not None:
         source = target.provenance.get("nemo.checkpoint") or target.provenance.get("nemo.endpoint", "")
         line = f"model {target.model_id} ({source}); proxy {target.proxy_url}"
-        if state.local is not None and state.local.deployments_started:
-            line += f"; deployed {state.local.deployments_started}x in {state.local.deploy_seconds:.1f}s"
+        deployments = int(run.provenance.get("nemo.deployments", "0"))
+        if deployments:
+            line += f"; deployed {deployments}x in {deploy_seconds:.1f}s"
         terminalreporter.write_line(line)
