@@ -18,7 +18,7 @@ from pytest_nemo_eval.report.junit import ReportError, merge_files, read_reports
 from pytest_nemo_eval.report.table import render, rows
 from pytest_nemo_eval.results import BenchmarkResult
 
-COMPARE_HEADER = ("benchmark", "metric", "baseline", "current", "change", "allowed drop", "status")
+COMPARE_HEADER = ("benchmark", "metric", "baseline", "current", "change", "allowed drop", "status", "test")
 
 
 def _parser(prog: str) -> argparse.ArgumentParser:
@@ -55,27 +55,45 @@ def main(argv: list[str] | None = None, prog: str = "nemo-eval-report") -> int:
     print(render(rows(results.values()), args.format))
     if baseline is None:
         return 0
-    comparison, regressed = _compare(baseline, results)
+    comparison, regressed, notes = _compare(baseline, results)
     print()
     print(render(comparison, args.format, header=COMPARE_HEADER))
     print()
+    for note in notes:
+        print(note)
+    if notes:
+        print()
     print(f"{len(regressed)} regression(s) versus {args.baseline}" + (": " + "; ".join(regressed) if regressed else ""))
     return 1 if regressed else 0
 
 
-def _compare(baseline: Baseline, results: dict[str, BenchmarkResult]) -> tuple[list[tuple[str, ...]], list[str]]:
-    """Rows for every metric found in both reports, and the descriptions of the regressions."""
+def _compare(
+    baseline: Baseline, results: dict[str, BenchmarkResult]
+) -> tuple[list[tuple[str, ...]], list[str], list[str]]:
+    """Rows for every metric found in both reports, the descriptions of the regressions, and per
+    metric how it was compared (paired test and flipped items, or why unpaired)."""
     table: list[tuple[str, ...]] = []
     regressed: list[str] = []
+    notes: list[str] = []
     for benchmark, result in results.items():
-        comparisons = baseline.compare(benchmark, result.metrics)
+        comparisons = baseline.compare(benchmark, result.metrics, result.samples_file)
         if comparisons is None:
-            table.append((benchmark, "-", "-", "-", "-", "-", "NEW (not in baseline)"))
+            table.append((benchmark, "-", "-", "-", "-", "-", "NEW (not in baseline)", "-"))
             continue
         for c in comparisons:
             status = "REGRESSED" if c.regressed else "ok"
+            test = c.method if c.paired is None else f"{c.method} p={c.paired.p_value:.3g}"
+            allowed = f"{c.allowed:.4f}" if c.paired is None else f"mde {c.paired.mde:.4f}"
             table.append((benchmark, c.metric, f"{c.baseline:.4f}", f"{c.current:.4f}",
-                          f"{c.current - c.baseline:+.4f}", f"{c.allowed:.4f}", status))
+                          f"{c.current - c.baseline:+.4f}", allowed, status, test))
             if c.regressed:
                 regressed.append(c.describe())
-    return table, regressed
+            notes.append(f"{benchmark} {c.metric}: " + "; ".join(
+                part for part in (c.paired.describe() if c.paired else None, c.note) if part))
+            if c.paired is not None and (c.paired.worse or c.paired.better):
+                notes.append(f"  worse: {_ids(c.paired.worse)}; better: {_ids(c.paired.better)}")
+    return table, regressed, notes
+
+
+def _ids(ids: list[str], limit: int = 20) -> str:
+    return (", ".join(ids[:limit]) + (f" ... ({len(ids)} in all)" if len(ids) > limit else "")) or "none"

@@ -160,7 +160,19 @@ def run_benchmark_harness(
         samples=max(counts) if counts else None,
         image_digest=run.image_digest,
         proxy=stats,
+        samples_file=_per_sample_file(run.output_dir),
     )
+
+
+def _per_sample_file(output_dir: Path) -> str | None:
+    """samples.py's documented per-sample file of this run; None when the harness logged none."""
+    from pytest_nemo_eval.samples import collect_samples
+
+    try:
+        path = collect_samples(output_dir)
+    except (OSError, ValueError, KeyError, TypeError):  # a harness's odd log must never cost the scores
+        return None
+    return str(path.resolve()) if path is not None else None
 
 
 def _proxy_stats(state: NemoState, name: str) -> dict[str, float]:
@@ -223,7 +235,7 @@ def check_benchmark(state: NemoState, benchmark: ResolvedBenchmark, harness: Har
         benchmark=benchmark.name,
         benchmark_id=benchmark.id,
         gate=gate,
-        comparisons=state.baseline_comparisons(benchmark.id, metrics),
+        comparisons=state.baseline_comparisons(benchmark.id, metrics, harness.samples_file),
         scores=reported,
         metrics=metrics,
         baseline_path=str(state.options.baseline) if state.options.baseline else None,

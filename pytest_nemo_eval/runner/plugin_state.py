@@ -131,7 +131,9 @@ class NemoState:
         adapter["cache"] = cache
         return adapter
 
-    def baseline_comparisons(self, benchmark_id: str, metrics: dict[str, MetricResult]) -> list[Comparison]:
+    def baseline_comparisons(
+        self, benchmark_id: str, metrics: dict[str, MetricResult], samples_file: str | None = None
+    ) -> list[Comparison]:
         """Every metric of `benchmark_id` shared with `--nemo-baseline` (none without one)."""
         if self.options.baseline is None:
             return []
@@ -143,7 +145,7 @@ class NemoState:
                     f"--nemo-baseline {self.options.baseline} does not exist. Pass the JUnit XML of an earlier run."
                 )
             self._baseline = Baseline(self.options.baseline, tolerance=self.options.baseline_tolerance)
-        return self._baseline.compare(benchmark_id, metrics) or []
+        return self._baseline.compare(benchmark_id, metrics, samples_file) or []
 
 
 def state_of(config: pytest.Config) -> NemoState:

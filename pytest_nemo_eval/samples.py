@@ -1,0 +1,90 @@
+"""Per-sample outputs in one documented shape, whatever harness produced them.
+
+Every benchmark whose harness logs its samples gets `<nemo-output-dir>/runs/<route>/per_sample.jsonl`,
+one JSON object per line:
+
+    {"item_id": "add-17", "prompt": "12+30=", "expected": "42", "response": "42",
+     "scores": {"exact_match": 1.0}, "cluster": null}
+
+`item_id` is the dataset's id (the key a paired baseline comparison joins on), `scores` holds
+the harness's per-sample score of each metric (named as the metric is reported), `cluster` the
+value of the task's cluster field when it names one (for clustered standard errors).
+Sources: the builtin harness's `samples_<task>.jsonl`. (lm-eval's logged samples through
+nemo-evaluator are not converted yet.)
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, Field, ValidationError
+
+PER_SAMPLE_FILE = "per_sample.jsonl"
+
+
+class SampleRecord(BaseModel):
+    item_id: str
+    prompt: str = ""
+    expected: Any = None
+    response: str = ""
+    scores: dict[str, float] = Field(default_factory=dict)
+    cluster: str | None = None
+
+    def score(self, metric: str) -> float | None:
+        """The per-sample score of a reported metric (`exact_match`, or its long form `exact_match.exact_match`)."""
+        if metric in self.scores:
+            return self.scores[metric]
+        return self.scores.get(metric.split(".", 1)[0])
+
+
+class SamplesError(ValueError):
+    """A per-sample file that cannot be read; the message names the file and the line."""
+
+
+def _from_builtin(record: dict[str, Any]) -> SampleRecord:
+    details = record.get("details") or {}
+    cluster = details.get("cluster") if isinstance(details, dict) else None
+    return SampleRecord(
+        item_id=str(record["id"]),
+        prompt=str(record.get("prompt", "")),
+        expected=record.get("target"),
+        response=str(record.get("response", "")),
+        scores=record.get("scores") or {},
+        cluster=None if cluster is None else str(cluster),
+    )
+
+
+def collect_samples(output_dir: Path) -> Path | None:
+    """Write `output_dir/per_sample.jsonl` from what the harness logged there; None when it logged nothing."""
+    sources = sorted(Path(output_dir).glob("samples_*.jsonl"))
+    if not sources:
+        return None
+    target = Path(output_dir) / PER_SAMPLE_FILE
+    with target.open("w", encoding="utf-8") as out:
+        for source in sources:
+            for line in source.read_text(encoding="utf-8").splitlines():
+                if line.strip():
+                    out.write(_from_builtin(json.loads(line)).model_dump_json() + "\n")
+    return target
+
+
+def read_samples(path: str | Path) -> dict[str, SampleRecord]:
+    """The records of a per-sample file by item id; `SamplesError` naming file and line when corrupt."""
+    path = Path(path)
+    try:
+        lines = path.read_text(encoding="utf-8").splitlines()
+    except (OSError, UnicodeDecodeError) as exc:
+        raise SamplesError(f"cannot read per-sample file {path}: {exc}") from None
+    records: dict[str, SampleRecord] = {}
+    for number, line in enumerate(lines, 1):
+        if not line.strip():
+            continue
+        try:
+            record = SampleRecord.model_validate_json(line)
+        except ValidationError as exc:
+            problem = exc.errors()[0]["msg"] if exc.errors() else str(exc)
+            raise SamplesError(f"per-sample file {path} line {number} is not a sample record: {problem}") from None
+        records[record.item_id] = record
+    return records
