@@ -1,7 +1,7 @@
 """Per-sample outputs in one documented shape, whatever harness produced them.
 
-Every benchmark whose harness logs its samples gets `<nemo-output-dir>/runs/<route>/per_sample.jsonl`,
-one JSON object per line:
+Every benchmark whose harness logs its samples gets
+`<nemo-output-dir>/runs/<route>/<route>.samples.jsonl`, one JSON object per line:
 
     {"item_id": "add-17", "prompt": "12+30=", "expected": "42", "response": "42",
      "scores": {"exact_match": 1.0}, "cluster": null}
@@ -9,6 +9,9 @@ one JSON object per line:
 `item_id` is the dataset's id (the key a paired baseline comparison joins on), `scores` holds
 the harness's per-sample score of each metric (named as the metric is reported), `cluster` the
 value of the task's cluster field when it names one (for clustered standard errors).
+After the session the files are also copied beside the JUnit file, into `<junit stem>.samples/`
+(report/json_file.py), so a JUnit file kept as a baseline keeps its samples even when a later
+run reuses the output directory.
 Sources: the builtin harness's `samples_<task>.jsonl`. (lm-eval's logged samples through
 nemo-evaluator are not converted yet.)
 """
@@ -21,7 +24,12 @@ from typing import Any
 
 from pydantic import BaseModel, Field, ValidationError
 
-PER_SAMPLE_FILE = "per_sample.jsonl"
+SUFFIX = ".samples.jsonl"
+
+
+def samples_dir_beside(junit: Path) -> Path:
+    """Where a JUnit file's per-sample files are kept: `gate.xml` -> `gate.samples/`."""
+    return junit.with_name(junit.stem + ".samples")
 
 
 class SampleRecord(BaseModel):
@@ -57,11 +65,11 @@ def _from_builtin(record: dict[str, Any]) -> SampleRecord:
 
 
 def collect_samples(output_dir: Path) -> Path | None:
-    """Write `output_dir/per_sample.jsonl` from what the harness logged there; None when it logged nothing."""
+    """Write `output_dir/<dir name>.samples.jsonl` from what the harness logged there; None when it logged nothing."""
     sources = sorted(Path(output_dir).glob("samples_*.jsonl"))
     if not sources:
         return None
-    target = Path(output_dir) / PER_SAMPLE_FILE
+    target = Path(output_dir) / (Path(output_dir).name + SUFFIX)
     with target.open("w", encoding="utf-8") as out:
         for source in sources:
             for line in source.read_text(encoding="utf-8").splitlines():

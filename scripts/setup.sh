@@ -19,6 +19,14 @@ if ! command -v bwrap >/dev/null 2>&1; then
     fi
 fi
 
+# The HTML report's test opens it in a real headless browser: Debian's `chromium` (about 1 min).
+if ! command -v chromium >/dev/null 2>&1 && [ "$(id -u)" = "0" ] && command -v apt-get >/dev/null 2>&1; then
+    echo "[setup] installing chromium (apt-get; the HTML report test's headless browser)"
+    apt-get install -y -q --no-install-recommends chromium >/dev/null 2>&1 \
+        || { apt-get update -q >/dev/null && apt-get install -y -q --no-install-recommends chromium >/dev/null; } \
+        || echo "[setup] could not install chromium: the HTML browser test will be skipped, with a reason" >&2
+fi
+
 PYTHON="${PYTHON:-python3}"
 if [ ! -x .venv/bin/python ]; then
     echo "[setup] creating .venv"

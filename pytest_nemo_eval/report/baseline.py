@@ -15,7 +15,7 @@ from pytest_nemo_eval.gate import Comparison, ScoreValue, compare_all
 from pytest_nemo_eval.paired import paired_test
 from pytest_nemo_eval.report.junit import read_reports
 from pytest_nemo_eval.results import BenchmarkResult, MetricResult
-from pytest_nemo_eval.samples import SampleRecord, SamplesError, read_samples
+from pytest_nemo_eval.samples import SampleRecord, SamplesError, read_samples, samples_dir_beside
 
 
 def scores_of(metrics: dict[str, MetricResult]) -> dict[str, ScoreValue]:
@@ -93,11 +93,10 @@ class Baseline:
             return None, f"unpaired: {exc}"
 
     def _read(self, samples_file: str) -> dict[str, SampleRecord]:
-        """A baseline's per-sample file: as recorded, or beside the baseline report (a moved artifact)."""
-        path = Path(samples_file)
-        if not path.is_file() and (self.path.parent / path.name).is_file():
-            path = self.path.parent / path.name
-        return read_samples(path)
+        """A baseline's per-sample file: the copy kept beside the baseline report (`gate.samples/`,
+        which a later run in the same output dir cannot overwrite), else the recorded path."""
+        kept = samples_dir_beside(self.path) / Path(samples_file).name
+        return read_samples(kept if kept.is_file() else samples_file)
 
     def _paired(
         self, comparison: Comparison, before_metric: MetricResult,

@@ -1,5 +1,5 @@
 """Exporter: the session's `RunResult` as a plain JSON file beside the JUnit file, for any
-other tool (`gate.xml` -> `gate.results.json`; without --junitxml: `<nemo-output-dir>/results.json`).
+other tool (`gate.xml` -> `gate.results.json`; without --junitxml: `<nemo-output-dir>/results.json`),
 One exporter = one plugin implementing a hook of newhooks.py."""
 
 from __future__ import annotations
@@ -12,12 +12,15 @@ import pytest
 from pytest_nemo_eval.results import RunResult
 
 
-def results_path(config: pytest.Config, output_dir: Path) -> Path:
+def junit_path(config: pytest.Config) -> Path | None:
+    """The --junitxml file, resolved as pytest's junitxml resolves it; None without one."""
     xmlpath = getattr(config.option, "xmlpath", None)
-    if xmlpath:
-        junit = Path(os.path.abspath(os.path.expanduser(xmlpath)))  # as pytest's junitxml resolves it
-        return junit.with_name(junit.stem + ".results.json")
-    return output_dir / "results.json"
+    return Path(os.path.abspath(os.path.expanduser(xmlpath))) if xmlpath else None
+
+
+def results_path(config: pytest.Config, output_dir: Path) -> Path:
+    junit = junit_path(config)
+    return junit.with_name(junit.stem + ".results.json") if junit else output_dir / "results.json"
 
 
 class JsonResultsExporter:

@@ -4,6 +4,8 @@ and the terminal table. The same serial or parallel."""
 
 from __future__ import annotations
 
+import shutil
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import pytest
@@ -25,6 +27,26 @@ def result_of(report: pytest.TestReport) -> BenchmarkResult | None:
     """The result a benchmark's final report carries (serial, or deserialized from a worker)."""
     document = getattr(report, REPORT_ATTRIBUTE, None)
     return BenchmarkResult.model_validate_json(document) if isinstance(document, str) else None
+
+
+def keep_samples(results: list[BenchmarkResult], junit: Path | None) -> list[BenchmarkResult]:
+    """Copy each per-sample file beside the JUnit file (`gate.samples/`, samples.py), so the JUnit
+    file, its JSON twin and its samples travel together as one CI artifact and one later baseline,
+    and a later run reusing the output dir cannot overwrite them. Results name the copies."""
+    if junit is None:
+        return results
+    from pytest_nemo_eval.samples import samples_dir_beside
+
+    folder = samples_dir_beside(junit)
+    kept = []
+    for result in results:
+        source = Path(result.samples_file) if result.samples_file else None
+        if source is not None and source.is_file():
+            folder.mkdir(parents=True, exist_ok=True)
+            copy = Path(shutil.copy2(source, folder / source.name)).resolve()
+            result = result.model_copy(update={"samples_file": str(copy)})
+        kept.append(result)
+    return kept
 
 
 def provenance(target: Target | None, deployments: int, results: list[BenchmarkResult]) -> dict[str, str]:

@@ -99,12 +99,13 @@ class ControllerHooks(ResultReporting):
     def pytest_sessionfinish(self, session: pytest.Session) -> None:
         """The session's RunResult: JUnit suite provenance (before junitxml writes the file),
         then every exporter."""
-        from pytest_nemo_eval.report.summary import add_suite_properties, provenance
+        from pytest_nemo_eval.report.json_file import junit_path
+        from pytest_nemo_eval.report.summary import add_suite_properties, keep_samples, provenance
 
         local = self.state.local
         deployments = local.deployments_started if local is not None else 0
         self.run = RunResult(provenance=provenance(self.state.target, deployments, self.results),
-                             benchmarks=self.results)
+                             benchmarks=keep_samples(self.results, junit_path(self.config)))
         add_suite_properties(self.config, self.run)
         if self.results:
             announce(self.config.hook.pytest_nemo_run_result, self.config, run=self.run)

@@ -5,6 +5,7 @@ suite; different items). JUnit and per-sample files are written here in the plug
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -109,3 +110,16 @@ def test_per_sample_shape_is_documented_fields(tmp_path):
     assert json.loads(path.read_text()) == {"item_id": "7", "prompt": "3+4=", "expected": "7", "response": "7",
                                             "scores": {"exact_match": 1.0}, "cluster": None}
     assert read_samples(path)["7"].score("exact_match.exact_match") == 1.0
+
+
+def test_samples_kept_beside_the_baseline_report_win_over_an_overwritten_output_dir(tmp_path, capsys):
+    """A later run rewrote the recorded per-sample file; the copy kept in `junit.samples/`
+    (report/json_file.py) is what the baseline's scores came from, so the comparison stays paired."""
+    before, after = _pair()
+    base = write_run(tmp_path / "base", "smoke", before)
+    (tmp_path / "base" / "junit.samples").mkdir()
+    shutil.copy(tmp_path / "base" / "per_sample.jsonl", tmp_path / "base" / "junit.samples")
+    now = write_run(tmp_path / "now", "smoke", after)
+    shutil.copy(tmp_path / "now" / "per_sample.jsonl", tmp_path / "base" / "per_sample.jsonl")  # the later run
+    assert main([str(now), "--baseline", str(base)]) == 1
+    assert "REGRESSED mcnemar" in " ".join(capsys.readouterr().out.split())

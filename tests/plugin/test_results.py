@@ -6,11 +6,15 @@ from __future__ import annotations
 
 import json
 import textwrap
+from pathlib import Path
+
+import pytest
 
 from pytest_nemo_eval.gate import Comparison
 from pytest_nemo_eval.report.junit import read_reports
 from pytest_nemo_eval.report.properties import describe_threshold, from_properties, parse_threshold, to_properties
 from pytest_nemo_eval.results import BenchmarkResult, MetricResult, RunResult
+from pytest_nemo_eval.samples import read_samples
 from pytest_nemo_eval.suite import Threshold
 
 from .inner_run import LIMIT, junit_cases
@@ -96,8 +100,8 @@ def test_conftest_exporter_and_json_results_under_xdist(run_inner, suite_file, p
     result = run_inner("exported.yaml", f"--nemo-endpoint={endpoint}", f"--nemo-limit-samples={LIMIT}",
                        "-n", "2", subprocess=True)
     result.assert_outcomes(passed=1, failed=1, errors=1)
-    result.stdout.fnmatch_lines(["*[nemo-eval] exporter UnreachableExporter failed: ConnectionError: "
-                                 "http://127.0.0.1:9 refused the connection*"])
+    assert ("[nemo-eval] exporter UnreachableExporter failed: ConnectionError: "
+            "http://127.0.0.1:9 refused the connection") in result.stdout.str()
 
     exported = [BenchmarkResult.model_validate_json(line)
                 for line in (pytester.path / "exported.jsonl").read_text().splitlines()]
@@ -107,6 +111,12 @@ def test_conftest_exporter_and_json_results_under_xdist(run_inner, suite_file, p
     assert RunResult.model_validate_json((pytester.path / "exported_run.json").read_text()) == run
     assert run.provenance["nemo.endpoint"] == endpoint and run.provenance["nemo.seed"] == "1234"
     by_name = {r.name: r for r in run.benchmarks}
+    # per-sample outputs in samples.py's shape, kept beside the JUnit file; their mean is the score
+    kept = read_samples(by_name["passes"].samples_file)
+    assert Path(by_name["passes"].samples_file).parent == pytester.path / "junit.samples"
+    assert len(kept) == int(LIMIT) and all(r.prompt and r.expected is not None for r in kept.values())
+    mean = sum(r.scores["exact_match"] for r in kept.values()) / len(kept)
+    assert mean == pytest.approx(by_name["passes"].metrics["exact_match"].value)
     assert "UnknownTask" in (by_name["misspelt"].message or "") and not by_name["misspelt"].metrics
     assert by_name["too_high"].outcome == "fail" and by_name["too_high"].metrics["exact_match"].verdict == "fail"
 
