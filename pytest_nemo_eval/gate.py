@@ -169,6 +169,7 @@ class Comparison(BaseModel):
     regressed: bool
     paired: PairedTest | None = None
     note: str | None = None  # what differs between the runs, or why the comparison is unpaired
+    baseline_samples: str | None = None  # the baseline's per-sample file the paired test read
 
     @property
     def method(self) -> str:

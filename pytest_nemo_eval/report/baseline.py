@@ -76,7 +76,8 @@ class Baseline:
                 paired, note = self._paired(comparison, before.metrics[comparison.metric], *samples)
             update: dict[str, object] = {"note": "; ".join(n for n in (suite_note, note) if n) or None}
             if paired is not None:
-                update.update(paired=paired, regressed=paired.regressed(1 - self.confidence, self.tolerance))
+                update.update(paired=paired, regressed=paired.regressed(1 - self.confidence, self.tolerance),
+                              baseline_samples=str(self._path(before.samples_file or "")))
             out.append(comparison.model_copy(update=update))
         return out
 
@@ -92,11 +93,14 @@ class Baseline:
             warnings.warn(NemoBaselineWarning(f"{exc}; comparing {before.benchmark} unpaired"), stacklevel=2)
             return None, f"unpaired: {exc}"
 
-    def _read(self, samples_file: str) -> dict[str, SampleRecord]:
+    def _path(self, samples_file: str) -> Path:
         """A baseline's per-sample file: the copy kept beside the baseline report (`gate.samples/`,
         which a later run in the same output dir cannot overwrite), else the recorded path."""
         kept = samples_dir_beside(self.path) / Path(samples_file).name
-        return read_samples(kept if kept.is_file() else samples_file)
+        return kept if kept.is_file() else Path(samples_file)
+
+    def _read(self, samples_file: str) -> dict[str, SampleRecord]:
+        return read_samples(self._path(samples_file))
 
     def _paired(
         self, comparison: Comparison, before_metric: MetricResult,

@@ -51,6 +51,7 @@ class HarnessOutcome(BaseModel):
     image_digest: str | None = None
     proxy: dict[str, float] = {}
     samples_file: str | None = None
+    proxy_log: str | None = None
 
 
 class GateOutcome(BaseModel):
@@ -161,7 +162,16 @@ def run_benchmark_harness(
         image_digest=run.image_digest,
         proxy=stats,
         samples_file=_per_sample_file(run.output_dir),
+        proxy_log=_proxy_log(target.output_dir, name),
     )
+
+
+def _proxy_log(output_dir: str, route: str) -> str | None:
+    """The proxy's request/response log folder of this route (resources.PROXY_LOG_DIR), if it logged."""
+    from pytest_nemo_eval.runner.resources import PROXY_LOG_DIR
+
+    folder = Path(output_dir) / PROXY_LOG_DIR / route
+    return str(folder.resolve()) if folder.is_dir() else None
 
 
 def _per_sample_file(output_dir: Path) -> str | None:
@@ -270,5 +280,6 @@ def benchmark_result(
         image_digest=harness.image_digest if harness else None,
         proxy=harness.proxy if harness else {},
         samples_file=harness.samples_file if harness else None,
+        proxy_log=harness.proxy_log if harness else None,
         baseline=gate.comparisons if gate is not None else [],
     )

@@ -24,6 +24,7 @@ if TYPE_CHECKING:
 
 STATE_KEY = pytest.StashKey["NemoState"]()
 WORKERINPUT_KEY = "nemo_target"
+EXAMPLE_LOG_ENTRIES = 20
 
 
 class NemoState:
@@ -121,8 +122,12 @@ class NemoState:
         return "docker", f"runtime auto -> docker: {absent}, and no `nemo-evaluator` is on PATH"
 
     def adapter_for(self, benchmark: ResolvedBenchmark) -> dict[str, Any]:
-        """The suite's adapter block with the run's cache mode (and per-checkpoint namespace)."""
+        """The suite's adapter block with the run's cache mode (and per-checkpoint namespace), and
+        the first EXAMPLE_LOG_ENTRIES requests and responses logged (the HTML report's examples)
+        unless the suite configures logging itself."""
         adapter = dict(benchmark.adapter)
+        for kind in ("request_logging", "response_logging"):
+            adapter.setdefault(kind, {"max_entries": EXAMPLE_LOG_ENTRIES})
         cache = adapter.get("cache")
         cache = {"mode": cache} if isinstance(cache, str) else dict(cache or {})
         cache["mode"] = self.options.cache
