@@ -4,6 +4,7 @@
     nemo-eval-report shard*.xml --merge all.xml        # merge xdist/CI shards into one file
     nemo-eval-report gate.xml --format markdown >> "$GITHUB_STEP_SUMMARY"
     nemo-eval-report gate.xml --baseline last-release.xml --tolerance 0.01   # exit 1 on a regression
+    nemo-eval-report gate.xml --baseline last-release.xml --html report.html  # self-contained HTML report
 
 Exit status: 0 fine, 1 a metric regressed versus the baseline, 2 bad input.
 """
@@ -16,7 +17,8 @@ import sys
 from pytest_nemo_eval.report.baseline import Baseline
 from pytest_nemo_eval.report.junit import ReportError, merge_files, read_reports
 from pytest_nemo_eval.report.table import render, rows
-from pytest_nemo_eval.results import BenchmarkResult
+from pytest_nemo_eval.gate import Comparison
+from pytest_nemo_eval.results import RunResult
 
 COMPARE_HEADER = ("benchmark", "metric", "baseline", "current", "change", "allowed drop", "status", "test")
 
@@ -27,6 +29,7 @@ def _parser(prog: str) -> argparse.ArgumentParser:
     parser.add_argument("--format", choices=("text", "markdown"), default="text")
     parser.add_argument("--merge", metavar="OUT.xml", help="also write all test suites into one JUnit file")
     parser.add_argument("--baseline", metavar="BASE.xml", help="JUnit report of the run to compare against")
+    parser.add_argument("--html", metavar="OUT.html", help="also write the self-contained HTML report")
     parser.add_argument("--tolerance", type=float, default=0.0, help="absolute drop allowed on top of the noise")
     parser.add_argument(
         "--confidence", type=float, default=0.95, help="level for the stderr-based noise margin (default 0.95)"
@@ -54,8 +57,13 @@ def main(argv: list[str] | None = None, prog: str = "nemo-eval-report") -> int:
         return 2
     print(render(rows(results.values()), args.format))
     if baseline is None:
-        return 0
-    comparison, regressed, notes = _compare(baseline, results)
+        return _write_html(args.html, report, prog) or 0
+    compared = {bid: baseline.compare(bid, r.metrics, r.samples_file) for bid, r in results.items()}
+    comparison, regressed, notes = _compare(compared)
+    report = report.model_copy(update={"benchmarks": [
+        r.model_copy(update={"baseline": compared[bid] or []}) for bid, r in results.items()]})
+    if _write_html(args.html, report, prog):
+        return 2
     print()
     print(render(comparison, args.format, header=COMPARE_HEADER))
     print()
@@ -67,16 +75,29 @@ def main(argv: list[str] | None = None, prog: str = "nemo-eval-report") -> int:
     return 1 if regressed else 0
 
 
+def _write_html(path: str | None, run: RunResult, prog: str) -> int:
+    """Write the HTML report when asked; 2 (bad output path) or 0."""
+    if not path:
+        return 0
+    from pytest_nemo_eval.report.html import write_html
+
+    try:
+        print(f"{prog}: HTML report written to {write_html(run, path)}", file=sys.stderr)
+    except OSError as exc:
+        print(f"{prog}: cannot write the HTML report {path}: {exc}", file=sys.stderr)
+        return 2
+    return 0
+
+
 def _compare(
-    baseline: Baseline, results: dict[str, BenchmarkResult]
+    compared: dict[str, list[Comparison] | None],
 ) -> tuple[list[tuple[str, ...]], list[str], list[str]]:
     """Rows for every metric found in both reports, the descriptions of the regressions, and per
     metric how it was compared (paired test and flipped items, or why unpaired)."""
     table: list[tuple[str, ...]] = []
     regressed: list[str] = []
     notes: list[str] = []
-    for benchmark, result in results.items():
-        comparisons = baseline.compare(benchmark, result.metrics, result.samples_file)
+    for benchmark, comparisons in compared.items():
         if comparisons is None:
             table.append((benchmark, "-", "-", "-", "-", "-", "NEW (not in baseline)", "-"))
             continue

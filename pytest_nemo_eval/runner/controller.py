@@ -17,7 +17,7 @@ from pytest_nemo_eval.runner.command_line import suite_args
 from pytest_nemo_eval.runner.items import ResultReporting
 from pytest_nemo_eval.runner.plugin_state import WORKERINPUT_KEY, NemoState, state_of
 
-EXPORTER_NAMES = {"json": "nemo-eval-json-results"}
+EXPORTER_NAMES = {"json": "nemo-eval-json-results", "html": "nemo-eval-html-report"}
 
 
 def _is_xdist_controller(config: pytest.Config) -> bool:
@@ -47,9 +47,12 @@ class ControllerHooks(ResultReporting):
         self.state: NemoState = state_of(config)  # validates settings now
         self.results: list[BenchmarkResult] = []
         self.run: RunResult | None = None
+        from pytest_nemo_eval.report.html import HtmlReportExporter
         from pytest_nemo_eval.report.json_file import JsonResultsExporter
 
-        config.pluginmanager.register(JsonResultsExporter(self.state.options.output_dir), EXPORTER_NAMES["json"])
+        options = self.state.options
+        config.pluginmanager.register(JsonResultsExporter(options.output_dir), EXPORTER_NAMES["json"])
+        config.pluginmanager.register(HtmlReportExporter(options.output_dir, options.api_key_env), EXPORTER_NAMES["html"])
         self._previous_sigterm = None
         if threading.current_thread() is threading.main_thread():
             # A CI job cancelled with SIGTERM unwinds like Ctrl-C, so teardown still stops the model.
