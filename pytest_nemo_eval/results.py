@@ -75,6 +75,7 @@ class BenchmarkResult(BaseModel):
     seed: int | None = None
     proxy: dict[str, float] = Field(default_factory=dict)  # ProxyStats counters of this route
     samples_file: str | None = None  # per-sample outputs (samples.py's JSONL), when the harness logged them
+    results_file: str | None = None  # the harness's results.yml
     proxy_log: str | None = None  # folder of the proxy's requests.jsonl / responses.jsonl for this benchmark
     baseline: list[Comparison] = Field(default_factory=list)  # every metric shared with the baseline
 

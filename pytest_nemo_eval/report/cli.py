@@ -5,6 +5,7 @@
     nemo-eval-report gate.xml --format markdown >> "$GITHUB_STEP_SUMMARY"
     nemo-eval-report gate.xml --baseline last-release.xml --tolerance 0.01   # exit 1 on a regression
     nemo-eval-report gate.xml --baseline last-release.xml --html report.html  # self-contained HTML report
+    nemo-eval-report gate.xml --mlflow http://127.0.0.1:5000 --mlflow-experiment release   # (re-)export to MLflow
 
 Exit status: 0 fine, 1 a metric regressed versus the baseline, 2 bad input.
 """
@@ -30,6 +31,8 @@ def _parser(prog: str) -> argparse.ArgumentParser:
     parser.add_argument("--merge", metavar="OUT.xml", help="also write all test suites into one JUnit file")
     parser.add_argument("--baseline", metavar="BASE.xml", help="JUnit report of the run to compare against")
     parser.add_argument("--html", metavar="OUT.html", help="also write the self-contained HTML report")
+    parser.add_argument("--mlflow", metavar="URI", help="export to this MLflow tracking server (updates a re-export)")
+    parser.add_argument("--mlflow-experiment", default="pytest-nemo-eval", help="MLflow experiment (default %(default)s)")
     parser.add_argument("--tolerance", type=float, default=0.0, help="absolute drop allowed on top of the noise")
     parser.add_argument(
         "--confidence", type=float, default=0.95, help="level for the stderr-based noise margin (default 0.95)"
@@ -57,12 +60,12 @@ def main(argv: list[str] | None = None, prog: str = "nemo-eval-report") -> int:
         return 2
     print(render(rows(results.values()), args.format))
     if baseline is None:
-        return _write_html(args.html, report, prog) or 0
+        return _write_html(args.html, report, prog) or _export(args, report, prog)
     compared = {bid: baseline.compare(bid, r.metrics, r.samples_file) for bid, r in results.items()}
     comparison, regressed, notes = _compare(compared)
     report = report.model_copy(update={"benchmarks": [
         r.model_copy(update={"baseline": compared[bid] or []}) for bid, r in results.items()]})
-    if _write_html(args.html, report, prog):
+    if _write_html(args.html, report, prog) or _export(args, report, prog):
         return 2
     print()
     print(render(comparison, args.format, header=COMPARE_HEADER))
@@ -73,6 +76,26 @@ def main(argv: list[str] | None = None, prog: str = "nemo-eval-report") -> int:
         print()
     print(f"{len(regressed)} regression(s) versus {args.baseline}" + (": " + "; ".join(regressed) if regressed else ""))
     return 1 if regressed else 0
+
+
+def _export(args: argparse.Namespace, run: RunResult, prog: str) -> int:
+    """Export to MLflow when asked (the report files and their JSON/HTML siblings as artifacts); 2 on failure."""
+    if not args.mlflow:
+        return 0
+    from pathlib import Path
+
+    from pytest_nemo_eval.report.mlflow_export import MlflowExportError, export_run
+
+    files = [Path(p) for p in args.reports] + [Path(p).with_name(Path(p).stem + ".results.json") for p in args.reports]
+    files += [Path(p).with_suffix(".html") for p in args.reports] + ([Path(args.html)] if args.html else [])
+    try:
+        run_id = export_run(run, args.mlflow, args.mlflow_experiment, files)
+    except MlflowExportError as exc:
+        print(f"{prog}: {exc}", file=sys.stderr)
+        return 2
+    print(f"{prog}: exported to MLflow {args.mlflow}: experiment {args.mlflow_experiment!r}, run {run_id}",
+          file=sys.stderr)
+    return 0
 
 
 def _write_html(path: str | None, run: RunResult, prog: str) -> int:

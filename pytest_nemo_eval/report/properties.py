@@ -5,7 +5,7 @@ Test case properties (one test case = one benchmark):
     nemo.benchmark             <suite>::<benchmark>   (the key reports are joined on)
     nemo.harness, nemo.runtime, nemo.runtime_reason, nemo.image, nemo.image_digest,
     nemo.samples, nemo.duration_s, nemo.suite_sha256, nemo.seed, nemo.outcome, nemo.error,
-    nemo.samples_file, nemo.proxy_log
+    nemo.samples_file, nemo.results_file, nemo.proxy_log
     nemo.code_isolation        the boundary a code benchmark's model-written code ran behind:
                                container | bubblewrap | unsandboxed (harness/builtin/isolation.py)
     nemo.proxy.<counter>       requests, cache_hits, errors, retries, latency_p50_ms, tokens ...
@@ -52,6 +52,7 @@ FACT_FIELDS = (
     "samples",
     "image_digest",
     "samples_file",
+    "results_file",
     "proxy_log",
 )
 _NUMBER = r"[-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?|[-+]?inf"

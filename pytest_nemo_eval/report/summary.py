@@ -49,10 +49,15 @@ def keep_samples(results: list[BenchmarkResult], junit: Path | None) -> list[Ben
     return kept
 
 
-def provenance(target: Target | None, deployments: int, results: list[BenchmarkResult]) -> dict[str, str]:
-    """Provenance of the run: model, versions, suite hashes, seeds, number of deployments."""
+def provenance(
+    target: Target | None, deployments: int, results: list[BenchmarkResult], started: str | None = None
+) -> dict[str, str]:
+    """Provenance of the run: model, versions, suite hashes, seeds, number of deployments, and the
+    session's start time (UTC ISO), which tells sessions apart (exporters find their run by it)."""
     props = dict(target.provenance) if target is not None else {}
     props["nemo.deployments"] = str(deployments)
+    if started:
+        props["nemo.started"] = started
     hashes = {r.suite: r.suite_sha256 for r in results if r.suite_sha256}
     seeds = {r.suite: str(r.seed) for r in results if r.seed is not None}
     for suite, digest in sorted(hashes.items()):

@@ -5,6 +5,7 @@ worker gets runner/worker.py's hooks instead."""
 
 from __future__ import annotations
 
+import datetime
 import signal
 import threading
 
@@ -17,7 +18,7 @@ from pytest_nemo_eval.runner.command_line import suite_args
 from pytest_nemo_eval.runner.items import ResultReporting
 from pytest_nemo_eval.runner.plugin_state import WORKERINPUT_KEY, NemoState, state_of
 
-EXPORTER_NAMES = {"json": "nemo-eval-json-results", "html": "nemo-eval-html-report"}
+EXPORTER_NAMES = {"json": "nemo-eval-json-results", "html": "nemo-eval-html-report", "mlflow": "nemo-eval-mlflow"}
 
 
 def _is_xdist_controller(config: pytest.Config) -> bool:
@@ -47,12 +48,19 @@ class ControllerHooks(ResultReporting):
         self.state: NemoState = state_of(config)  # validates settings now
         self.results: list[BenchmarkResult] = []
         self.run: RunResult | None = None
+        self.started = datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
         from pytest_nemo_eval.report.html import HtmlReportExporter
         from pytest_nemo_eval.report.json_file import JsonResultsExporter
 
         options = self.state.options
         config.pluginmanager.register(JsonResultsExporter(options.output_dir), EXPORTER_NAMES["json"])
         config.pluginmanager.register(HtmlReportExporter(options.output_dir, options.api_key_env), EXPORTER_NAMES["html"])
+        from pytest_nemo_eval.report.mlflow_export import MlflowExporter, tracking_uri_from
+
+        uri = tracking_uri_from(options.mlflow_uri)
+        if uri:
+            exporter = MlflowExporter(uri, options.mlflow_experiment, options.output_dir)
+            config.pluginmanager.register(exporter, EXPORTER_NAMES["mlflow"])
         self._previous_sigterm = None
         if threading.current_thread() is threading.main_thread():
             # A CI job cancelled with SIGTERM unwinds like Ctrl-C, so teardown still stops the model.
@@ -107,7 +115,7 @@ class ControllerHooks(ResultReporting):
 
         local = self.state.local
         deployments = local.deployments_started if local is not None else 0
-        self.run = RunResult(provenance=provenance(self.state.target, deployments, self.results),
+        self.run = RunResult(provenance=provenance(self.state.target, deployments, self.results, self.started),
                              benchmarks=keep_samples(self.results, junit_path(self.config)))
         add_suite_properties(self.config, self.run)
         if self.results:

@@ -52,6 +52,7 @@ class HarnessOutcome(BaseModel):
     proxy: dict[str, float] = {}
     samples_file: str | None = None
     proxy_log: str | None = None
+    results_file: str | None = None
 
 
 class GateOutcome(BaseModel):
@@ -163,6 +164,7 @@ def run_benchmark_harness(
         proxy=stats,
         samples_file=_per_sample_file(run.output_dir),
         proxy_log=_proxy_log(target.output_dir, name),
+        results_file=str((run.output_dir / "results.yml").resolve()) if (run.output_dir / "results.yml").is_file() else None,
     )
 
 
@@ -281,5 +283,6 @@ def benchmark_result(
         proxy=harness.proxy if harness else {},
         samples_file=harness.samples_file if harness else None,
         proxy_log=harness.proxy_log if harness else None,
+        results_file=harness.results_file if harness else None,
         baseline=gate.comparisons if gate is not None else [],
     )

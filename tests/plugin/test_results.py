@@ -87,8 +87,9 @@ CONFTEST_EXPORTER = """
 
 def test_conftest_exporter_and_json_results_under_xdist(run_inner, suite_file, pytester, endpoint):
     """Three benchmarks (pass, fail, error) on two xdist workers: the controller announces each
-    result once to a conftest exporter, an exporter that raises costs one line and nothing else,
-    and the JSON results file beside the JUnit file holds exactly the JUnit file's numbers."""
+    result once to a conftest exporter, an exporter that raises (or an unreachable MLflow server)
+    costs one line and nothing else, and the JSON results file beside the JUnit file holds exactly
+    the JUnit file's numbers."""
     pytester.makeconftest(textwrap.dedent(CONFTEST_EXPORTER))
     suite_file("exported", """\
         defaults: {runtime: local}
@@ -98,8 +99,10 @@ def test_conftest_exporter_and_json_results_under_xdist(run_inner, suite_file, p
           - {name: misspelt, harness: builtin, task: demo_adition}
     """)
     result = run_inner("exported.yaml", f"--nemo-endpoint={endpoint}", f"--nemo-limit-samples={LIMIT}",
-                       "-n", "2", subprocess=True)
+                       "-n", "2", "--nemo-mlflow-uri=http://127.0.0.1:9", subprocess=True)
     result.assert_outcomes(passed=1, failed=1, errors=1)
+    # an unreachable MLflow server: one line; the results below are all still there
+    assert "[nemo-eval] MLflow export to http://127.0.0.1:9 failed: " in result.stdout.str()
     assert ("[nemo-eval] exporter UnreachableExporter failed: ConnectionError: "
             "http://127.0.0.1:9 refused the connection") in result.stdout.str()
 
