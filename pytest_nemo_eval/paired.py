@@ -19,6 +19,7 @@ from statistics import NormalDist
 from typing import Literal
 
 import numpy as np
+from numpy.typing import NDArray
 from pydantic import BaseModel
 
 MIN_PAIRED_ITEMS = 10  # below this no paired verdict (as nel gate)
@@ -55,11 +56,11 @@ class PairedTest(BaseModel):
                 f"{len(self.worse)} worse / {len(self.better)} better, detectable drop {self.mde:.4f}")
 
 
-def _is_binary(values: np.ndarray) -> bool:
+def _is_binary(values: NDArray[np.float64]) -> bool:
     return bool(np.all((values == 0) | (values == 1)))
 
 
-def clustered_stderr(diffs: np.ndarray, clusters: Sequence[str] | None) -> float:
+def clustered_stderr(diffs: NDArray[np.float64], clusters: Sequence[str] | None) -> float:
     """Standard error of the mean of `diffs`; with clusters, the cluster-robust (CR0) form
     sqrt(sum_c (sum_{i in c} (d_i - mean))^2) / n, which is larger when items of a cluster move together."""
     n = len(diffs)
@@ -74,14 +75,14 @@ def clustered_stderr(diffs: np.ndarray, clusters: Sequence[str] | None) -> float
     return math.sqrt(correction * sum(s * s for s in sums.values())) / n
 
 
-def _permutation_p(diffs: np.ndarray, clusters: Sequence[str] | None, seed: int, permutations: int) -> float:
+def _permutation_p(diffs: NDArray[np.float64], clusters: Sequence[str] | None, seed: int, permutations: int) -> float:
     """One-sided sign-flip permutation p-value of mean(diffs) > 0 (whole clusters flip together)."""
     if clusters is None:
         groups = diffs
     else:
         index: dict[str, int] = {}
         codes = np.array([index.setdefault(c, len(index)) for c in clusters])
-        groups = np.bincount(codes, weights=diffs)
+        groups = np.bincount(codes, weights=diffs).astype(np.float64)
     observed = groups.sum()
     rng = np.random.default_rng(seed)
     hits, done = 0, 0

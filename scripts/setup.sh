@@ -41,6 +41,17 @@ pip install -q --disable-pip-version-check -c constraints.txt -e "$target" 2>&1 
 python -W ignore -c "import torch, megatron.core, pytriton, pytest_nemo_eval" \
     || { echo "[setup] the Python environment is incomplete (see pip output above)" >&2; exit 1; }
 
+# The MLflow export tests start a real `mlflow server`; its pins conflict with ours, so it lives in its
+# own venv (the plugin needs only the client, mlflow-skinny). About 1 min; only with the test extra.
+if [[ ",${NEMO_EVAL_EXTRAS:-}," == *",test,"* ]] && [ ! -x .venv-mlflow/bin/mlflow ]; then
+    echo "[setup] creating .venv-mlflow (the MLflow server the export tests start)"
+    "$PYTHON" -m venv .venv-mlflow
+    .venv-mlflow/bin/pip install -q --disable-pip-version-check -c fixtures/mlflow_server/constraints.txt \
+        "mlflow==3.17.2" 2>&1 | grep -v "is ignored: it is neither" || true
+    .venv-mlflow/bin/mlflow --version >/dev/null \
+        || echo "[setup] the MLflow server venv is incomplete: the MLflow export tests will be skipped" >&2
+fi
+
 if [ "${NEMO_EVAL_SKIP_DOCKER:-0}" != "1" ]; then
     bash scripts/start_docker.sh || echo "[setup] no Docker daemon: the container tests will be skipped, with a reason"
 fi

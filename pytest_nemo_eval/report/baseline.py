@@ -12,7 +12,7 @@ import warnings
 from pathlib import Path
 
 from pytest_nemo_eval.gate import Comparison, ScoreValue, compare_all
-from pytest_nemo_eval.paired import paired_test
+from pytest_nemo_eval.paired import PairedTest, paired_test
 from pytest_nemo_eval.report.junit import read_reports
 from pytest_nemo_eval.results import BenchmarkResult, MetricResult
 from pytest_nemo_eval.samples import SampleRecord, SamplesError, read_samples, samples_dir_beside
@@ -105,7 +105,7 @@ class Baseline:
     def _paired(
         self, comparison: Comparison, before_metric: MetricResult,
         before: dict[str, SampleRecord], now: dict[str, SampleRecord],
-    ):
+    ) -> tuple[PairedTest | None, str | None]:
         metric = comparison.metric
         old = {i: s for i, r in before.items() if (s := r.score(metric)) is not None}
         new = {i: s for i, r in now.items() if (s := r.score(metric)) is not None}

@@ -155,7 +155,7 @@ def _read_log(path: Path) -> list[dict[str, Any]]:
 def _response_text(body: Any) -> str | None:
     try:
         choice = body["choices"][0]
-        return choice["text"] if "text" in choice else choice["message"]["content"]
+        return str(choice["text"] if "text" in choice else choice["message"]["content"])
     except (KeyError, IndexError, TypeError):
         return None
 
@@ -163,8 +163,9 @@ def _response_text(body: Any) -> str | None:
 def _prompt(body: Any) -> str | None:
     if not isinstance(body, dict):
         return None
-    if isinstance(body.get("prompt"), str):
-        return body["prompt"]
+    prompt = body.get("prompt")
+    if isinstance(prompt, str):
+        return prompt
     messages = body.get("messages")
     if isinstance(messages, list) and messages and isinstance(messages[-1], dict):
         return str(messages[-1].get("content"))

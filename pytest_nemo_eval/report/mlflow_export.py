@@ -103,13 +103,14 @@ def export_run(run: RunResult, tracking_uri: str, experiment: str = DEFAULT_EXPE
         experiment_id = found.experiment_id if found else client.create_experiment(experiment)
         key = run_key(run)
         existing = client.search_runs([experiment_id], filter_string=f"tags.`{RUN_KEY_TAG}` = '{key}'", max_results=1)
+        run_id: str
+        logged: dict[str, str] = {}
         if existing:
             run_id = existing[0].info.run_id
             logged = existing[0].data.params
         else:
             name = f"{run.provenance.get('nemo.model_id', 'model')} {run.provenance.get('nemo.started', '')}".strip()
             run_id = client.create_run(experiment_id, tags={"mlflow.runName": name}).info.run_id
-            logged = {}
         params = [Param(k, v) for k, v in params_of(run).items() if k not in logged]
         metrics = [Metric(k, v, 0, 0) for k, v in metrics_of(run).items()]
         tags = [RunTag(k, v) for k, v in tags_of(run).items()]
