@@ -12,8 +12,10 @@ value of the task's cluster field when it names one (for clustered standard erro
 After the session the files are also copied beside the JUnit file, into `<junit stem>.samples/`
 (report/json_file.py), so a JUnit file kept as a baseline keeps its samples even when a later
 run reuses the output directory.
-Sources: the builtin harness's `samples_<task>.jsonl`. (lm-eval's logged samples through
-nemo-evaluator are not converted yet.)
+Sources: the builtin harness's `samples_<task>.jsonl`, and lm-eval's `--log_samples` files
+(`samples_<task>_<time>.jsonl`, which NeMo Evaluator's lm-evaluation-harness always writes:
+item id = `doc_id`, prompt = the first request's context, response = the filtered response,
+scores = each logged metric, `<metric>__<filter>` as eval-factory names filtered metrics).
 """
 
 from __future__ import annotations
@@ -64,17 +66,65 @@ def _from_builtin(record: dict[str, Any]) -> SampleRecord:
     )
 
 
+def _lm_eval_scores(record: dict[str, Any]) -> dict[str, float]:
+    """lm-eval logs each metric under its name; eval-factory reports a filtered one as `<metric>__<filter>`."""
+    scores: dict[str, float] = {}
+    flt = str(record.get("filter") or "none")
+    for metric in record.get("metrics") or []:
+        value = record.get(metric)
+        if isinstance(value, (bool, int, float)):
+            if flt != "none":
+                scores[f"{metric}__{flt}"] = float(value)
+            scores.setdefault(metric, float(value))  # the bare name: the unfiltered, else the first filter
+    return scores
+
+
+def _from_lm_eval(record: dict[str, Any]) -> SampleRecord:
+    """One line of lm-eval's `--log_samples` output (`samples_<task>_<time>.jsonl`), which NeMo
+    Evaluator's lm-eval harness always writes under its output dir."""
+    arguments: Any = record.get("arguments") or []
+    prompt: Any = None
+    if isinstance(arguments, dict) and arguments:  # as written to disk: {"gen_args_0": {"arg_0": context, ...}}
+        first = next(iter(arguments.values()))
+        prompt = first.get("arg_0") if isinstance(first, dict) else first
+    elif isinstance(arguments, list) and arguments:  # in memory: [(context, continuation or gen_kwargs), ...]
+        first = arguments[0]
+        prompt = first[0] if isinstance(first, (list, tuple)) and first else first
+    responses = record.get("filtered_resps") or record.get("resps") or []
+    response = responses[0] if len(responses) == 1 else responses
+    while isinstance(response, list) and len(response) == 1:
+        response = response[0]
+    return SampleRecord(
+        item_id=str(record["doc_id"]),
+        prompt=_text(prompt),
+        expected=record.get("target"),
+        response=_text(response),
+        scores=_lm_eval_scores(record),
+    )
+
+
+def _text(value: Any) -> str:
+    return value if isinstance(value, str) else json.dumps(value, ensure_ascii=False, default=str)
+
+
 def collect_samples(output_dir: Path) -> Path | None:
     """Write `output_dir/<dir name>.samples.jsonl` from what the harness logged there; None when it logged nothing."""
-    sources = sorted(Path(output_dir).glob("samples_*.jsonl"))
+    sources = sorted(Path(output_dir).rglob("samples_*.jsonl"))  # lm-eval writes under <output>/<model>/
     if not sources:
         return None
+    records: dict[str, SampleRecord] = {}
+    for source in sources:
+        for line in source.read_text(encoding="utf-8").splitlines():
+            if not line.strip():
+                continue
+            raw = json.loads(line)
+            record = _from_lm_eval(raw) if "doc_id" in raw else _from_builtin(raw)
+            if record.item_id in records:  # lm-eval logs a document once per filter: merge the scores
+                records[record.item_id].scores.update(record.scores)
+            else:
+                records[record.item_id] = record
     target = Path(output_dir) / (Path(output_dir).name + SUFFIX)
-    with target.open("w", encoding="utf-8") as out:
-        for source in sources:
-            for line in source.read_text(encoding="utf-8").splitlines():
-                if line.strip():
-                    out.write(_from_builtin(json.loads(line)).model_dump_json() + "\n")
+    target.write_text("".join(r.model_dump_json() + "\n" for r in records.values()), encoding="utf-8")
     return target
 
 
