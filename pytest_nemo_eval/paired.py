@@ -129,6 +129,8 @@ def paired_test(
     z = NormalDist().inv_cdf(1 - alpha / 2)
     drop = float(diffs.mean())
     mde = (NormalDist().inv_cdf(1 - alpha) + NormalDist().inv_cdf(POWER)) * se
+    if method == "mcnemar":  # with no discordant items se is 0; no drop below k/n is ever significant,
+        mde = max(mde, math.ceil(math.log2(1 / alpha)) / len(ids))  # k = fewest all-worse flips with 0.5^k < alpha
     return PairedTest(
         method=method, n=len(ids), baseline_mean=float(before.mean()), current_mean=float(after.mean()),
         drop=drop, drop_ci_low=drop - z * se, drop_ci_high=drop + z * se, stderr=se, p_value=float(p),
