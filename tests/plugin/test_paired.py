@@ -75,14 +75,14 @@ def test_permutation_for_graded_scores_false_alarms_and_power():
     rng = np.random.default_rng(11)
     ids = [str(i) for i in range(60)]
     alarms = 0
-    trials = 200
+    trials = 1000
     for _ in range(trials):
         base = rng.random(60)
-        now = np.clip(base + rng.normal(0, 0.05, 60), 0, 1)
+        now = base + rng.normal(0, 0.05, 60)  # graded scores, no true change
         test = paired_test(dict(zip(ids, base)), dict(zip(ids, now)), alpha=ALPHA, seed=1, permutations=999)
         assert test.method == "permutation"
         alarms += test.regressed(ALPHA)
-    assert alarms / trials <= ALPHA + 0.03, alarms  # permutation test is exact up to Monte-Carlo error
+    assert alarms / trials <= ALPHA, alarms
     base = rng.random(60)
     worse = paired_test(dict(zip(ids, base)), dict(zip(ids, base - 0.03 + rng.normal(0, 0.02, 60))), seed=1)
     assert worse.regressed(ALPHA) and worse.drop == pytest.approx(0.03, abs=0.01)
