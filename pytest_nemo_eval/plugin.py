@@ -98,13 +98,14 @@ def nemo_proxy(nemo_target):
 
 
 @pytest.fixture
-def nemo_benchmark(pytestconfig: pytest.Config, nemo_target):
+def nemo_benchmark(request: pytest.FixtureRequest, pytestconfig: pytest.Config, nemo_target):
     """Run a benchmark from a Python test: `nemo_benchmark({name, harness, task, thresholds, ...},
     defaults={...}) -> outcome`; `outcome.check()` asserts like a suite item, `outcome.scores`
-    holds every score. Uses the run's deployment and proxy (see runner/api.py)."""
+    holds every score. Uses the run's deployment and proxy (see runner/api.py); the results join the
+    run's JSON/HTML/MLflow exports."""
     import functools
 
     from pytest_nemo_eval.runner.api import run_benchmark
     from pytest_nemo_eval.runner.plugin_state import state_of
 
-    return functools.partial(run_benchmark, state_of(pytestconfig))
+    return functools.partial(run_benchmark, state_of(pytestconfig), node=request.node)

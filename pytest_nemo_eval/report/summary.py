@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import pytest
+from pydantic import TypeAdapter
 
 from pytest_nemo_eval.report.table import render, rows
 from pytest_nemo_eval.results import BenchmarkResult, RunResult
@@ -16,17 +17,20 @@ from pytest_nemo_eval.results import BenchmarkResult, RunResult
 if TYPE_CHECKING:
     from pytest_nemo_eval.runner.resources import Target
 
-REPORT_ATTRIBUTE = "nemo_result"  # TestReport attribute holding a BenchmarkResult as JSON (survives xdist)
+REPORT_ATTRIBUTE = "nemo_results"  # TestReport attribute: the test's BenchmarkResults as one JSON document
+_RESULTS = TypeAdapter(list[BenchmarkResult])
 
 
-def attach(report: pytest.TestReport, result: BenchmarkResult) -> None:
-    setattr(report, REPORT_ATTRIBUTE, result.model_dump_json())
+def attach(report: pytest.TestReport, results: list[BenchmarkResult]) -> None:
+    """A suite item's final report carries its one result; a Python test's call report those of the
+    `nemo_benchmark` calls it made. A string attribute, so pytest serializes it for xdist."""
+    setattr(report, REPORT_ATTRIBUTE, _RESULTS.dump_json(results).decode())
 
 
-def result_of(report: pytest.TestReport) -> BenchmarkResult | None:
-    """The result a benchmark's final report carries (serial, or deserialized from a worker)."""
+def results_of(report: pytest.TestReport) -> list[BenchmarkResult]:
+    """The results a report carries (serial, or deserialized from a worker); [] for any other report."""
     document = getattr(report, REPORT_ATTRIBUTE, None)
-    return BenchmarkResult.model_validate_json(document) if isinstance(document, str) else None
+    return _RESULTS.validate_json(document) if isinstance(document, str) else []
 
 
 def keep_samples(results: list[BenchmarkResult], junit: Path | None) -> list[BenchmarkResult]:

@@ -28,9 +28,11 @@ if TYPE_CHECKING:
 
 
 def run_benchmark(
-    state: NemoState, spec: dict[str, Any] | Benchmark, *, suite: str = "python", defaults: dict[str, Any] | None = None
+    state: NemoState, spec: dict[str, Any] | Benchmark, *, suite: str = "python", defaults: dict[str, Any] | None = None,
+    node: pytest.Item | None = None,
 ) -> GateOutcome:
-    """Validate `spec` like a suite entry, run it, return the verdict (does not raise on a miss)."""
+    """Validate `spec` like a suite entry, run it, return the verdict (does not raise on a miss).
+    With the calling test's `node`, its result joins the run's (JSON, HTML, MLflow, our hooks)."""
     from pytest_nemo_eval.runner import prerequisites
 
     benchmark = spec if isinstance(spec, Benchmark) else Benchmark.model_validate(spec)
@@ -56,4 +58,8 @@ def run_benchmark(
     message = outcome.failure_message()
     outcome.result = benchmark_result(resolved, status="failed" if message else "passed", setup=setup,
                                       harness=harness, gate=outcome, message=message)
+    if node is not None:
+        from pytest_nemo_eval.runner.items import API_RESULTS
+
+        node.stash.setdefault(API_RESULTS, []).append(outcome.result)
     return outcome

@@ -99,10 +99,9 @@ class ControllerHooks(ResultReporting):
 
     def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
         """A benchmark's final report (from this process or an xdist worker) carries its result."""
-        from pytest_nemo_eval.report.summary import result_of
+        from pytest_nemo_eval.report.summary import results_of
 
-        result = result_of(report)
-        if result is not None:
+        for result in results_of(report):
             self.results.append(result)
             announce(self.config.hook.pytest_nemo_benchmark_result, self.config, result=result)
 

@@ -27,7 +27,8 @@ from pytest_nemo_eval.runner.execute import (
 )
 from pytest_nemo_eval.suite import ResolvedBenchmark, SuiteError, load_suite
 
-TIMEOUT_GRACE_S = 30.0  # pytest-timeout backstop beyond the harness's own time limit
+TIMEOUT_GRACE_S = 30.0
+API_RESULTS = pytest.StashKey[list[BenchmarkResult]]()  # a Python test's `nemo_benchmark` results  # pytest-timeout backstop beyond the harness's own time limit
 
 
 class NemoInconclusiveWarning(UserWarning):
@@ -136,8 +137,10 @@ class ResultReporting:
     def pytest_runtest_makereport(self, item: pytest.Item, call: pytest.CallInfo[None]):
         report: pytest.TestReport = yield
         final = report.when == "call" or (report.when == "setup" and not report.passed)
-        if isinstance(item, BenchmarkItem) and final:
-            from pytest_nemo_eval.report.summary import attach
+        from pytest_nemo_eval.report.summary import attach
 
-            attach(report, item.finish(report))
+        if isinstance(item, BenchmarkItem) and final:
+            attach(report, [item.finish(report)])
+        elif report.when == "call" and item.stash.get(API_RESULTS, None):
+            attach(report, item.stash[API_RESULTS])
         return report
