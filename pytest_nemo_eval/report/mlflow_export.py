@@ -92,8 +92,13 @@ def artifacts_of(run: RunResult, extra: list[Path]) -> list[tuple[Path, str]]:
 def export_run(run: RunResult, tracking_uri: str, experiment: str = DEFAULT_EXPERIMENT,
                artifacts: list[Path] | None = None) -> str:
     """Create or update the session's MLflow run; its run id. `MlflowExportError` on failure."""
-    from mlflow.entities import Metric, Param, RunTag
-    from mlflow.tracking import MlflowClient
+    try:
+        from mlflow.entities import Metric, Param, RunTag
+        from mlflow.tracking import MlflowClient
+    except ImportError:
+        raise MlflowExportError(
+            "MLflow export needs the MLflow client: pip install 'pytest-nemo-eval[mlflow]' (mlflow-skinny)"
+        ) from None
 
     os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "1")  # an unreachable server: fail in seconds
     os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", "20")
