@@ -104,7 +104,7 @@ def run_benchmark_harness(
                 image=image,
                 timeout_s=benchmark.timeout_s,
                 limit_samples=state.options.limit_samples or benchmark.limit_samples,
-                parallelism=benchmark.parallelism,
+                parallelism=benchmark.parallelism or target.default_parallelism,  # replicas: resources.py
                 log_prefix=f"[{benchmark.name}] ",
                 mounts=benchmark.mounts,
                 env=benchmark.env,

@@ -23,6 +23,7 @@ from pydantic import BaseModel
 from pytest_nemo_eval.runner.settings import NemoOptions
 
 DEPLOYMENTS_LOG = "deployments.log"
+MAX_HARNESS_PARALLELISM = 256  # the builtin harness's limit
 
 
 class TargetUnavailable(RuntimeError):
@@ -39,6 +40,16 @@ class Target(BaseModel):
     cache: str
     cache_namespace: str | None = None  # the checkpoint's hash keeps caches of different weights apart
     provenance: dict[str, str]
+    # a harness's parallelism when its suite sets none: enough requests to keep every replica's batch busy
+    default_parallelism: int | None = None
+
+
+def default_parallelism(options: NemoOptions) -> int | None:
+    """N > 1 replicas: N x max_batch_size requests in flight per harness (each replica batches up to
+    max_batch_size); one copy of the model keeps the harness's own default."""
+    if options.endpoint or options.replicas <= 1:
+        return None
+    return min(options.replicas * options.max_batch_size, MAX_HARNESS_PARALLELISM)
 
 
 def check_endpoint(url: str, api_key_env: str | None, timeout_s: float = 10.0) -> list[str]:
@@ -151,6 +162,9 @@ class LocalResources:
             provenance["nemo.checkpoint"] = str(checkpoint)
             provenance["nemo.checkpoint_sha256"] = checkpoint_sha256(checkpoint)
         provenance["nemo.model_id"] = model_id
+        if not opts.endpoint:
+            provenance["nemo.serving_backend"] = opts.serving_backend
+            provenance["nemo.replicas"] = str(opts.replicas)
         provenance["nemo.deploy_seconds"] = f"{self.deploy_seconds:.2f}"
         from pytest_nemo_eval.adapters.server import ProxyServer
 
@@ -171,6 +185,7 @@ class LocalResources:
                 f"{model_id}-{provenance['nemo.checkpoint_sha256'][:16]}" if "nemo.checkpoint_sha256" in provenance else None
             ),
             provenance=provenance,
+            default_parallelism=default_parallelism(opts),
         )
 
     def _checkpoint_path(self) -> Path:
@@ -198,6 +213,10 @@ class LocalResources:
             max_batch_size=opts.max_batch_size,
             tensor_parallel=opts.tensor_parallel,
             pipeline_parallel=opts.pipeline_parallel,
+            backend=opts.serving_backend,
+            replicas=opts.replicas,
+            replica_cpus=opts.replica_cpus,
+            ray_address=opts.ray_address,
             startup_timeout_s=opts.startup_timeout,
             log_path=output_dir / "deploy.log",
         )
