@@ -25,6 +25,8 @@ import yaml
 
 from pytest_nemo_eval.harness.runtime import HarnessInvocation, run_harness
 
+pytestmark = pytest.mark.serving_backends("pytriton", "ray")  # the same answers from either backend
+
 DATA = Path(__file__).resolve().parents[2] / "pytest_nemo_eval" / "harness" / "builtin" / "data"
 LIMIT = 30  # items per task: enough to compare sample by sample, quick on two CPU cores
 
