@@ -128,6 +128,7 @@ class LocalResources:
         self.target: Target | None = None
         self.deployments_started = 0
         self.deploy_seconds = 0.0
+        self.watch = None  # runner.deployment_watch.DeploymentWatch while a deployment of ours runs
         self._lock = threading.Lock()
 
     def start(self) -> "LocalResources":
@@ -230,10 +231,42 @@ class LocalResources:
         with open(output_dir / DEPLOYMENTS_LOG, "a") as log:
             log.write(json.dumps({"pid": os.getpid(), "url": self.deployment.url, "time": time.time()}) + "\n")
         self.progress(f"[nemo-eval] deployed {self.deployment.model_id} at {self.deployment.url}")
+        from pytest_nemo_eval.runner.deployment_watch import DeploymentEvents, DeploymentWatch
+
+        DeploymentEvents(output_dir).path.unlink(missing_ok=True)  # a previous run's deaths are not this run's
+        self.watch = DeploymentWatch(self.deployment, output_dir, self._redeploy, progress=self.progress).start()
         return self.deployment.url, self.deployment.model_id
+
+    def _redeploy(self):
+        """The deployment died: end what is left of it, then deploy again on the same port (the proxy's
+        upstream URL stays valid). Called once, from the watch's thread."""
+        from urllib.parse import urlsplit
+
+        from pytest_nemo_eval.serving.launcher import Deployment
+
+        dead = self.deployment
+        if dead is None:
+            raise TargetUnavailable("the run is stopping")
+        dead.stop()
+        port = urlsplit(dead.url).port
+        settings = dead.settings.model_copy(update={"port": port})
+        self.progress(f"[nemo-eval] redeploying {settings.checkpoint} on port {port} ...")
+        fresh = Deployment(settings)
+        fresh.start()  # DeploymentError: the watch declares the deployment lost
+        if self.watch is None:  # the run stopped while the redeploy loaded the model
+            fresh.stop()
+            raise TargetUnavailable("the run stopped during the redeploy")
+        self.deployment = fresh
+        self.deployments_started += 1
+        with open(Path(settings.log_path).parent / DEPLOYMENTS_LOG, "a") as log:
+            log.write(json.dumps({"pid": os.getpid(), "url": fresh.url, "time": time.time(), "redeploy": True}) + "\n")
+        return fresh
 
     def stop(self) -> None:
         """Stop the proxy, then the deployment; safe to call twice and after a failed start."""
+        watch, self.watch = self.watch, None
+        if watch is not None:
+            watch.stop()  # first: stopping the deployment below is no death
         proxy, deployment = self.proxy, self.deployment
         self.proxy = self.deployment = None
         try:

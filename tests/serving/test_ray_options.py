@@ -94,3 +94,15 @@ def test_nemo_eval_deploy_refuses_zero_replicas(tmp_path):
                            str(tmp_path), "--port", "0", "--replicas", "0", "--serving-backend", "ray"],
                           capture_output=True, text=True, timeout=120)
     assert done.returncode == 2 and "--replicas must be at least 1 (got 0)" in done.stderr, done.stderr
+
+
+def test_harness_parallelism_follows_the_replicas_unless_the_suite_sets_it():
+    from pytest_nemo_eval.runner.resources import default_parallelism
+    from pytest_nemo_eval.runner.settings import NemoOptions
+
+    assert default_parallelism(NemoOptions(checkpoint="demo")) is None  # one copy: the harness's own default
+    ray_x1 = NemoOptions(checkpoint="demo", serving_backend="ray", replicas=1)
+    assert default_parallelism(ray_x1) is None
+    ray_x4 = NemoOptions(checkpoint="demo", serving_backend="ray", replicas=4, max_batch_size=8)
+    assert default_parallelism(ray_x4) == 32  # every replica's batch full
+    assert default_parallelism(ray_x4.model_copy(update={"max_batch_size": 128})) == 256  # the harness's limit

@@ -26,12 +26,16 @@ import asyncio
 import logging
 import math
 import os
+import signal
 import socket
+import threading
 import time
 import uuid
 from concurrent.futures import Future
 from pathlib import Path
 from typing import Any, Iterator
+
+import psutil
 
 from pytest_nemo_eval.serving.backend import BackendUnavailable, Health, ModelInfo
 from pytest_nemo_eval.serving.generation import (
@@ -49,6 +53,7 @@ OWN_HEAD_OBJECT_STORE_BYTES = 200 * 1024**2  # the replicas exchange small JSON-
 CONNECT_TIMEOUT_S = 10.0
 REQUEST_TIMEOUT_S = 600.0
 REPORT_EVERY_S = 0.25
+HEAD_EXIT_GRACE_S = 5.0
 
 
 # -- inside the cluster ---------------------------------------------------------------------------
@@ -226,6 +231,7 @@ class RayBackend:
         else:
             _check_reachable(address)
             kwargs["address"] = address
+        handlers = _signal_handlers()
         try:
             ray.init(**kwargs)
         except (ConnectionError, RuntimeError, ValueError) as exc:
@@ -235,6 +241,8 @@ class RayBackend:
                 f"Cannot connect to the Ray cluster at --nemo-ray-address {address} ({type(exc).__name__}: {exc}). "
                 "Start it (`ray start --head` on the head node), or fix the address (auto, HOST:PORT of the "
                 "head's GCS, or ray://HOST:10001), or drop the option to run a private local head.") from None
+        finally:
+            _restore(handlers)
         self._connected = True
 
     def _replica_resources(self, ray) -> dict[str, float]:
@@ -265,6 +273,9 @@ class RayBackend:
         from ray import serve
 
         self._handle = self._stream_handle = None
+        # our head's processes (GCS, raylet, its agents, workers): ray.shutdown() stops the head, but its
+        # agents were measured to outlive it by 30 s and more; whatever is left after a grace is killed
+        head = psutil.Process().children(recursive=True) if self.owns_cluster else []
         try:
             if self._deployed:
                 try:
@@ -279,6 +290,7 @@ class RayBackend:
         finally:
             self._connected = self._deployed = False
             ray.shutdown()
+            _end(head, grace_s=HEAD_EXIT_GRACE_S)
 
     # -- serving ------------------------------------------------------------------------------------
     def generate(self, requests: list[GenerationRequest]) -> list[GenerationResult]:
@@ -340,6 +352,30 @@ class RayBackend:
         if running == 0:
             return Health(False, f"no replica is running (application {status.status}: {status.message})")
         return Health(True)
+
+
+def _signal_handlers() -> dict:
+    """SIGTERM/SIGINT handlers before ray.init, which installs a native handler that kills the driver on the
+    spot (measured: SIGTERM ended `nemo-eval deploy` mid-cleanup, its head's agents left running)."""
+    if threading.current_thread() is not threading.main_thread():
+        return {}
+    return {sig: signal.getsignal(sig) for sig in (signal.SIGTERM, signal.SIGINT)}
+
+
+def _restore(handlers: dict) -> None:
+    for sig, handler in handlers.items():
+        if handler is not None:
+            signal.signal(sig, handler)
+
+
+def _end(processes: list, grace_s: float) -> None:
+    _gone, alive = psutil.wait_procs(processes, timeout=grace_s)
+    for proc in alive:
+        try:
+            proc.kill()
+        except psutil.NoSuchProcess:
+            pass
+    psutil.wait_procs(alive, timeout=grace_s)
 
 
 def _result(answer: dict) -> GenerationResult:
