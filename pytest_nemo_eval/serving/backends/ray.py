@@ -197,6 +197,7 @@ class RayBackend:
 
     # -- lifecycle ----------------------------------------------------------------------------------
     def start(self) -> ModelInfo:
+        os.environ["RAY_ENABLE_AUTO_CONNECT"] = "0"  # no Ray call of this process may start a cluster by itself
         import ray
         from ray import serve
 
@@ -276,21 +277,28 @@ class RayBackend:
         # our head's processes (GCS, raylet, its agents, workers): ray.shutdown() stops the head, but its
         # agents were measured to outlive it by 30 s and more; whatever is left after a grace is killed
         head = psutil.Process().children(recursive=True) if self.owns_cluster else []
+        began = time.monotonic()
         try:
-            if self._deployed:
+            if self.owns_cluster:
+                # ray.shutdown() below ends our head with every actor in it. serve.shutdown() or an application
+                # delete first only waited on the replicas (12 s to past the 30 s grace, measured). Serve's
+                # handle router in this process then fails its next long-poll (RAY_ENABLE_AUTO_CONNECT=0 keeps
+                # it from starting a new local Ray, which it did without); that asyncio error is expected noise.
+                logging.getLogger("asyncio").setLevel(logging.CRITICAL)
+            elif self._deployed:
                 try:
                     serve.delete(self.app_name, _blocking=True)
                 except Exception:  # noqa: BLE001 - a cluster gone away: nothing left to delete
                     LOGGER.warning("deleting Ray Serve application %s failed", self.app_name, exc_info=True)
-            if self._board is not None:
+            if self._board is not None and not self.owns_cluster:
                 ray.kill(self._board)
-                self._board = None
-            if self.owns_cluster:
-                serve.shutdown()
+            self._board = None
         finally:
             self._connected = self._deployed = False
             ray.shutdown()
             _end(head, grace_s=HEAD_EXIT_GRACE_S)
+            LOGGER.warning("Ray backend stopped in %.1f s (%s)", time.monotonic() - began,
+                           "own head shut down" if self.owns_cluster else f"application {self.app_name} deleted")
 
     # -- serving ------------------------------------------------------------------------------------
     def generate(self, requests: list[GenerationRequest]) -> list[GenerationResult]:
