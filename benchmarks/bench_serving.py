@@ -28,6 +28,12 @@ taken within a round and the median over rounds is reported, because this
 shared machine's speed drifts by tens of percent between minutes. The JSON
 keeps every round with the machine's description.
 Run: python benchmarks/bench_serving.py [--requests N] [--rounds R] [--batch B] [--max-queue-delay-us US]
+
+Backends side by side: python benchmarks/bench_serving.py --backend ray --replicas 1,2
+  PyTriton and Ray Serve with 1 and 2 replicas (1 CPU each), served@16 on both workloads, in
+  interleaved rounds; ratios to PyTriton within each round, medians reported; JSON in
+  results/bench_serving_backends.json. (Decode steps of several replicas run side by side, so
+  the "rows/step" of a Ray target is summed over its replicas.)
 """
 
 from __future__ import annotations
@@ -91,12 +97,24 @@ def _closed_loop(url: str, prompts: list, concurrency: int, ask):
     (outcomes, wall seconds, engine stats before, engine stats after)."""
     with ThreadPoolExecutor(concurrency) as pool:
         list(pool.map(ask, prompts[: 2 * concurrency]))  # warm-up: every client connected
-        before = requests.get(f"{url}/v1/health", timeout=30).json()["engine"]
+        before = engine_stats(url)
         began = time.perf_counter()
         outcomes = list(pool.map(ask, prompts))
         wall = time.perf_counter() - began
-    after = requests.get(f"{url}/v1/health", timeout=30).json()["engine"]
+    after = engine_stats(url)
     return outcomes, wall, before, after
+
+
+def engine_stats(url: str) -> dict:
+    """The engine counters of /v1/health: PyTriton's one engine, or the sum over Ray's replicas (they report
+    every 0.25 s, so a short wait lets the last requests' counts arrive)."""
+    health = requests.get(f"{url}/v1/health", timeout=30).json()
+    if "engine" in health:
+        return health["engine"]
+    time.sleep(0.6)
+    replicas = requests.get(f"{url}/v1/health", timeout=30).json()["replicas"].values()
+    keys = ("decode_steps", "decoded_rows", "prefills", "prefilled_rows")
+    return {key: sum(r["engine"][key] for r in replicas) for key in keys}
 
 
 def run_served(url: str, prompts: list[str], workload: dict, concurrency: int) -> dict:
@@ -170,7 +188,13 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=3, help="interleaved rounds; medians are reported (default 3)")
     parser.add_argument("--batch", type=int, default=16, help="direct batch size = deployment max batch size")
     parser.add_argument("--max-queue-delay-us", type=int, default=None, help="default: the deployment's")
+    parser.add_argument("--backend", choices=("pytriton", "ray"), default="pytriton",
+                        help="ray: compare PyTriton with Ray Serve at each --replicas count")
+    parser.add_argument("--replicas", default="1,2", help="with --backend ray: replica counts (default 1,2)")
     args = parser.parse_args()
+    if args.backend == "ray":
+        compare_backends(args)
+        return
 
     from pytest_nemo_eval.checkpoint.loader import load_checkpoint
     from pytest_nemo_eval.serving.engine import GenerationEngine
@@ -225,6 +249,61 @@ def main() -> None:
         "machine": {"platform": platform.platform(), "cpus": os.cpu_count(), "python": platform.python_version()},
     }, indent=2) + "\n", encoding="utf-8")
     print(f"wrote {RESULTS}")
+
+
+BACKEND_RESULTS = ROOT / "benchmarks" / "results" / "bench_serving_backends.json"
+BACKEND_CLIENTS = 16
+
+
+def compare_backends(args) -> None:
+    """PyTriton x1 against Ray Serve x N (each replica 1 CPU), served@16 on both workloads, interleaved rounds."""
+    checkpoint = ensure_demo_checkpoint()
+    prompts = load_prompts(args.requests)
+    targets = {"pytriton": DeploymentSettings(checkpoint=checkpoint, max_batch_size=args.batch)}
+    for n in (int(x) for x in args.replicas.split(",")):
+        targets[f"ray x{n}"] = DeploymentSettings(checkpoint=checkpoint, max_batch_size=args.batch, backend="ray",
+                                                  replicas=n, replica_cpus=1)
+    deployments: dict[str, Deployment] = {}
+    rounds: list[dict] = []
+    try:
+        for name, settings in targets.items():
+            deployments[name] = Deployment(settings).start()
+            print(f"{name}: up in {deployments[name].startup_s:.1f} s", flush=True)
+        for round_index in range(args.rounds):
+            measured: dict[str, dict[str, dict]] = {}
+            for workload_name, workload in WORKLOADS.items():
+                for name, deployment in deployments.items():
+                    row = run_served(deployment.url, prompts, workload, BACKEND_CLIENTS)
+                    measured.setdefault(workload_name, {})[name] = row
+                base = measured[workload_name]["pytriton"]["tokens_per_s"]
+                for row in measured[workload_name].values():
+                    row["ratio_to_pytriton"] = row["tokens_per_s"] / base
+                print(f"round {round_index + 1}/{args.rounds} {workload_name}: " + ", ".join(
+                    f"{n} {r['tokens_per_s']:.0f} tok/s ({r['ratio_to_pytriton']:.2f}x)"
+                    for n, r in measured[workload_name].items()), flush=True)
+            rounds.append(measured)
+        startup = {name: d.startup_s for name, d in deployments.items()}
+    finally:
+        for deployment in deployments.values():
+            deployment.stop()
+    summary = {w: {name: {key: statistics.median(r[w][name][key] for r in rounds)
+                          for key in ("tokens_per_s", "ratio_to_pytriton", "p50_ms", "p99_ms")}
+                   for name in targets} for w in WORKLOADS}
+    print(f"\nmedians of {args.rounds} rounds, {BACKEND_CLIENTS} clients, {args.requests} requests per target")
+    print(f"{'workload':<10}{'target':<12}{'tokens/s':>9}{'x pytriton':>11}{'p50 ms':>8}{'p99 ms':>8}{'startup s':>10}")
+    for w, rows in summary.items():
+        for name, row in rows.items():
+            print(f"{w:<10}{name:<12}{row['tokens_per_s']:>9.1f}{row['ratio_to_pytriton']:>11.2f}"
+                  f"{row['p50_ms']:>8.1f}{row['p99_ms']:>8.1f}{startup[name]:>10.1f}")
+    BACKEND_RESULTS.parent.mkdir(parents=True, exist_ok=True)
+    BACKEND_RESULTS.write_text(json.dumps({
+        "benchmark": "bench_serving --backend ray", "checkpoint": checkpoint.name, "workloads": WORKLOADS,
+        "clients": BACKEND_CLIENTS, "requests": args.requests, "batch": args.batch, "startup_s": startup,
+        "summary": summary, "rounds": rounds,
+        "machine": {"platform": platform.platform(), "cpus": os.cpu_count(), "python": platform.python_version(),
+                    "note": "shared with other jobs while measured"},
+    }, indent=2) + "\n", encoding="utf-8")
+    print(f"wrote {BACKEND_RESULTS}")
 
 
 def summarize(tables: list[list[dict]]) -> dict:

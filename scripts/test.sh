@@ -4,7 +4,7 @@
 # demo trained from seed N: they must hold for any demo that learned its tasks, not for one training run.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-NEMO_EVAL_EXTRAS=test bash scripts/setup.sh
+NEMO_EVAL_EXTRAS=test,ray bash scripts/setup.sh
 . .venv/bin/activate
 python -m pytest tests -ra "$@"
 if [ -n "${NEMO_EVAL_SECOND_SEED:-}" ]; then

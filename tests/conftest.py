@@ -23,6 +23,16 @@ def pytest_configure(config: pytest.Config) -> None:
     os.environ[CACHE_ENV] = str(default_cache_dir())
 
 
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    """Tests that take `serving_backend` run once per backend their module lists with
+    `pytestmark = pytest.mark.serving_backends("pytriton", "ray")` (default: pytriton only).
+    Session scope: each backend's deployment starts once, and pytest runs its tests together."""
+    if "serving_backend" in metafunc.fixturenames:
+        marker = metafunc.definition.get_closest_marker("serving_backends")
+        backends = marker.args if marker else ("pytriton",)
+        metafunc.parametrize("serving_backend", backends, scope="session")
+
+
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     """Mark every test that uses the trained demo `demo_model`: CI runs those again against a demo
     trained from another seed (NEMO_EVAL_DEMO_SEED), proving they hold for any demo that learned."""
@@ -44,3 +54,24 @@ def demo_deployment(demo_checkpoint):
 
     with Deployment(DeploymentSettings(checkpoint=demo_checkpoint)) as deployment:
         yield deployment
+
+
+RAY_TEST_REPLICAS = 2
+
+
+@pytest.fixture(scope="session")
+def ray_deployment(demo_checkpoint):
+    """The demo behind the Ray Serve backend: 2 replicas of 1 CPU on a private local head."""
+    pytest.importorskip("ray.serve", reason="the ray extra is not installed (pip install -e '.[ray]')")
+    from pytest_nemo_eval.serving.launcher import Deployment, DeploymentSettings
+
+    settings = DeploymentSettings(checkpoint=demo_checkpoint, backend="ray", replicas=RAY_TEST_REPLICAS,
+                                  replica_cpus=1)
+    with Deployment(settings) as deployment:
+        yield deployment
+
+
+@pytest.fixture(scope="session")
+def served_deployment(request, serving_backend):
+    """The deployment of the backend this test is parametrized with (pytest_generate_tests)."""
+    return request.getfixturevalue({"pytriton": "demo_deployment", "ray": "ray_deployment"}[serving_backend])

@@ -17,6 +17,8 @@ import threading
 from collections import deque
 from pathlib import Path
 
+from pytest_nemo_eval.processes import kill_process_group, start_process_group
+
 from .cli import READY_PREFIX
 from .config import AdapterConfig
 
@@ -50,8 +52,7 @@ class ProxyProcess:
                             ("--api-key-env", self.upstream_api_key_env)):
             if value:
                 command += [flag, str(value)]
-        self.process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                                        start_new_session=True)
+        self.process = start_process_group(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
         ready = threading.Event()
         threading.Thread(target=self._read_output, args=(ready,), daemon=True).start()
         try:
@@ -76,17 +77,12 @@ class ProxyProcess:
 
     def kill(self) -> None:
         """SIGKILL, no cleanup: simulates a crash."""
-        if self.process is not None and self.process.poll() is None:
-            os.killpg(self.process.pid, signal.SIGKILL)
-            self.process.wait()
+        if self.process is not None:
+            kill_process_group(self.process, grace_s=0, first_signal=signal.SIGKILL)
 
     def stop(self, timeout_s: float = 10.0) -> None:
-        if self.process is not None and self.process.poll() is None:
-            os.killpg(self.process.pid, signal.SIGINT)
-            try:
-                self.process.wait(timeout_s)
-            except subprocess.TimeoutExpired:
-                self.kill()
+        if self.process is not None:
+            kill_process_group(self.process, grace_s=timeout_s, first_signal=signal.SIGINT)
         if self._config_file is not None:
             self._config_file.unlink(missing_ok=True)
             self._config_file = None

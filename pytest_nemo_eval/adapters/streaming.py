@@ -17,6 +17,8 @@ from __future__ import annotations
 import json
 from typing import Any, Callable, Iterator
 
+from pytest_nemo_eval.sse import sse_payloads  # noqa: F401 - re-exported for the proxy's readers
+
 Finisher = Callable[[bytes, bool], None]  # (body relayed so far, whether the stream reached its end)
 
 
@@ -53,16 +55,6 @@ class StreamBody:
         body = b"".join(self._parts)
         for finisher in reversed(self._finishers):  # innermost interceptor first, as for ordinary replies
             finisher(body, self._complete)
-
-
-def sse_payloads(body: bytes) -> list[str]:
-    """The `data:` payloads of an SSE body, in order."""
-    payloads = []
-    for event in body.replace(b"\r\n", b"\n").split(b"\n\n"):
-        lines = [line[5:].lstrip() for line in event.split(b"\n") if line.startswith(b"data:")]
-        if lines:
-            payloads.append(b"\n".join(lines).decode(errors="replace"))
-    return payloads
 
 
 def assemble(body: bytes) -> dict[str, Any] | None:

@@ -13,13 +13,13 @@ from __future__ import annotations
 import os
 import shlex
 import shutil
-import signal
 import subprocess
 import sys
 import threading
-import time
 from collections.abc import Callable
 from pathlib import Path
+
+from pytest_nemo_eval.processes import kill_process_group, start_process_group
 
 from . import eval_factory
 from .errors import HarnessFailed, HarnessTimeout, RuntimeUnavailable, with_log_tail
@@ -99,13 +99,12 @@ def run_process_group(
     the whole process group is terminated, then killed, before re-raising.
     """
     try:
-        process = subprocess.Popen(
+        process = start_process_group(
             command,
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,
             stdin=subprocess.DEVNULL,
             env=env,
-            start_new_session=True,
         )
     except OSError as exc:
         raise RuntimeUnavailable(f"Cannot start harness command {command[0]!r}: {exc}") from exc
@@ -115,7 +114,7 @@ def run_process_group(
         try:
             process.wait(timeout=timeout_s)
         except subprocess.TimeoutExpired:
-            _kill_group(process)
+            kill_process_group(process, grace_s=KILL_GRACE_S)
             reader.join(timeout=KILL_GRACE_S)
             raise HarnessTimeout(with_log_tail(
                 f"Harness ran past its timeout of {timeout_s:g} s and was killed with its whole "
@@ -126,7 +125,7 @@ def run_process_group(
         reader.join()
         return process.returncode
     except BaseException:
-        _kill_group(process)
+        kill_process_group(process, grace_s=KILL_GRACE_S)
         raise
 
 
@@ -135,42 +134,3 @@ def _pump(process: subprocess.Popen, sink: LogSink) -> None:
     for raw in iter(process.stdout.readline, b""):
         sink.line(raw.decode("utf-8", errors="replace"))
     process.stdout.close()
-
-
-def _kill_group(process: subprocess.Popen) -> None:
-    """SIGTERM the process group, wait a grace period, then SIGKILL what is left; return once it is gone."""
-    for sig in (signal.SIGTERM, signal.SIGKILL):
-        if not _group_alive(process.pid):
-            break
-        try:
-            os.killpg(process.pid, sig)
-        except ProcessLookupError:
-            break
-        deadline = time.monotonic() + KILL_GRACE_S
-        while _group_alive(process.pid) and time.monotonic() < deadline:
-            process.poll()  # reap the leader as soon as it exits
-            time.sleep(0.05)
-    try:
-        process.wait(timeout=KILL_GRACE_S)
-    except subprocess.TimeoutExpired:
-        pass
-
-
-def _group_alive(pgid: int) -> bool:
-    """Whether any non-zombie process is left in process group `pgid`."""
-    proc = Path("/proc")
-    if not proc.is_dir():  # not Linux: ask the kernel (zombies count as alive there)
-        try:
-            os.killpg(pgid, 0)
-        except (ProcessLookupError, PermissionError):
-            return False
-        return True
-    for stat in proc.glob("[0-9]*/stat"):
-        try:
-            fields = stat.read_text().rsplit(")", 1)[1].split()
-        except OSError:
-            continue
-        state, process_group = fields[0], int(fields[2])
-        if process_group == pgid and state not in ("Z", "X"):
-            return True
-    return False

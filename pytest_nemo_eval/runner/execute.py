@@ -113,6 +113,7 @@ def run_benchmark_harness(
     `code_isolation` override, so the level the plugin decided and reported is the one used."""
     from pytest_nemo_eval.harness.errors import HarnessError
     from pytest_nemo_eval.harness.runtime import HarnessInvocation, run_harness
+    from pytest_nemo_eval.runner.deployment_watch import run_watched
     from pytest_nemo_eval.runner.resources import TargetUnavailable
 
     name = route_name(benchmark)
@@ -121,10 +122,11 @@ def run_benchmark_harness(
         target, proxy = state.target_and_proxy()
         route = proxy.register(name, state.adapter_for(benchmark))
         output_dir = Path(target.output_dir) / "runs" / name
-        shutil.rmtree(output_dir, ignore_errors=True)  # never read a previous run's results.yml
         path = "/v1/chat/completions" if benchmark.endpoint_type == "chat" else "/v1/completions"
-        run = run_harness(
-            HarnessInvocation(
+
+        def run_once():
+            shutil.rmtree(output_dir, ignore_errors=True)  # never read a previous run's results.yml
+            return run_harness(HarnessInvocation(
                 harness=benchmark.harness,
                 task=benchmark.task,
                 model_id=target.model_id,
@@ -136,13 +138,14 @@ def run_benchmark_harness(
                 image=image,
                 timeout_s=benchmark.timeout_s,
                 limit_samples=state.options.limit_samples or benchmark.limit_samples,
-                parallelism=benchmark.parallelism,
+                parallelism=benchmark.parallelism or target.default_parallelism,  # replicas: resources.py
                 log_prefix=f"[{benchmark.name}] ",
                 mounts=benchmark.mounts,
                 env=benchmark.env,
                 log_notes=[state.runtime_choice(benchmark)[1]],
-            )
-        )
+            ))
+
+        run = run_watched(target.output_dir, run_once)  # a deployment that died: runner/deployment_watch.py
     except (HarnessError, TargetUnavailable) as exc:
         error = f"{type(exc).__name__}: {exc}"
     stats = _proxy_stats(state, name)

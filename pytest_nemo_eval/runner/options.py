@@ -23,6 +23,12 @@ SETTINGS: list[tuple[str, str, tuple[str, ...] | None]] = [
     ("max-batch-size", "Deployment: most requests decoding together (in-flight batch slots).", None),
     ("tensor-parallel", "Deployment: tensor-parallel size.", None),
     ("pipeline-parallel", "Deployment: pipeline-parallel size.", None),
+    ("serving-backend", "Deployment: what runs the model: pytriton (one copy) or ray (Ray Serve replicas).",
+     ("pytriton", "ray")),
+    ("replicas", "Deployment (ray): copies of the model behind the one endpoint; harness parallelism follows.", None),
+    ("replica-cpus", "Deployment (ray, on CPU): CPUs Ray reserves for each replica.", None),
+    ("ray-address", "Deployment (ray): an existing Ray cluster (auto, HOST:PORT, ray://HOST:PORT); default: a "
+     "private local head, shut down at the end.", None),
     ("startup-timeout", "Deployment: seconds to wait for the server to become ready.", None),
     ("progress-interval", "Seconds between progress lines for a running benchmark (0 = off).", None),
     ("mlflow-uri", "Export the run to this MLflow tracking server (default: $MLFLOW_TRACKING_URI when set).", None),

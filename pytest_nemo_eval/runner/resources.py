@@ -23,6 +23,7 @@ from pydantic import BaseModel
 from pytest_nemo_eval.runner.settings import NemoOptions
 
 DEPLOYMENTS_LOG = "deployments.log"
+MAX_HARNESS_PARALLELISM = 256  # the builtin harness's limit
 
 
 PROXY_LOG_DIR = "proxy-logs"
@@ -42,6 +43,16 @@ class Target(BaseModel):
     cache: str
     cache_namespace: str | None = None  # the checkpoint's hash keeps caches of different weights apart
     provenance: dict[str, str]
+    # a harness's parallelism when its suite sets none: enough requests to keep every replica's batch busy
+    default_parallelism: int | None = None
+
+
+def default_parallelism(options: NemoOptions) -> int | None:
+    """N > 1 replicas: N x max_batch_size requests in flight per harness (each replica batches up to
+    max_batch_size); one copy of the model keeps the harness's own default."""
+    if options.endpoint or options.replicas <= 1:
+        return None
+    return min(options.replicas * options.max_batch_size, MAX_HARNESS_PARALLELISM)
 
 
 def check_endpoint(url: str, api_key_env: str | None, timeout_s: float = 10.0) -> list[str]:
@@ -120,6 +131,7 @@ class LocalResources:
         self.target: Target | None = None
         self.deployments_started = 0
         self.deploy_seconds = 0.0
+        self.watch = None  # runner.deployment_watch.DeploymentWatch while a deployment of ours runs
         self._lock = threading.Lock()
 
     def start(self) -> "LocalResources":
@@ -154,6 +166,9 @@ class LocalResources:
             provenance["nemo.checkpoint"] = str(checkpoint)
             provenance["nemo.checkpoint_sha256"] = checkpoint_sha256(checkpoint)
         provenance["nemo.model_id"] = model_id
+        if not opts.endpoint:
+            provenance["nemo.serving_backend"] = opts.serving_backend
+            provenance["nemo.replicas"] = str(opts.replicas)
         provenance["nemo.deploy_seconds"] = f"{self.deploy_seconds:.2f}"
         from pytest_nemo_eval.adapters.server import ProxyServer
 
@@ -175,6 +190,7 @@ class LocalResources:
                 f"{model_id}-{provenance['nemo.checkpoint_sha256'][:16]}" if "nemo.checkpoint_sha256" in provenance else None
             ),
             provenance=provenance,
+            default_parallelism=default_parallelism(opts),
         )
 
     def _checkpoint_path(self) -> Path:
@@ -202,6 +218,10 @@ class LocalResources:
             max_batch_size=opts.max_batch_size,
             tensor_parallel=opts.tensor_parallel,
             pipeline_parallel=opts.pipeline_parallel,
+            backend=opts.serving_backend,
+            replicas=opts.replicas,
+            replica_cpus=opts.replica_cpus,
+            ray_address=opts.ray_address,
             startup_timeout_s=opts.startup_timeout,
             log_path=output_dir / "deploy.log",
         )
@@ -215,10 +235,42 @@ class LocalResources:
         with open(output_dir / DEPLOYMENTS_LOG, "a") as log:
             log.write(json.dumps({"pid": os.getpid(), "url": self.deployment.url, "time": time.time()}) + "\n")
         self.progress(f"[nemo-eval] deployed {self.deployment.model_id} at {self.deployment.url}")
+        from pytest_nemo_eval.runner.deployment_watch import DeploymentEvents, DeploymentWatch
+
+        DeploymentEvents(output_dir).path.unlink(missing_ok=True)  # a previous run's deaths are not this run's
+        self.watch = DeploymentWatch(self.deployment, output_dir, self._redeploy, progress=self.progress).start()
         return self.deployment.url, self.deployment.model_id
+
+    def _redeploy(self):
+        """The deployment died: end what is left of it, then deploy again on the same port (the proxy's
+        upstream URL stays valid). Called once, from the watch's thread."""
+        from urllib.parse import urlsplit
+
+        from pytest_nemo_eval.serving.launcher import Deployment
+
+        dead = self.deployment
+        if dead is None:
+            raise TargetUnavailable("the run is stopping")
+        dead.stop()
+        port = urlsplit(dead.url).port
+        settings = dead.settings.model_copy(update={"port": port})
+        self.progress(f"[nemo-eval] redeploying {settings.checkpoint} on port {port} ...")
+        fresh = Deployment(settings)
+        fresh.start()  # DeploymentError: the watch declares the deployment lost
+        if self.watch is None:  # the run stopped while the redeploy loaded the model
+            fresh.stop()
+            raise TargetUnavailable("the run stopped during the redeploy")
+        self.deployment = fresh
+        self.deployments_started += 1
+        with open(Path(settings.log_path).parent / DEPLOYMENTS_LOG, "a") as log:
+            log.write(json.dumps({"pid": os.getpid(), "url": fresh.url, "time": time.time(), "redeploy": True}) + "\n")
+        return fresh
 
     def stop(self) -> None:
         """Stop the proxy, then the deployment; safe to call twice and after a failed start."""
+        watch, self.watch = self.watch, None
+        if watch is not None:
+            watch.stop()  # first: stopping the deployment below is no death
         proxy, deployment = self.proxy, self.deployment
         self.proxy = self.deployment = None
         try:

@@ -30,6 +30,10 @@ class NemoOptions(BaseModel):
     max_batch_size: int = Field(default=16, gt=0)
     tensor_parallel: int = Field(default=1, gt=0)
     pipeline_parallel: int = Field(default=1, gt=0)
+    serving_backend: Literal["pytriton", "ray"] = "pytriton"
+    replicas: int = Field(default=1, gt=0)
+    replica_cpus: float = Field(default=1.0, gt=0)
+    ray_address: str | None = None
     startup_timeout: float = Field(default=600.0, gt=0)
     progress_interval: float = Field(default=30.0, ge=0)
     allow_unsandboxed_code: bool = False
@@ -40,6 +44,21 @@ class NemoOptions(BaseModel):
     def wants_target(self) -> bool:
         """A checkpoint or an endpoint was asked for: the run uses the model."""
         return bool(self.checkpoint or self.endpoint)
+
+    def serving_problem(self) -> str | None:
+        """Why the serving options cannot work together (a usage error before anything starts), or None."""
+        from pytest_nemo_eval.serving.backend import backend_missing
+
+        if self.serving_backend != "ray" and self.replicas != 1:
+            return (f"--nemo-replicas {self.replicas} needs --nemo-serving-backend ray; the pytriton backend serves "
+                    "one copy of the model.")
+        if self.serving_backend != "ray" and self.ray_address:
+            return (f"--nemo-ray-address {self.ray_address} needs --nemo-serving-backend ray (the serving backend "
+                    f"is {self.serving_backend}).")
+        if self.serving_backend == "ray" and self.endpoint:
+            return ("--nemo-serving-backend ray deploys a checkpoint; --nemo-endpoint evaluates a running server. "
+                    "Drop one of them.")
+        return backend_missing(self.serving_backend)
 
     def target_problem(self) -> str | None:
         """Why the checkpoint/endpoint settings cannot be used, or None."""
@@ -71,10 +90,14 @@ def read_options(config: pytest.Config) -> NemoOptions:
         if value is not None:
             values[dest] = value
     try:
-        return NemoOptions.model_validate(values)
+        options = NemoOptions.model_validate(values)
     except ValidationError as exc:
         problems = "; ".join(
             f"--nemo-{str(err['loc'][0]).replace('_', '-')}={values.get(str(err['loc'][0]))!r}: {err['msg']}"
             for err in exc.errors()
         )
         raise pytest.UsageError(f"pytest-nemo-eval: invalid setting(s): {problems}.") from None
+    problem = options.serving_problem()
+    if problem:
+        raise pytest.UsageError(f"pytest-nemo-eval: {problem}")
+    return options

@@ -45,64 +45,19 @@ from concurrent.futures import Future
 from typing import Callable, Literal
 
 import torch
-from pydantic import BaseModel, Field, computed_field
+from pydantic import BaseModel, computed_field
 
+from .generation import (  # noqa: F401 - re-exported: the engine's request/result types
+    MAX_TOP_LOGPROBS,
+    GenerationDelta,
+    GenerationRequest,
+    GenerationResult,
+    TokenLogprob,
+    merge_deltas,
+)
 from .sampling import TokenSampler
 
 LOGGER = logging.getLogger(__name__)
-MAX_TOP_LOGPROBS = 20
-
-
-class GenerationRequest(BaseModel):
-    prompt_ids: list[int]
-    max_tokens: int = Field(16, ge=0)
-    temperature: float = Field(0.0, ge=0.0)
-    top_p: float = Field(1.0, gt=0.0, le=1.0)
-    top_k: int = Field(0, ge=0)
-    seed: int | None = None
-    stop: list[str] = Field(default_factory=list)
-    logprobs: int | None = Field(None, ge=0, le=MAX_TOP_LOGPROBS)
-    echo: bool = False
-    ignore_eos: bool = False  # generate exactly max_tokens (as vLLM's option): load tests with equal work per request
-    request_id: str | None = None  # names the request for cancel(); unique among those in flight
-
-
-class TokenLogprob(BaseModel):
-    token_id: int
-    token: str
-    logprob: float
-    top: dict[str, float]
-
-
-class GenerationResult(BaseModel):
-    output_ids: list[int]
-    text: str
-    finish_reason: Literal["stop", "length"]
-    prompt_logprobs: list[TokenLogprob | None] | None = None
-    output_logprobs: list[TokenLogprob] | None = None
-
-
-class GenerationDelta(BaseModel):
-    """What a streamed request gained since its previous delta; the last one has `finish_reason`."""
-
-    output_ids: list[int]
-    text: str
-    logprobs: list[TokenLogprob] | None = None
-    prompt_logprobs: list[TokenLogprob | None] | None = None  # first delta of an echo request only
-    finish_reason: Literal["stop", "length"] | None = None
-
-
-def merge_deltas(deltas: list[GenerationDelta]) -> GenerationDelta:
-    """Consecutive deltas of one request as one (a stream relays what piled up while it was busy)."""
-    if len(deltas) == 1:
-        return deltas[0]
-    logprobs = None
-    if any(d.logprobs is not None for d in deltas):
-        logprobs = [entry for d in deltas for entry in d.logprobs or []]
-    return GenerationDelta(
-        output_ids=[t for d in deltas for t in d.output_ids], text="".join(d.text for d in deltas),
-        logprobs=logprobs, prompt_logprobs=deltas[0].prompt_logprobs, finish_reason=deltas[-1].finish_reason,
-    )
 
 
 class EngineStats(BaseModel):
@@ -225,6 +180,12 @@ class GenerationEngine:
                     row.future.add_done_callback(lambda _, row=row: self._forget(row))
             self._cond.notify()
         return [row.future for row in rows]
+
+    @property
+    def alive(self) -> bool:
+        """False once closed or when the scheduler thread died: health checks fail (Serve replaces the replica)."""
+        with self._cond:
+            return not self._closed and (self._thread is None or self._thread.is_alive())
 
     def stats(self) -> EngineStats:
         return self._stats.model_copy(update={"active_rows": len(self._active)})

@@ -1,8 +1,8 @@
 """`Deployment`: `nemo-eval deploy` as a child process group, for fixtures, benchmarks and scripts.
 
-The child runs in its own session (process group) so `stop()` can end it and
-everything it spawned (tritonserver, the Python backend stub) at once: SIGTERM
-first (clean shutdown), SIGKILL after a grace period. `stop()` is idempotent
+The child runs in its own session (process group, processes.py) so `stop()` can
+end it and everything it spawned (tritonserver and its stub, or a Ray head) at
+once: SIGTERM first (clean shutdown), SIGKILL after a grace period. `stop()` is idempotent
 and also registered with atexit, so an interrupted test run leaves nothing.
 """
 
@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import atexit
 import os
-import signal
 import subprocess
 import sys
 import tempfile
@@ -19,8 +18,8 @@ import time
 from collections import deque
 from pathlib import Path
 
-import psutil
 import requests
+from pytest_nemo_eval.processes import kill_process_group, start_process_group
 from pytest_nemo_eval.serving.deploy_cli import parse_ready_line
 from pytest_nemo_eval.serving.settings import ServeSettings
 
@@ -37,11 +36,9 @@ class DeploymentSettings(ServeSettings):
     log_path: Path | None = None
 
     def command(self) -> list[str]:
-        return [sys.executable, "-m", "pytest_nemo_eval.cli", "deploy",
-                "--nemo-checkpoint", str(self.checkpoint), "--host", self.host, "--port", str(self.port),
-                "--max-batch-size", str(self.max_batch_size), "--max-queue-delay-us", str(self.max_queue_delay_us),
-                "--tensor-parallel", str(self.tensor_parallel), "--pipeline-parallel", str(self.pipeline_parallel),
-                "--device", self.device]
+        """`nemo-eval deploy` with the serving settings as one JSON object (the launcher's own fields stay here)."""
+        serve = ServeSettings.model_validate(self.model_dump(include=set(ServeSettings.model_fields)))
+        return [sys.executable, "-m", "pytest_nemo_eval.cli", "deploy", "--settings-json", serve.model_dump_json()]
 
 
 class Deployment:
@@ -73,9 +70,9 @@ class Deployment:
             self.log_path = Path(name)
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
         began = time.monotonic()
-        self.process = subprocess.Popen(
+        self.process = start_process_group(
             self.settings.command(), stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-            text=True, bufsize=1, start_new_session=True,
+            text=True, bufsize=1,
         )
         atexit.register(self.stop)
         self._reader = threading.Thread(target=self._pump_log, name="nemo-eval-deploy-log", daemon=True)
@@ -132,42 +129,6 @@ class Deployment:
         if process is None:
             return
         atexit.unregister(self.stop)
-        group = process.pid
-        survivors = _group_members(process)
-        _signal_group(group, signal.SIGTERM)
-        try:
-            process.wait(self.settings.stop_grace_s)
-        except subprocess.TimeoutExpired:
-            pass
-        _signal_group(group, signal.SIGKILL)
-        process.wait()
-        _kill_all(survivors, self.settings.stop_grace_s)
+        kill_process_group(process, grace_s=self.settings.stop_grace_s)
         if self._reader is not None:
             self._reader.join(5)
-
-
-def _group_members(process: subprocess.Popen) -> list[psutil.Process]:
-    """The child and its descendants now, so stop() can wait until each is gone (ports free)."""
-    try:
-        root = psutil.Process(process.pid)
-        return [root, *root.children(recursive=True)]
-    except psutil.NoSuchProcess:
-        return []
-
-
-def _kill_all(processes: list[psutil.Process], timeout_s: float) -> None:
-    """SIGKILL any descendant that left the process group, then wait for all of them to be gone."""
-    for proc in processes:
-        try:
-            if proc.is_running() and proc.status() != psutil.STATUS_ZOMBIE:
-                proc.kill()
-        except psutil.NoSuchProcess:
-            pass
-    psutil.wait_procs(processes, timeout=timeout_s)
-
-
-def _signal_group(group: int, sig: int) -> None:
-    try:
-        os.killpg(group, sig)
-    except (ProcessLookupError, PermissionError):
-        pass

@@ -1,8 +1,8 @@
 """The OpenAI-compatible HTTP front (flask): /v1/completions, /v1/chat/completions, /v1/models, /v1/health,
 and vLLM's tokenizer routes /tokenizer_info, /tokenize, /detokenize.
 
-It validates and tokenizes requests, hands GenerationRequests to a backend (in
-a deployment: Triton through TritonGenerateClient) and shapes the results the
+It validates and tokenizes requests, hands GenerationRequests to a backend (serving/backend.py: PyTriton or Ray Serve, the same front for
+both) and shapes the results the
 way OpenAI clients and evaluation harnesses expect, with `usage` in every
 response. Bad requests get a 4xx OpenAI-shaped error naming the parameter;
 5xx is only for faults of the server itself.
@@ -12,7 +12,7 @@ finish_reason "stop", the EOS token counts in usage.completion_tokens and has
 its logprobs entry (token text `<|endoftext|>` or whatever the tokenizer calls
 it), and `text` leaves it out. Echoed prompts keep their special tokens' text,
 and every `text_offset` indexes the returned text. Choice j of n samples with
-sampling.choice_seed(seed, j).
+generation.choice_seed(seed, j).
 
 `stream: true` answers Server-Sent Events as OpenAI does: one `data: {chunk}`
 per decoded piece (text and, when asked, logprobs), a last chunk with
@@ -39,7 +39,15 @@ from flask import Flask, Response, jsonify, request
 from pydantic import ValidationError
 from werkzeug.exceptions import HTTPException
 
-from pytest_nemo_eval.serving.engine import GenerationDelta, GenerationRequest, GenerationResult, TokenLogprob
+from pytest_nemo_eval.serving.backend import GenerationBackend, Health, ModelInfo
+from pytest_nemo_eval.serving.generation import (
+    GenerationDelta,
+    GenerationFailed,
+    GenerationRequest,
+    GenerationResult,
+    TokenLogprob,
+    choice_seed,
+)
 from pytest_nemo_eval.serving.openai_schema import (
     ChatCompletionRequest,
     CompletionRequest,
@@ -48,9 +56,7 @@ from pytest_nemo_eval.serving.openai_schema import (
     SamplingParams,
     TokenizeRequest,
 )
-from pytest_nemo_eval.serving.sampling import choice_seed
 from pytest_nemo_eval.serving.token_text import TokenText
-from pytest_nemo_eval.serving.triton_client import GenerationFailed
 
 LOGGER = logging.getLogger(__name__)
 DEFAULT_COMPLETION_MAX_TOKENS = 16  # OpenAI's default for /v1/completions
@@ -68,7 +74,17 @@ class ServedModel:
     # streaming: the deltas of one request as the engine decodes them, and cancelling one by request_id
     stream: Callable[[GenerationRequest], Iterator[GenerationDelta]] | None = None
     cancel: Callable[[str], Any] = lambda request_id: None
+    health: Callable[[], Health] = lambda: Health(True)
     _text: TokenText | None = field(default=None, repr=False)
+
+    @classmethod
+    def of_backend(cls, backend: GenerationBackend) -> "ServedModel":
+        """The front for `backend`, before it is started (model_id/tokenizer/max_context come with set_model)."""
+        return cls(model_id="", tokenizer=None, max_context=0, generate=backend.generate, stats=backend.stats,
+                   stream=backend.stream, cancel=backend.cancel, health=backend.health)
+
+    def set_model(self, info: ModelInfo) -> None:
+        self.model_id, self.tokenizer, self.max_context = info.model_id, info.tokenizer, info.max_context
 
     @property
     def text(self) -> TokenText:
@@ -102,7 +118,11 @@ def create_app(served: ServedModel) -> Flask:
         return _openai_error(OpenAIError(500, f"Internal server error ({type(exc).__name__}); see the deployment log."))
 
     @app.get("/v1/health")
-    def health() -> Response:
+    def health() -> Response | tuple[Response, int]:
+        """200 while the backend can answer; 503 with the reason when it cannot (a dead engine, no replica)."""
+        state = served.health()
+        if not state.ok:
+            return jsonify({"status": "unavailable", "model": served.model_id, "detail": state.detail}), 503
         return jsonify({"status": "ok", "model": served.model_id, **served.stats()})
 
     @app.get("/v1/models")

@@ -51,7 +51,7 @@ class SamplingParams(BaseModel):
     top_k: int = Field(default=0, ge=0)
     seed: int | None = None
     stop: str | list[str] | None = None
-    n: int = Field(default=1, ge=1, le=MAX_CHOICES)  # choice j samples with sampling.choice_seed(seed, j)
+    n: int = Field(default=1, ge=1, le=MAX_CHOICES)  # choice j samples with generation.choice_seed(seed, j)
     stream: bool = False
     stream_options: StreamOptions | None = None
     ignore_eos: bool = False  # vLLM's extension: keep generating past the end-of-sequence token

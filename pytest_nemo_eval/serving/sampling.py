@@ -38,20 +38,3 @@ class TokenSampler:
             scores = scores.scatter(0, order[drop], float("-inf"))
         probabilities = torch.softmax(scores, dim=-1)
         return int(torch.multinomial(probabilities, 1, generator=self.generator).item())
-
-
-def choice_seed(seed: int | None, choice: int) -> int | None:
-    """The seed choice `choice` of an n-choice request samples with.
-
-    Choice 0 uses the request's seed itself (n=1 and the first of n choices draw alike). Choice j > 0
-    uses a 63-bit seed hashed from (seed, j) by numpy's SeedSequence (spawn key j), so choices of
-    neighbouring request seeds are unrelated streams (with seed + j, seed 42's choices were seed 41's
-    shifted by one) and a client can derive them:
-    SeedSequence(abs(seed), spawn_key=(j, seed < 0)).generate_state(1, uint64)[0] masked to 63 bits.
-    """
-    if seed is None or choice == 0:
-        return seed
-    import numpy as np
-
-    state = np.random.SeedSequence(abs(seed), spawn_key=(choice, int(seed < 0))).generate_state(1, np.uint64)[0]
-    return int(state) & (2**63 - 1)

@@ -44,6 +44,7 @@ from typing import Protocol
 import numpy as np
 from pydantic import BaseModel
 
+from pytest_nemo_eval.serving.generation import GenerationRequest, error_kind, merge_deltas
 from pytest_nemo_eval.serving.ports import free_port
 
 TRITON_MODEL_NAME = "nemo_generate"
@@ -215,8 +216,6 @@ class TritonBinding:
     async def _infer_stream(self, requests: list):
         """One streamed request: a response per delta as the engine decodes, ending with the last delta
         (finish_reason set) or an error event."""
-        from pytest_nemo_eval.serving.engine import GenerationRequest, merge_deltas
-
         loop = asyncio.get_running_loop()
         events: asyncio.Queue = asyncio.Queue()
         raw = bytes(requests[0].data["request"].reshape(-1)[0])
@@ -247,8 +246,6 @@ class TritonBinding:
 
     def _submit(self, raw: bytes) -> Future | bytes:
         """The engine's future for one cell, or the error answer when it cannot be submitted."""
-        from pytest_nemo_eval.serving.engine import GenerationRequest
-
         try:
             return self.engine.submit([GenerationRequest.model_validate_json(raw)])[0]
         except Exception as exc:
@@ -273,7 +270,7 @@ async def _answer(cell: Future | bytes) -> bytes:
 def _error_answer(exc: Exception) -> bytes:
     """A request's failure as its answer: a ValueError (pydantic's ValidationError is one) is the request's
     fault, anything else the server's (logged where it was raised)."""
-    return _error_json(f"{type(exc).__name__}: {exc}", "invalid_request" if isinstance(exc, ValueError) else "server_error")
+    return _error_json(f"{type(exc).__name__}: {exc}", error_kind(exc))
 
 
 def _triton_children() -> list:

@@ -19,16 +19,9 @@ from urllib.parse import urlsplit
 
 import urllib3
 
-from pytest_nemo_eval.serving.engine import GenerationDelta, GenerationRequest, GenerationResult
+from pytest_nemo_eval.serving.generation import GenerationDelta, GenerationFailed, GenerationRequest, GenerationResult
+from pytest_nemo_eval.sse import sse_data
 from pytest_nemo_eval.serving.triton_binding import TRITON_MODEL_NAME, TRITON_STREAM_MODEL_NAME
-
-
-class GenerationFailed(Exception):
-    """One request failed inside the engine; `invalid_request` tells a 400 from a 500."""
-
-    def __init__(self, message: str, kind: str) -> None:
-        super().__init__(message)
-        self.invalid_request = kind == "invalid_request"
 
 
 class TritonGenerateClient:
@@ -61,7 +54,7 @@ class TritonGenerateClient:
         try:
             if reply.status != 200:
                 raise GenerationFailed(f"Triton answered HTTP {reply.status}: {reply.read()[:500]!r}", "server_error")
-            for data in _sse_data(reply):
+            for data in sse_data(_chunks(reply)):
                 payload = json.loads(data)
                 if "error" in payload and "event" not in payload:  # Triton's own error event
                     raise GenerationFailed(str(payload["error"]), "server_error")
@@ -82,18 +75,6 @@ class TritonGenerateClient:
 
     def close(self) -> None:
         self._pool.close()
-
-
-def _sse_data(reply) -> Iterator[str]:
-    """The `data:` payloads of a Server-Sent Events body, as they arrive."""
-    buffer = b""
-    for chunk in _chunks(reply):
-        buffer += chunk
-        while b"\n\n" in buffer:
-            event, buffer = buffer.split(b"\n\n", 1)
-            lines = [line[5:].lstrip() for line in event.split(b"\n") if line.startswith(b"data:")]
-            if lines:
-                yield b"\n".join(lines).decode()
 
 
 def _chunks(reply) -> Iterator[bytes]:

@@ -1,4 +1,5 @@
-"""Third-party clients against the real deployment of the demo checkpoint (tests/conftest.py: demo_deployment).
+"""Third-party clients against the real deployments of the demo checkpoint, once per serving backend
+(tests/conftest.py: served_deployment; the modules mark pytest.mark.serving_backends("pytriton", "ray")).
 
 The clients are the oracles: lm-evaluation-harness and the OpenAI SDK were written by others, so when
 they read our answers the way they read vLLM's or OpenAI's, agreement means our server is right.
@@ -10,13 +11,13 @@ import pytest
 
 
 @pytest.fixture(scope="session")
-def base_url(demo_deployment) -> str:
-    return demo_deployment.url
+def base_url(served_deployment) -> str:
+    return served_deployment.url
 
 
 @pytest.fixture(scope="session")
-def model_id(demo_deployment) -> str:
-    return demo_deployment.model_id
+def model_id(served_deployment) -> str:
+    return served_deployment.model_id
 
 
 @pytest.fixture(autouse=True)

@@ -25,6 +25,10 @@ import yaml
 
 from pytest_nemo_eval.harness.runtime import HarnessInvocation, run_harness
 
+# On Ray too (loglikelihood and chat generation, the tokenizer routes lm-eval reads): the front is shared, so
+# the other cases add CI time, not coverage of the backend.
+BOTH_BACKENDS = pytest.mark.serving_backends("pytriton", "ray")
+
 DATA = Path(__file__).resolve().parents[2] / "pytest_nemo_eval" / "harness" / "builtin" / "data"
 LIMIT = 30  # items per task: enough to compare sample by sample, quick on two CPU cores
 
@@ -127,6 +131,7 @@ def _assert_generation_equal(ours: list[dict], theirs: list[dict]) -> float:
     return sum(s["exact_match"] for s in theirs) / len(theirs)
 
 
+@BOTH_BACKENDS
 @pytest.mark.parametrize("fmt", ["completion", "chat_prompt"])
 def test_local_completions_multiple_choice_equals_the_builtin_harness(base_url, model_id, task_dir, tmp_path, fmt):
     task = f"demo_mc_{fmt}"
@@ -142,6 +147,7 @@ def test_local_completions_generation_equals_the_builtin_harness(base_url, model
     assert score > 0.6, f"{task}: exact_match {score}"
 
 
+@BOTH_BACKENDS
 def test_local_chat_completions_generation_equals_the_builtin_harness(base_url, model_id, task_dir, tmp_path):
     task = "demo_gen_user_message"
     score = _assert_generation_equal(run_builtin(base_url, task, task_dir, tmp_path, chat=True),

@@ -38,8 +38,11 @@ class Api:
 
 
 @pytest.fixture(scope="session")
-def api(demo_deployment) -> Api:
-    return Api(demo_deployment.url)
+def api(served_deployment) -> Api:
+    """The deployment of the test's serving backend: PyTriton, and Ray Serve too in the modules that mark
+    pytest.mark.serving_backends("pytriton", "ray") (the OpenAI front is one; those cover what reaches the
+    backend: generation, streaming, tokenizer routes, bad input)."""
+    return Api(served_deployment.url)
 
 
 @pytest.fixture(scope="session")

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import pytest
 
+pytestmark = pytest.mark.serving_backends("pytriton", "ray")  # the same answers from either backend
+
 
 @pytest.mark.parametrize(
     ("payload", "param", "needle"),

@@ -1,0 +1,1 @@
+"""One module per serving backend (serving/backend.py's BACKENDS names them); imported only when chosen."""
