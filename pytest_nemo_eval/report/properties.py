@@ -11,7 +11,8 @@ Test case properties (one test case = one benchmark):
     nemo.proxy.<counter>       requests, cache_hits, errors, retries, latency_p50_ms, tokens ...
     nemo.metric.<metric>.<field>   field = value | stderr | threshold | direction | verdict | ci
 
-Test suite properties (provenance): nemo.checkpoint, nemo.checkpoint_sha256,
+Test suite properties (provenance): nemo.checkpoint, nemo.checkpoint_format (nemo2 | megatron-bridge),
+nemo.checkpoint_iteration (Megatron-Bridge), nemo.checkpoint_sha256 (of the files served),
 nemo.endpoint, nemo.model_id, nemo.version.*, nemo.suite.<suite>.sha256,
 nemo.seed, nemo.deployments. The status of a benchmark is the JUnit element's
 (passed/failure/error/skipped), not a property.

@@ -106,6 +106,33 @@ def checkpoint_sha256(path: Path) -> str:
     return digest.hexdigest()
 
 
+def checkpoint_provenance(checkpoint: Path) -> dict[str, str]:
+    """What was served: the path, its format and iteration, and the hash of the files served (for a
+    Megatron-Bridge root, only the iteration it serves, so a new iteration is a new checkpoint)."""
+    from pytest_nemo_eval.checkpoint.layout import detect_layout
+
+    layout = detect_layout(checkpoint)
+    served = layout.weights_dir if layout.format == "megatron-bridge" else checkpoint
+    out = {
+        "nemo.checkpoint": str(checkpoint),
+        "nemo.checkpoint_format": layout.format,
+        "nemo.checkpoint_sha256": checkpoint_sha256(served),
+    }
+    if layout.iteration is not None:
+        out["nemo.checkpoint_iteration"] = str(layout.iteration)
+    return out
+
+
+def cache_namespace(model_id: str, provenance: dict[str, str]) -> str | None:
+    """Keeps the proxy cache of different weights apart: format, iteration and content hash of what was served."""
+    if "nemo.checkpoint_sha256" not in provenance:
+        return None
+    iteration = provenance.get("nemo.checkpoint_iteration")
+    parts = [model_id, provenance["nemo.checkpoint_format"], *([f"iter{iteration}"] if iteration else []),
+             provenance["nemo.checkpoint_sha256"][:16]]
+    return "-".join(parts)
+
+
 def software_versions() -> dict[str, str]:
     from importlib.metadata import PackageNotFoundError, version
 
@@ -163,8 +190,7 @@ class LocalResources:
             started = time.monotonic()
             upstream_url, model_id = self._deploy(checkpoint, output_dir)
             self.deploy_seconds = time.monotonic() - started
-            provenance["nemo.checkpoint"] = str(checkpoint)
-            provenance["nemo.checkpoint_sha256"] = checkpoint_sha256(checkpoint)
+            provenance.update(checkpoint_provenance(checkpoint))
         provenance["nemo.model_id"] = model_id
         if not opts.endpoint:
             provenance["nemo.serving_backend"] = opts.serving_backend
@@ -186,9 +212,7 @@ class LocalResources:
             proxy_url=self.proxy.url,
             output_dir=str(output_dir),
             cache=opts.cache,
-            cache_namespace=(
-                f"{model_id}-{provenance['nemo.checkpoint_sha256'][:16]}" if "nemo.checkpoint_sha256" in provenance else None
-            ),
+            cache_namespace=cache_namespace(model_id, provenance),
             provenance=provenance,
             default_parallelism=default_parallelism(opts),
         )

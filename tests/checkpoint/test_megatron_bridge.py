@@ -144,3 +144,29 @@ def test_run_config_of_another_model_kind_is_refused(tmp_path):
     path.write_text(yaml.safe_dump(document))
     with pytest.raises(CheckpointError, match=r"_target_: megatron.bridge.models.mamba.*GPT models"):
         load_checkpoint(root, device="cpu")
+
+
+def test_run_provenance_and_cache_namespace_name_format_and_iteration(tmp_path):
+    """The JUnit provenance and the proxy-cache namespace say which format and iteration was served: a new
+    iteration of the same run is another checkpoint (another hash, another cache), the same one is not."""
+    from pytest_nemo_eval.runner.resources import cache_namespace, checkpoint_provenance
+
+    nemo2 = checkpoint_provenance(Path(__file__).resolve().parents[1] / "data" / "nemo-written" / "llama31-tiny" / "nemo")
+    assert nemo2["nemo.checkpoint_format"] == "nemo2" and "nemo.checkpoint_iteration" not in nemo2
+
+    root = _copy(tmp_path)
+    first = checkpoint_provenance(root)
+    (iteration,) = [p for p in root.iterdir() if p.name.startswith("iter_")]
+    assert first["nemo.checkpoint_format"] == "megatron-bridge"
+    assert first["nemo.checkpoint_iteration"] == str(int(iteration.name.removeprefix("iter_")))
+    assert checkpoint_provenance(iteration)["nemo.checkpoint_sha256"] == first["nemo.checkpoint_sha256"]
+
+    later = root / f"iter_{int(first['nemo.checkpoint_iteration']) + 1:07d}"
+    shutil.copytree(iteration, later)
+    (later / "train_state.pt").write_bytes(b"another step")  # a later save: other bytes beside the same weights
+    (root / "latest_checkpointed_iteration.txt").write_text(str(int(first["nemo.checkpoint_iteration"]) + 1))
+    second = checkpoint_provenance(root)
+    assert second["nemo.checkpoint_iteration"] == str(int(first["nemo.checkpoint_iteration"]) + 1)
+    assert second["nemo.checkpoint_sha256"] != first["nemo.checkpoint_sha256"]
+    assert cache_namespace("m", first) != cache_namespace("m", second)
+    assert f"iter{first['nemo.checkpoint_iteration']}" in cache_namespace("m", first)
