@@ -7,7 +7,7 @@ Test case properties (one test case = one benchmark):
     nemo.harness, nemo.runtime, nemo.image, nemo.image_digest, nemo.samples,
     nemo.duration_s, nemo.suite_sha256, nemo.seed, nemo.outcome
     nemo.code_isolation        the boundary a code benchmark's model-written code ran behind:
-                               container | bubblewrap | unsandboxed (harness/builtin/isolation.py)
+                               container | bubblewrap | unsandboxed, or none (harness/code_isolation.py)
     nemo.proxy.<counter>       requests, cache_hits, errors, retries, latency_p50_ms, tokens ...
     nemo.metric.<metric>.<field>   field = value | stderr | threshold | verdict | ci
 

@@ -41,7 +41,6 @@ def run_benchmark(
         resolved, runtime=runtime, allow_unsandboxed=state.options.allow_unsandboxed_code)
     if isolation.problem:
         pytest.skip(f"{resolved.name}: {isolation.problem}")
-    outcome = check_benchmark(state, resolved, run_benchmark_harness(state, resolved, runtime, image, isolation.level))
-    if isolation.level:
-        outcome.properties.insert(0, ("nemo.code_isolation", isolation.level))
+    outcome = check_benchmark(state, resolved, run_benchmark_harness(state, resolved, runtime, image, isolation.run_level))
+    outcome.properties.insert(0, ("nemo.code_isolation", isolation.level))
     return outcome

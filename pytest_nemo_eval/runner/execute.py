@@ -77,8 +77,8 @@ def run_benchmark_harness(
 ) -> HarnessOutcome:
     """Run the harness against the benchmark's proxy route; raises `BenchmarkError`.
 
-    `code_isolation` (prerequisites.code_isolation) is handed to the builtin harness as its
-    `code_isolation` override, so the level the plugin decided and reported is the one used."""
+    `code_isolation` (prerequisites.code_isolation) is handed to the run (the builtin harness's override,
+    the bubblewrap sandbox around an eval-factory harness), so the level decided and reported is the one used."""
     from pytest_nemo_eval.harness.errors import HarnessError
     from pytest_nemo_eval.harness.runtime import HarnessInvocation, run_harness
     from pytest_nemo_eval.runner.resources import TargetUnavailable
@@ -99,7 +99,8 @@ def run_benchmark_harness(
                 model_url=route.rstrip("/") + path,
                 model_type=benchmark.endpoint_type,
                 output_dir=output_dir,
-                overrides={**benchmark.params, **({"code_isolation": code_isolation} if code_isolation else {})},
+                overrides=benchmark.params,
+                code_isolation=code_isolation,
                 runtime=runtime,
                 image=image,
                 timeout_s=benchmark.timeout_s,

@@ -86,10 +86,9 @@ class BenchmarkItem(pytest.Item):
             b, runtime=runtime, allow_unsandboxed=state.options.allow_unsandboxed_code)
         if isolation.problem:
             pytest.skip(f"{b.suite_name}::{b.name}: {isolation.problem}")
-        if isolation.level:
-            self.user_properties.append(("nemo.code_isolation", isolation.level))
+        self.user_properties.append(("nemo.code_isolation", isolation.level))
         try:
-            self.harness_outcome = run_benchmark_harness(state, b, runtime, image, isolation.level)
+            self.harness_outcome = run_benchmark_harness(state, b, runtime, image, isolation.run_level)
         except BenchmarkError as exc:
             error = str(exc)
         else:
