@@ -39,6 +39,7 @@ from .sandbox_relay import HostRelay
 
 KILL_GRACE_S = 5.0
 LOOPBACK_NAMES = ("127.0.0.1", "localhost")
+PRIVILEGED_PORT_SHIFT = 20000  # a model on port 80 is reached at 127.0.0.1:20080 inside the sandbox
 
 
 def local_command(inv: HarnessInvocation, output_dir: Path) -> list[str]:
@@ -110,9 +111,11 @@ def _sandboxed(inv: HarnessInvocation, output_dir: Path, environment: HarnessEnv
         raise RuntimeUnavailable("bubblewrap is not installed; the plugin decided on it, so it vanished meanwhile")
     url = urllib.parse.urlsplit(inv.model_url)
     port = url.port or (443 if url.scheme == "https" else 80)
+    inside_port = port if port >= 1024 else port + PRIVILEGED_PORT_SHIFT  # no capability to bind < 1024 inside
     inside = inv
-    if url.hostname not in LOOPBACK_NAMES:  # inside, the endpoint is the relay on the sandbox's loopback
-        inside = inv.model_copy(update={"model_url": urllib.parse.urlunsplit(url._replace(netloc=f"127.0.0.1:{port}"))})
+    if url.hostname not in LOOPBACK_NAMES or inside_port != port:  # inside: the relay on the sandbox's loopback
+        netloc = f"127.0.0.1:{inside_port}"
+        inside = inv.model_copy(update={"model_url": urllib.parse.urlunsplit(url._replace(netloc=netloc))})
     inner = local_command(inside, output_dir)
     venv_bin = Path(inner[0]).parent
     home = output_dir / "home"
@@ -127,7 +130,7 @@ def _sandboxed(inv: HarnessInvocation, output_dir: Path, environment: HarnessEnv
                 writable=[output_dir, *harness_sandbox.hf_caches().values()],
                 readable=harness_sandbox.python_prefixes(venv_bin / "python"),
                 binds=[(m.host.resolve(), m.target) for m in inv.mounts],
-                relay=(relay_dir, port, str(venv_bin / "python")),
+                relay=(relay_dir, inside_port, str(venv_bin / "python")),
             )
             shown = {k: v for k, v in env.items() if k not in environment.secret_names}
             yield command, env, shown

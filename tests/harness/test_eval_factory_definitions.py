@@ -63,3 +63,23 @@ def test_override_values_with_commas_reach_nemo_evaluator_intact(bigcode_bin):
         "plain": "abc"}
     assert dict(split_overrides(text)) == {k: str(v).lower() if isinstance(v, bool) else str(v)
                                            for k, v in overrides.items()}  # the builtin harness reads the same
+
+
+def test_offline_dataset_download_is_diagnosed_in_one_line(bigcode_on_path, monkeypatch, tmp_path):
+    """Real bigcode, offline, with an empty datasets cache: `datasets` refuses the hub download; the error's
+    first line says so (and how to fix it) above the log tail. No request reaches the model."""
+    from pytest_nemo_eval.harness.errors import HarnessFailed
+    from pytest_nemo_eval.harness.runtime import HarnessInvocation, run_harness
+
+    monkeypatch.setenv("HF_DATASETS_CACHE", str(tmp_path / "empty-cache"))
+    (tmp_path / "empty-cache").mkdir()
+    monkeypatch.setenv("HF_DATASETS_OFFLINE", "1")
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    inv = HarnessInvocation(harness=BIGCODE, task="humaneval", model_id="m", model_url="http://127.0.0.1:9/v1/completions",
+                            output_dir=tmp_path / "run", runtime="local", code_isolation="bubblewrap", timeout_s=300,
+                            overrides={"config.params.extra.n_samples": 1})
+    with pytest.raises(HarnessFailed) as failed:
+        run_harness(inv)
+    first, second = str(failed.value).splitlines()[:2]
+    assert first.startswith("Diagnosis: download blocked: ") and "openai_humaneval" in first, str(failed.value)[-3000:]
+    assert second.startswith(f"Harness {BIGCODE}.humaneval exited with status")
