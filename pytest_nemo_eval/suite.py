@@ -22,7 +22,7 @@ EndpointType = Literal["completions", "chat"]
 InconclusivePolicy = Literal["fail", "warn", "pass"]
 Prerequisite = Literal["gpu", "docker"]
 
-DEFAULT_IMAGE_REGISTRY = "nvcr.io/nvidia/eval-factory"
+DEFAULT_IMAGE_REGISTRY = eval_factory.IMAGE_REGISTRY
 
 
 def _mount_shorthand(value: Any) -> Any:
@@ -200,7 +200,7 @@ class ResolvedBenchmark(BaseModel):
             return self.image
         if self.harness == "builtin":
             return BUILTIN_IMAGE
-        return f"{self.image_registry.rstrip('/')}/{eval_factory.image_name(self.harness)}:{self.image_tag}"
+        return eval_factory.image_for(self.harness, registry=self.image_registry, tag=self.image_tag)
 
 
 class SuiteError(ValueError):

@@ -114,6 +114,11 @@ def silently_runs_code(harness: str, task: str) -> bool:
     return bool(known) and any(fnmatch.fnmatchcase(task, pattern) for pattern in known.code_tasks)
 
 
+def image_for(harness: str, *, registry: str = IMAGE_REGISTRY, tag: str = "latest") -> str:
+    """The eval-factory image of a suite's harness name: the one place an image name is made."""
+    return f"{registry.rstrip('/')}/{image_name(harness)}:{tag}"
+
+
 def install_hint(harness: str) -> str:
     """How to get a harness's `nemo-evaluator` locally: the real PyPI package name."""
     known = known_harness(harness)

@@ -94,7 +94,7 @@ class HarnessInvocation(BaseModel):
             return self.image
         if self.is_builtin:
             return BUILTIN_IMAGE
-        return f"{eval_factory.IMAGE_REGISTRY}/{eval_factory.image_name(self.harness)}:latest"
+        return eval_factory.image_for(self.harness)
 
     def all_overrides(self) -> dict[str, Any]:
         """User overrides plus limit/parallelism/API-key in NeMo Evaluator's `config.params` form."""
