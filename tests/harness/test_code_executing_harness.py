@@ -96,3 +96,46 @@ def test_code_benchmark_without_boundary_is_skipped(run_inner, suite_file, pytes
     assert "model-written code needs a sandbox" in result.stdout.str() and "--nemo-allow-unsandboxed-code" in result.stdout.str()
     assert junit_cases(pytester.path / "junit.xml")["humaneval_hostile"][0] == "skipped"
     assert upstream.calls == [] and targets.traces() == NO_ATTACK_LANDED
+
+
+@pytest.fixture(scope="session")
+def bigcode_image():
+    """The bigcode eval-factory image built here FROM the project's debootstrap base (no registry)."""
+    from .conftest import docker_unreachable_reason
+
+    reason = docker_unreachable_reason()
+    if reason:
+        pytest.skip(reason)
+    import subprocess
+    import sys
+
+    from .conftest import REPO
+
+    tag = "nemo-eval-bigcode-evaluation-harness:local"
+    build = subprocess.run([sys.executable, str(REPO / "fixtures" / "harness_image" / "build_image.py"),
+                            "--eval-factory", "bigcode", "--tag", tag], capture_output=True, text=True, timeout=1800)
+    assert build.returncode == 0, f"bigcode image build failed:\n{build.stdout[-3000:]}\n{build.stderr[-3000:]}"
+    return tag
+
+
+def test_hostile_humaneval_in_docker(run_inner, suite_file, pytester, hostile, bigcode_image, bigcode_bin,  # noqa: F811
+                                     humaneval_cache, monkeypatch):
+    """`runtime: docker`: the container is the boundary. Host files and processes are out of reach; the
+    host's loopback is not (`--network host`, as the README says), so the listener is reached — without
+    the secret, which the container cannot read."""
+    import shutil
+
+    upstream, targets = hostile
+    hf_home = pytester.path / "hf-home"
+    shutil.copytree(humaneval_cache, hf_home / "datasets")  # the container's HF_HOME is the dataset cache
+    monkeypatch.setenv("NEMO_EVAL_DATASET_CACHE", str(hf_home))
+    monkeypatch.setenv("HF_DATASETS_OFFLINE", "1")
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    suite_file("code", SUITE.replace("runtime: local\n", f"runtime: docker\n    image: {bigcode_image}\n"
+                                     "    env: [HF_DATASETS_OFFLINE, HF_HUB_OFFLINE]\n", 1))
+    result = run_inner("code.yaml", f"--nemo-endpoint={upstream.url}", "-k", "humaneval", subprocess=True,
+                       timeout=900)
+    status, props = junit_cases(pytester.path / "junit.xml")["humaneval_hostile"]
+    assert status == "passed", result.stdout.str()[-4000:]
+    assert float(props["nemo.metric.pass@1.value"]) == 1.0 and props["nemo.code_isolation"] == "container"
+    assert targets.traces() == {**NO_ATTACK_LANDED, "reached_listener": True}
