@@ -9,6 +9,7 @@ Test case properties (one test case = one benchmark):
     nemo.code_isolation        the boundary a code benchmark's model-written code ran behind:
                                container | bubblewrap | unsandboxed, or none (harness/code_isolation.py)
     nemo.proxy.<counter>       requests, cache_hits, errors, retries, latency_p50_ms, tokens ...
+    nemo.judge.model, nemo.judge.url, nemo.judge.<counter>   a judged benchmark's judge route (runner/judge.py)
     nemo.metric.<metric>.<field>   field = value | stderr | threshold | verdict | ci
 
 Test suite properties (provenance): nemo.checkpoint, nemo.checkpoint_sha256,
