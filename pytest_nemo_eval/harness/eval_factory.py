@@ -64,7 +64,10 @@ KNOWN_HARNESSES: dict[str, EvalFactoryHarness] = {
                            code_tasks=("codegeneration*", "livecodebench*")),
         EvalFactoryHarness(image="scicode", framework="scicode", package="nvidia-scicode",
                            data="downloads its problems and test data at run time", code_tasks=("*",)),
-        EvalFactoryHarness(image="bfcl", framework="bfcl", package="nvidia-bfcl", data="ships its data"),
+        # bfcl eval()s the model's calls: exec and multi_turn categories run them, and its output decoder
+        # (model_handler/utils.py) eval()s argument expressions of every category
+        EvalFactoryHarness(image="bfcl", framework="bfcl", package="nvidia-bfcl", data="ships its data",
+                           code_tasks=("*",)),
         EvalFactoryHarness(image="garak", framework="garak", package="nvidia-eval-factory-garak",
                            data="ships its probes; needs an API-key variable set even for an open endpoint"),
         EvalFactoryHarness(image="mtbench", framework="mtbench", package="nvidia-mtbench-evaluator",

@@ -123,14 +123,16 @@ benchmarks:
   - {name: se_humaneval, harness: simple-evals, task: humaneval}
   - {name: se_math, harness: simple-evals, task: math_test_500}
   - {name: lcb, harness: livecodebench, task: codegeneration_release_v5}
-  - {name: bfcl, harness: bfcl, task: bfclv3_ast}
+  - {name: bfcl, harness: bfcl, task: bfclv2_ast}
+  - {name: mt, harness: mtbench, task: mtbench}
   - {name: lm_unsafe, harness: lm-evaluation-harness, task: my_task,
      params: {config.params.extra.args: --confirm_run_unsafe_code}}
 """)
     levels = {b.name: code_isolation(b, runtime="docker", allow_unsandboxed=False).level
               for b in load_suite(tmp_path / "s.yaml").resolved()}
     assert levels == {"bigcode_mbpp": "container", "se_humaneval": "container", "se_math": "none",
-                      "lcb": "container", "bfcl": "none", "lm_unsafe": "container"}
+                      "lcb": "container", "bfcl": "container", "mt": "none",
+                      "lm_unsafe": "container"}
     monkeypatch.setenv(BWRAP_ENV, str(tmp_path / "no" / "bwrap"))
     bigcode = load_suite(tmp_path / "s.yaml").resolved()[0]
     refused = code_isolation(bigcode, runtime="local", allow_unsandboxed=False)
