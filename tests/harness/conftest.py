@@ -182,3 +182,17 @@ def humaneval_cache(bigcode_bin, tmp_path_factory) -> Path:
     return cache
 
 
+
+
+def prebuilt_venv_bin(package_set: str) -> Path:
+    """bin/ of a heavy eval-factory venv (torch inside) when scripts/test_heavy_harnesses.sh built it; CI does
+    not build these, so the test skips there."""
+    sys.path.insert(0, str(EVAL_FACTORY_VENV.parent))
+    try:
+        from eval_factory_venv import built_venv
+    finally:
+        sys.path.pop(0)
+    venv = built_venv(package_set)
+    if venv is None:
+        pytest.skip(f"the {package_set} venv is not built; run scripts/test_heavy_harnesses.sh")
+    return venv / "bin"

