@@ -27,6 +27,7 @@ def test_garak_test_probe_twice_under_xdist(run_inner, suite_file, pytester, mon
     monkeypatch.setenv("PATH", f"{garak_bin}{os.pathsep}{os.environ['PATH']}")
     for name in ("HF_DATASETS_OFFLINE", "HF_HUB_OFFLINE"):
         monkeypatch.setenv(name, "1")
+    monkeypatch.setenv("GARAK_TEST_KEY", "unused")  # garak refuses to start without a key, even for an open endpoint
     entry = """\
               - name: {name}
                 harness: garak
@@ -34,8 +35,8 @@ def test_garak_test_probe_twice_under_xdist(run_inner, suite_file, pytester, mon
                 endpoint_type: chat
                 runtime: local
                 params: {{config.params.extra.probes: test.Test, config.params.parallelism: 1,
-                          config.params.extra.seed: {seed}}}
-                thresholds: {{no_such_metric: {{min: 0.0}}}}
+                          config.params.extra.seed: {seed}, target.api_endpoint.api_key_name: GARAK_TEST_KEY}}
+                thresholds: {{pass_rate: {{min: 0.0}}}}
 """
     with ScriptedUpstream() as upstream:
         suite_file("garak", "benchmarks:\n" + entry.format(name="garak_a", seed=1) + entry.format(name="garak_b", seed=2))
@@ -47,4 +48,5 @@ def test_garak_test_probe_twice_under_xdist(run_inner, suite_file, pytester, mon
         assert status == "passed", result.stdout.str()[-3000:] + (run_dir / "harness.log").read_text()[-3000:]
         assert f"seed: {seed}" in (run_dir / "garak_config.yaml").read_text()  # its own config, in its own dir
         assert int(props["nemo.proxy.requests"]) > 0
+        assert float(props["nemo.metric.pass_rate.value"]) == 1.0  # test.Test's detector is always.Pass
     assert not (pytester.path / "garak_config.yaml").exists()
