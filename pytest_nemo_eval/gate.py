@@ -12,6 +12,7 @@ from typing import Iterable, Literal
 
 from pydantic import BaseModel
 
+from pytest_nemo_eval.paired import PairedTest
 from pytest_nemo_eval.suite import InconclusivePolicy, Threshold
 
 Verdict = Literal["pass", "fail", "inconclusive"]
@@ -156,7 +157,8 @@ def evaluate(
 
 
 class Comparison(BaseModel):
-    """One metric versus the baseline; `regressed` when it got worse by more than `allowed`."""
+    """One metric versus the baseline. Unpaired: `regressed` when it got worse by more than
+    `allowed`; paired (per-sample scores of the same items in both runs): by `paired`'s test."""
 
     benchmark: str
     metric: str
@@ -165,13 +167,25 @@ class Comparison(BaseModel):
     allowed: float
     higher_is_better: bool
     regressed: bool
+    paired: PairedTest | None = None
+    note: str | None = None  # what differs between the runs, or why the comparison is unpaired
+    baseline_samples: str | None = None  # the baseline's per-sample file the paired test read
+
+    @property
+    def method(self) -> str:
+        return self.paired.method if self.paired is not None else "unpaired"
 
     def describe(self) -> str:
         change = self.current - self.baseline
-        return (
+        text = (
             f"{self.benchmark} {self.metric}: {self.baseline:.4f} -> {self.current:.4f} "
             f"({change:+.4f}; allowed drop {self.allowed:.4f})"
         )
+        if self.paired is not None:
+            text += f"; {self.paired.describe()}"
+        if self.note:
+            text += f"; {self.note}"
+        return text
 
 
 def compare_all(

@@ -25,6 +25,13 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     addoption(parser)
 
 
+def pytest_addhooks(pluginmanager: pytest.PytestPluginManager) -> None:
+    """Our own hooks (newhooks.py): exporters and users' conftest files implement them."""
+    from pytest_nemo_eval import newhooks
+
+    pluginmanager.add_hookspecs(newhooks)
+
+
 def activate(config: pytest.Config) -> None:
     """Register the run's hooks once: the controller's (serial process or xdist controller) or a
     worker's; validates the settings (a bad value is a UsageError)."""
@@ -91,13 +98,14 @@ def nemo_proxy(nemo_target):
 
 
 @pytest.fixture
-def nemo_benchmark(pytestconfig: pytest.Config, nemo_target):
+def nemo_benchmark(request: pytest.FixtureRequest, pytestconfig: pytest.Config, nemo_target):
     """Run a benchmark from a Python test: `nemo_benchmark({name, harness, task, thresholds, ...},
     defaults={...}) -> outcome`; `outcome.check()` asserts like a suite item, `outcome.scores`
-    holds every score. Uses the run's deployment and proxy (see runner/api.py)."""
+    holds every score. Uses the run's deployment and proxy (see runner/api.py); the results join the
+    run's JSON/HTML/MLflow exports."""
     import functools
 
     from pytest_nemo_eval.runner.api import run_benchmark
     from pytest_nemo_eval.runner.plugin_state import state_of
 
-    return functools.partial(run_benchmark, state_of(pytestconfig))
+    return functools.partial(run_benchmark, state_of(pytestconfig), node=request.node)

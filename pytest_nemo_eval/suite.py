@@ -184,6 +184,11 @@ class Suite(_Strict):
         return self
 
 
+def benchmark_id(suite: str, name: str) -> str:
+    """`<suite>::<name>`: the one key a benchmark has in JUnit, baselines, JSON and exporters."""
+    return f"{suite}::{name}"
+
+
 class ResolvedBenchmark(BaseModel):
     """A benchmark with the suite defaults applied: what the plugin runs."""
 
@@ -214,6 +219,10 @@ class ResolvedBenchmark(BaseModel):
 
     image_registry: str
     image_tag: str
+
+    @property
+    def id(self) -> str:
+        return benchmark_id(self.suite_name, self.name)
 
     def image_for_docker(self) -> str:
         """Explicit `image`; else our harness image for `builtin`; else `<registry>/<harness>:<tag>`."""

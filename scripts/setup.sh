@@ -19,6 +19,14 @@ if ! command -v bwrap >/dev/null 2>&1; then
     fi
 fi
 
+# The HTML report's test opens it in a real headless browser: Debian's `chromium` (about 1 min).
+if ! command -v chromium >/dev/null 2>&1 && [ "$(id -u)" = "0" ] && command -v apt-get >/dev/null 2>&1; then
+    echo "[setup] installing chromium (apt-get; the HTML report test's headless browser)"
+    apt-get install -y -q --no-install-recommends chromium >/dev/null 2>&1 \
+        || { apt-get update -q >/dev/null && apt-get install -y -q --no-install-recommends chromium >/dev/null; } \
+        || echo "[setup] could not install chromium: the HTML browser test will be skipped, with a reason" >&2
+fi
+
 PYTHON="${PYTHON:-python3}"
 if [ ! -x .venv/bin/python ]; then
     echo "[setup] creating .venv"
@@ -32,6 +40,17 @@ pip install -q --disable-pip-version-check -c constraints.txt "torch==2.13.0" 2>
 pip install -q --disable-pip-version-check -c constraints.txt -e "$target" 2>&1 | grep -v "is ignored: it is neither" || true
 python -W ignore -c "import torch, megatron.core, pytriton, pytest_nemo_eval" \
     || { echo "[setup] the Python environment is incomplete (see pip output above)" >&2; exit 1; }
+
+# The MLflow export tests start a real `mlflow server`; its pins conflict with ours, so it lives in its
+# own venv (the plugin needs only the client, mlflow-skinny). About 1 min; only with the test extra.
+if [[ ",${NEMO_EVAL_EXTRAS:-}," == *",test,"* ]] && [ ! -x .venv-mlflow/bin/mlflow ]; then
+    echo "[setup] creating .venv-mlflow (the MLflow server the export tests start)"
+    "$PYTHON" -m venv .venv-mlflow
+    .venv-mlflow/bin/pip install -q --disable-pip-version-check -c fixtures/mlflow_server/constraints.txt \
+        "mlflow==3.17.2" 2>&1 | grep -v "is ignored: it is neither" || true
+    .venv-mlflow/bin/mlflow --version >/dev/null \
+        || echo "[setup] the MLflow server venv is incomplete: the MLflow export tests will be skipped" >&2
+fi
 
 if [ "${NEMO_EVAL_SKIP_DOCKER:-0}" != "1" ]; then
     bash scripts/start_docker.sh || echo "[setup] no Docker daemon: the container tests will be skipped, with a reason"

@@ -93,6 +93,11 @@ class GPTArchitecture(BaseModel):
     share_embeddings_and_output_weights: bool = True
     vocab_size: int | None = None
     make_vocab_size_divisible_by: int = 128
+    # precision knobs (megatron-core defaults); they matter only below fp32, i.e. on the CUDA (bf16) path
+    attention_softmax_in_fp32: bool = True
+    apply_query_key_layer_scaling: bool = False
+    disable_bf16_reduced_precision_matmul: bool = False
+    fp32_residual_connection: bool = False
 
     def padded_vocab_size(self, tokenizer_vocab_size: int, tensor_parallel: int = 1) -> int:
         """The embedding rows: vocab_size as written, else padded as NeMo's get_vocab_size does
@@ -188,7 +193,12 @@ def _check_fields(raw: dict[str, Any], source: Path) -> None:
         raise _refuse(source, "num_moe_experts", experts,
                       "dense models only (mixture-of-experts models such as Mixtral are not supported)")
     config_target = raw.get("_target_")
-    if config_target:
+    if config_target and config_target.startswith("megatron.bridge."):
+        if config_target not in fields.SUPPORTED_BRIDGE_PROVIDERS:
+            raise _refuse(source, "_target_", config_target,
+                          f"GPT models ({', '.join(sorted(fields.SUPPORTED_BRIDGE_PROVIDERS))}); this run_config.yaml's "
+                          "`model:` is another kind of model")
+    elif config_target:
         module = config_target.rsplit(".", 1)[0]
         if module not in fields.SUPPORTED_CONFIG_MODULES:
             families = "; ".join(f"{m} ({what})" for m, what in fields.SUPPORTED_CONFIG_MODULES.items())
@@ -213,11 +223,46 @@ def _check_fields(raw: dict[str, Any], source: Path) -> None:
 def _activation(raw: dict[str, Any], source: Path) -> Activation:
     target = _target(raw.get("activation_func"))
     if target is None:
-        return "gelu"  # megatron-core's TransformerConfig default (F.gelu)
+        return _computed_activation("gelu", raw, source)  # megatron-core's TransformerConfig default (F.gelu)
     if target not in ACTIVATION_TARGETS:
         raise _refuse(source, "activation_func", target,
                       f"these activations: {', '.join(sorted(ACTIVATION_TARGETS))}")
-    return ACTIVATION_TARGETS[target]
+    return _computed_activation(ACTIVATION_TARGETS[target], raw, source)
+
+
+# megatron-core's F.gelu / F.silu / F.relu checks compare the function object; these are the names they accept.
+_TE_ACTIVATIONS: dict[str, Activation] = {"gelu": "gelu_tanh", "silu": "silu", "relu": "relu"}
+
+
+def _computed_activation(written: Activation, raw: dict[str, Any], source: Path) -> Activation:
+    """The activation megatron-core 0.16's MLP computes for `written` under the config's fusion flags.
+
+    bias_activation_fusion (transformer/mlp.py forward): GELU goes through bias_gelu_impl (bias_geglu_impl when
+    gated), both the tanh approximation (fusions/fused_bias_gelu.py); gated SiLU through bias_swiglu_impl, the
+    same silu(a) * b; any other pairing megatron-core refuses (TransformerConfig.__post_init__) or raises in
+    forward. Transformer Engine activations (use_te_activation_func, or the op fuser's TEFusedMLP) map F.gelu to
+    TE's GELU/GEGLU, also tanh. So a config that writes exact GELU with a fusion flag computes GELU-tanh.
+    """
+    fused = bool(raw.get("bias_activation_fusion"))
+    te_ops = bool(raw.get("use_te_activation_func")) or bool(raw.get("use_transformer_engine_op_fuser"))
+    gated = bool(raw.get("gated_linear_unit"))
+    if fused and raw.get("use_te_activation_func"):
+        raise _refuse(source, "bias_activation_fusion", True, "bias_activation_fusion or use_te_activation_func, "
+                      "not both (megatron-core's TransformerConfig refuses the pair)")
+    if fused:
+        if written == "gelu" and (gated or raw.get("add_bias_linear", True)):
+            return "gelu_tanh"
+        if written == "silu" and gated:
+            return "silu"
+        raise _refuse(source, "bias_activation_fusion", True, "fused activations megatron-core 0.16 computes: GELU "
+                      f"with a bias or gated, or gated SiLU (this config: {written}, gated_linear_unit={gated}, "
+                      f"add_bias_linear={raw.get('add_bias_linear', True)})")
+    if te_ops:
+        if written not in _TE_ACTIVATIONS:
+            raise _refuse(source, "use_te_activation_func", True,
+                          "Transformer Engine activations of gelu, silu or relu")
+        return _TE_ACTIVATIONS[written]
+    return written
 
 
 def _window(raw: dict[str, Any], source: Path) -> int | None:
@@ -237,8 +282,15 @@ def _window(raw: dict[str, Any], source: Path) -> int | None:
 
 
 def _rope_scaling(raw: dict[str, Any]) -> Llama3RopeScaling | None:
-    """Llama31Config (and Llama32Config, its subclass) carry scale_factor & co.; NeMo rescales inv_freq with them."""
-    if raw.get("scale_factor") is None or raw.get("position_embedding_type", "rope") != "rope":
+    """Llama31Config (and Llama32Config, its subclass) carry scale_factor & co.; NeMo rescales inv_freq with them.
+    Megatron-Bridge keeps only `rope_scaling: true` and `rope_scaling_factor`, which its provider passes to
+    megatron-core's GPTModel; RotaryEmbedding._apply_scaling then uses its defaults for the rest
+    (low_freq_factor 1, high_freq_factor 4, original_max_position_embeddings 8192), as Llama 3.1 has."""
+    if raw.get("position_embedding_type", "rope") != "rope":
+        return None
+    if raw.get("rope_scaling") is True:
+        return Llama3RopeScaling(factor=raw.get("rope_scaling_factor", 8.0))
+    if raw.get("scale_factor") is None:
         return None
     return Llama3RopeScaling(
         factor=raw["scale_factor"], low_freq_factor=raw.get("low_freq_factor", 1.0),
@@ -259,15 +311,37 @@ def _seq_length(raw: dict[str, Any], window: int | None, source: Path) -> int:
 
 
 def read_architecture(context_dir: Path) -> GPTArchitecture:
-    """Parse and validate the architecture; errors name the field and the file."""
+    """NeMo 2.0 front end: context/model.yaml (or io.json); errors name the field and the file."""
     raw, source = read_config_mapping(Path(context_dir))
+    return architecture_from_fields(raw, source)
+
+
+def read_bridge_architecture(run_config: Path) -> GPTArchitecture:
+    """Megatron-Bridge front end: the `model:` section of iter_*/run_config.yaml (GPTModelProvider's fields,
+    every one written, as NeMo's dump does); the same field table and refusals as NeMo 2.0."""
+    run_config = Path(run_config)
+    try:
+        document = yaml.safe_load(run_config.read_text(encoding="utf-8"))
+    except yaml.YAMLError as exc:
+        raise CheckpointError(f"{run_config} is not valid YAML ({exc}); copy the checkpoint again.") from None
+    model = document.get("model") if isinstance(document, dict) else None
+    if not isinstance(model, dict):
+        raise CheckpointError(f"{run_config} has no `model:` mapping with the model architecture (Megatron-Bridge "
+                              "writes the model provider's fields there).")
+    return architecture_from_fields(model, run_config)
+
+
+def architecture_from_fields(raw: dict[str, Any], source: Path) -> GPTArchitecture:
+    """The one architecture reader: every field checked against config_fields' table, then parsed."""
     _check_fields(raw, source)
     window = _window(raw, source)
     plain = ("num_layers", "hidden_size", "ffn_hidden_size", "num_attention_heads", "num_query_groups",
              "kv_channels", "normalization", "layernorm_epsilon", "layernorm_zero_centered_gamma",
              "gated_linear_unit", "position_embedding_type", "rotary_base", "rotary_percent",
              "seq_len_interpolation_factor", "softmax_scale", "add_bias_linear", "add_qkv_bias",
-             "share_embeddings_and_output_weights", "vocab_size", "make_vocab_size_divisible_by")
+             "share_embeddings_and_output_weights", "vocab_size", "make_vocab_size_divisible_by",
+             "attention_softmax_in_fp32", "apply_query_key_layer_scaling", "disable_bf16_reduced_precision_matmul",
+             "fp32_residual_connection")
     values: dict[str, Any] = {name: raw[name] for name in plain if raw.get(name) is not None}
     values["activation"] = _activation(raw, source)
     values["rope_scaling"] = _rope_scaling(raw)
@@ -299,6 +373,10 @@ def build_transformer_config(arch: GPTArchitecture, dtype: torch.dtype, use_cpu_
         kv_channels=arch.kv_channels, normalization=arch.normalization, layernorm_epsilon=arch.layernorm_epsilon,
         gated_linear_unit=arch.gated_linear_unit, activation_func=activation_function(arch.activation),
         add_bias_linear=arch.add_bias_linear, add_qkv_bias=arch.add_qkv_bias, softmax_scale=arch.softmax_scale,
+        attention_softmax_in_fp32=arch.attention_softmax_in_fp32,
+        apply_query_key_layer_scaling=arch.apply_query_key_layer_scaling,
+        disable_bf16_reduced_precision_matmul=arch.disable_bf16_reduced_precision_matmul,
+        fp32_residual_connection=arch.fp32_residual_connection,
         hidden_dropout=0.0, attention_dropout=0.0, use_cpu_initialization=use_cpu_initialization,
         params_dtype=dtype, bf16=dtype == torch.bfloat16, pipeline_dtype=dtype,
     )

@@ -1,8 +1,12 @@
-"""Load a NeMo 2.0 checkpoint directory into a megatron-core GPTModel (eval mode) and its tokenizer.
+"""Load a NeMo 2.0 or Megatron-Bridge checkpoint into a megatron-core GPTModel (eval mode) and its tokenizer.
 
-Layout: `<ckpt>/context/model.yaml` (architecture), `<ckpt>/context/nemo_tokenizer/`
-(tokenizer), `<ckpt>/weights/` (megatron-core dist_checkpointing, torch_dist).
-Weights are stored under the `module.` prefix, as NeMo's MegatronStrategy writes them.
+NeMo 2.0: `<ckpt>/context/model.yaml` (architecture), `<ckpt>/context/nemo_tokenizer/`
+(tokenizer), `<ckpt>/weights/` (megatron-core dist_checkpointing, torch_dist), tensors under
+the `module.` prefix, as NeMo's MegatronStrategy writes them. Megatron-Bridge: `iter_*/run_config.yaml`,
+`iter_*/tokenizer/`, the torch_dist files in `iter_*/` itself, the same tensor names without `module.`
+(layout.py finds them). megatron-core 0.19 keeps its common state inside the `.distcp` files (no
+`common.pt`), which megatron-core 0.16's loader requires; such weights are read with torch's own
+`torch.distributed.checkpoint`, which reads every tensor whichever megatron-core wrote it.
 
 Precision: bf16 on CUDA, fp32 on CPU (override with `dtype`). Parallelism:
 tensor_parallel/pipeline_parallel > 1 need that many GPUs and a launch with one
@@ -18,11 +22,13 @@ import torch
 
 from ..third_party_warnings import silenced
 from . import cpu_compat
-from .config import GPTArchitecture, build_transformer_config, read_architecture
+from .config import GPTArchitecture, build_transformer_config, read_architecture, read_bridge_architecture
 from .errors import CheckpointError
+from .layout import CheckpointLayout, detect_layout
 from .tokenizer import Tokenizer, load_tokenizer
 
-WEIGHTS_PREFIX = "module."
+WEIGHTS_PREFIX = "module."  # NeMo 2.0's; Megatron-Bridge stores the same names without it
+WEIGHTS_PREFIXES = {"nemo2": WEIGHTS_PREFIX, "megatron-bridge": ""}
 
 
 @dataclass
@@ -33,25 +39,12 @@ class LoadedCheckpoint:
     model_id: str
     device: torch.device
     dtype: torch.dtype
+    layout: CheckpointLayout | None = None  # provenance: .format ("nemo2" / "megatron-bridge"), .iteration, paths
 
 
 def check_layout(path: Path) -> Path:
-    """The checkpoint root, after checking it is a NeMo 2.0 directory; says what is missing."""
-    path = Path(path).expanduser()
-    if not path.exists():
-        raise CheckpointError(f"Checkpoint path {path} does not exist. Pass the directory of a NeMo 2.0 checkpoint.")
-    if not path.is_dir():
-        raise CheckpointError(
-            f"Checkpoint path {path} is a file, not a directory. NeMo 2.0 checkpoints are directories with "
-            "context/ and weights/ (unpack a .nemo/.tar archive first)."
-        )
-    missing = [name for name in ("context", "weights") if not (path / name).is_dir()]
-    if missing:
-        raise CheckpointError(
-            f"{path} is not a NeMo 2.0 checkpoint: missing {' and '.join(f'{m}/' for m in missing)} "
-            "(expected context/ with model.yaml and the tokenizer, and weights/ with the torch_dist shards)."
-        )
-    return path.resolve()
+    """The checkpoint root (NeMo 2.0 dir or Megatron-Bridge run root); says what is missing."""
+    return detect_layout(path).root
 
 
 def _check_parallelism(tensor_parallel: int, pipeline_parallel: int, device: torch.device) -> None:
@@ -129,7 +122,7 @@ def _fields_shaping(key: str) -> str:
     return next((names for fragment, names in _SHAPING_FIELDS if fragment in key), "hidden_size, num_layers")
 
 
-def _check_shapes(model: torch.nn.Module, weights_dir: Path, arch_source: str) -> None:
+def _check_shapes(model: torch.nn.Module, weights_dir: Path, arch_source: str, prefix: str = WEIGHTS_PREFIX) -> None:
     """Compare every tensor's shape with the checkpoint's before loading: a mismatch names tensor and shapes."""
     from megatron.core.dist_checkpointing.mapping import ShardedTensor
     from torch.distributed.checkpoint import FileSystemReader
@@ -138,7 +131,7 @@ def _check_shapes(model: torch.nn.Module, weights_dir: Path, arch_source: str) -
         stored = FileSystemReader(str(weights_dir)).read_metadata().state_dict_metadata
     except Exception:  # an unreadable .metadata is reported by load_weights with its own message
         return
-    for key, sharded in model.sharded_state_dict(prefix=WEIGHTS_PREFIX).items():
+    for key, sharded in model.sharded_state_dict(prefix=prefix).items():
         if not isinstance(sharded, ShardedTensor) or sharded.key not in stored:
             continue
         saved = tuple(getattr(stored[sharded.key], "size", ()))
@@ -146,12 +139,54 @@ def _check_shapes(model: torch.nn.Module, weights_dir: Path, arch_source: str) -
             raise CheckpointError(
                 f"The weights in {weights_dir} do not fit the architecture in {arch_source}: `{sharded.key}` is "
                 f"stored with shape {list(saved)} but the config makes {list(sharded.global_shape)} (from "
-                f"{_fields_shaping(sharded.key)}). That config does not describe these weights: use the model.yaml "
+                f"{_fields_shaping(sharded.key)}). That config does not describe these weights: use the config file "
                 "written with them, or correct those fields."
             )
 
 
-def load_weights(model: torch.nn.Module, weights_dir: Path) -> None:
+def _read_with_torch_dcp(model: torch.nn.Module, weights_dir: Path, prefix: str) -> dict[str, torch.Tensor]:
+    """Every tensor of the model's sharded state dict, read with torch.distributed.checkpoint: each stored
+    (global, layer-stacked) tensor in full, then this model's slice of it (megatron-core's ShardedTensor
+    offsets; its leading `prepend_axis_num` axes index the stacked layers). Factories (the gated fc1's two
+    halves) are built and merged back with megatron-core's own apply_factories / apply_factory_merges."""
+    import torch.distributed.checkpoint as dcp
+    from megatron.core.dist_checkpointing.dict_utils import (
+        dict_list_map_inplace, extract_matching_values, nested_values,
+    )
+    from megatron.core.dist_checkpointing.mapping import (
+        ShardedTensor, ShardedTensorFactory, apply_factories, apply_factory_merges,
+    )
+    from torch.distributed.checkpoint import FileSystemReader
+
+    reader = FileSystemReader(str(weights_dir))
+    stored = reader.read_metadata().state_dict_metadata
+    sharded = model.sharded_state_dict(prefix=prefix)
+    factories, _ = extract_matching_values(sharded, lambda x: isinstance(x, ShardedTensorFactory),
+                                           return_lists_as_dicts=True)
+    apply_factories(sharded)
+    wanted = [value for value in nested_values(sharded) if isinstance(value, ShardedTensor)]
+    missing = sorted({value.key for value in wanted if value.key not in stored})
+    if missing:
+        raise CheckpointError(f"The weights in {weights_dir} lack {', '.join(missing)}: they were written for another "
+                              "architecture than the config describes, or the save was incomplete.")
+    full = {value.key: torch.empty(tuple(value.global_shape), dtype=stored[value.key].properties.dtype)
+            for value in wanted}
+    dcp.load(full, storage_reader=reader)
+
+    def local_slice(value):
+        if not isinstance(value, ShardedTensor):
+            return None  # ShardedObject (_extra_state: fp8 metadata, empty here)
+        stacked = tuple(value.global_offset[:value.prepend_axis_num])
+        rest = tuple(slice(offset, offset + size)
+                     for offset, size in zip(value.global_offset[value.prepend_axis_num:], value.local_shape))
+        return full[value.key][stacked + rest]
+
+    dict_list_map_inplace(local_slice, sharded)
+    merged = apply_factory_merges(sharded, factories)
+    return {name.removeprefix(prefix): tensor for name, tensor in merged.items() if isinstance(tensor, torch.Tensor)}
+
+
+def load_weights(model: torch.nn.Module, weights_dir: Path, prefix: str = WEIGHTS_PREFIX) -> None:
     """Fill `model` from a torch_dist checkpoint; a damaged or mismatched one raises CheckpointError."""
     from megatron.core import dist_checkpointing
     from torch.distributed.checkpoint.api import CheckpointException  # a BaseException, not an Exception
@@ -159,12 +194,23 @@ def load_weights(model: torch.nn.Module, weights_dir: Path) -> None:
     if not (weights_dir / "metadata.json").is_file():
         raise CheckpointError(
             f"{weights_dir} holds no metadata.json, so it is not a megatron-core dist_checkpointing (torch_dist) "
-            "checkpoint. Re-save the weights with NeMo 2.0 / megatron-core."
+            "checkpoint. Re-save the weights with NeMo 2.0 / Megatron-Bridge / megatron-core."
         )
     try:
-        state = dist_checkpointing.load(model.sharded_state_dict(prefix=WEIGHTS_PREFIX), str(weights_dir))
-        stripped = {key.removeprefix(WEIGHTS_PREFIX): value for key, value in state.items()}
+        if (weights_dir / "common.pt").is_file():  # megatron-core <= 0.18 layout: its own loader
+            state = dist_checkpointing.load(model.sharded_state_dict(prefix=prefix), str(weights_dir))
+            stripped = {key.removeprefix(prefix): value for key, value in state.items()}
+        else:  # megatron-core 0.19+ (common state inside the .distcp): torch's reader
+            stripped = _read_with_torch_dcp(model, weights_dir, prefix)
+            unread = [key for key in model.load_state_dict(stripped, strict=False).missing_keys
+                      if not key.endswith("_extra_state")]
+            if unread:
+                raise CheckpointError(f"The weights in {weights_dir} did not fill {', '.join(unread)}; the checkpoint "
+                                      "does not match its config. Copy or export it again.")
+            return
         model.load_state_dict(stripped, strict=False)
+    except CheckpointError:
+        raise
     except (Exception, CheckpointException) as exc:  # damaged files raise many types
         detail = [line for line in str(exc).strip().splitlines() if line.strip()]
         raise CheckpointError(
@@ -180,6 +226,19 @@ def default_device(device: str | torch.device | None) -> torch.device:
     return torch.device(device)
 
 
+def serving_dtype(arch: GPTArchitecture, device: torch.device, dtype: torch.dtype | None, source) -> torch.dtype:
+    """bf16 on CUDA, fp32 on CPU; fp32 whenever the model keeps its residual stream in fp32
+    (fp32_residual_connection: megatron-core casts the embeddings to fp32, which local bf16 layers cannot take)."""
+    if arch.fp32_residual_connection:
+        if dtype not in (None, torch.float32):
+            raise CheckpointError(
+                f"`fp32_residual_connection: true` in {source} keeps the residual stream in fp32, which this loader "
+                f"serves only in float32, not {dtype}. Load it with dtype=torch.float32 (the default for it)."
+            )
+        return torch.float32
+    return dtype or (torch.bfloat16 if device.type == "cuda" else torch.float32)
+
+
 def load_checkpoint(
     path, *, device=None, dtype=None, tensor_parallel: int = 1, pipeline_parallel: int = 1
 ) -> LoadedCheckpoint:
@@ -189,18 +248,31 @@ def load_checkpoint(
 
 
 def _load_checkpoint(path, device, dtype, tensor_parallel: int, pipeline_parallel: int) -> LoadedCheckpoint:
-    root = check_layout(Path(path))
+    layout = detect_layout(Path(path))
     device = default_device(device)
-    dtype = dtype or (torch.bfloat16 if device.type == "cuda" else torch.float32)
     _check_parallelism(tensor_parallel, pipeline_parallel, device)
-    arch = read_architecture(root / "context")
-    tokenizer = load_tokenizer(root / "context")
+    if layout.format == "nemo2":
+        arch = read_architecture(layout.config_file)
+        config_name = layout.config_file / "model.yaml"
+    else:
+        arch = read_bridge_architecture(layout.config_file)
+        config_name = layout.config_file
+    dtype = serving_dtype(arch, device, dtype, config_name)
+    if layout.format == "megatron-bridge" and not layout.tokenizer_dir.is_dir():
+        raise CheckpointError(
+            f"{layout.tokenizer_dir.parent} has no tokenizer/ folder. Megatron-Bridge saves the tokenizer's files "
+            "there; run_config.yaml's `tokenizer.tokenizer_model` names where they came from on the writing machine, "
+            "which is not read (serving is offline). Copy those files into tokenizer/."
+        )
+    tokenizer = load_tokenizer(layout.tokenizer_dir)
     cpu_compat.apply_cpu_shims()
     cpu_compat.ensure_model_parallel(tensor_parallel, pipeline_parallel)
     model = build_model(arch, tokenizer.vocab_size, dtype, device, tensor_parallel)
-    _check_shapes(model, root / "weights", str(root / "context" / "model.yaml"))
-    load_weights(model, root / "weights")
+    prefix = WEIGHTS_PREFIXES[layout.format]
+    _check_shapes(model, layout.weights_dir, str(config_name), prefix)
+    load_weights(model, layout.weights_dir, prefix)
     if arch.layernorm_zero_centered_gamma:
         _fold_zero_centered_gamma(model)
     model.eval()
-    return LoadedCheckpoint(model=model, tokenizer=tokenizer, config=arch, model_id=root.name, device=device, dtype=dtype)
+    return LoadedCheckpoint(model=model, tokenizer=tokenizer, config=arch, model_id=layout.root.name, device=device,
+                            dtype=dtype, layout=layout)

@@ -4,6 +4,8 @@
     nemo-eval-report shard*.xml --merge all.xml        # merge xdist/CI shards into one file
     nemo-eval-report gate.xml --format markdown >> "$GITHUB_STEP_SUMMARY"
     nemo-eval-report gate.xml --baseline last-release.xml --tolerance 0.01   # exit 1 on a regression
+    nemo-eval-report gate.xml --baseline last-release.xml --html report.html  # self-contained HTML report
+    nemo-eval-report gate.xml --mlflow http://127.0.0.1:5000 --mlflow-experiment release   # (re-)export to MLflow
 
 Exit status: 0 fine, 1 a metric regressed versus the baseline, 2 bad input.
 """
@@ -16,8 +18,10 @@ import sys
 from pytest_nemo_eval.report.baseline import Baseline
 from pytest_nemo_eval.report.junit import ReportError, merge_files, read_reports
 from pytest_nemo_eval.report.table import render, rows
+from pytest_nemo_eval.gate import Comparison
+from pytest_nemo_eval.results import RunResult
 
-COMPARE_HEADER = ("benchmark", "metric", "baseline", "current", "change", "allowed drop", "status")
+COMPARE_HEADER = ("benchmark", "metric", "baseline", "current", "change", "allowed drop", "status", "test")
 
 
 def _parser(prog: str) -> argparse.ArgumentParser:
@@ -26,6 +30,9 @@ def _parser(prog: str) -> argparse.ArgumentParser:
     parser.add_argument("--format", choices=("text", "markdown"), default="text")
     parser.add_argument("--merge", metavar="OUT.xml", help="also write all test suites into one JUnit file")
     parser.add_argument("--baseline", metavar="BASE.xml", help="JUnit report of the run to compare against")
+    parser.add_argument("--html", metavar="OUT.html", help="also write the self-contained HTML report")
+    parser.add_argument("--mlflow", metavar="URI", help="export to this MLflow tracking server (updates a re-export)")
+    parser.add_argument("--mlflow-experiment", default="pytest-nemo-eval", help="MLflow experiment (default %(default)s)")
     parser.add_argument("--tolerance", type=float, default=0.0, help="absolute drop allowed on top of the noise")
     parser.add_argument(
         "--confidence", type=float, default=0.95, help="level for the stderr-based noise margin (default 0.95)"
@@ -46,35 +53,91 @@ def main(argv: list[str] | None = None, prog: str = "nemo-eval-report") -> int:
     except (ReportError, OSError) as exc:
         print(f"{prog}: {exc}", file=sys.stderr)
         return 2
-    cases = report.by_benchmark()
-    if not cases:
+    results = report.by_benchmark()
+    if not results:
         print(f"{prog}: no nemo-eval benchmark found in {', '.join(args.reports)} (was it written by the plugin?)",
               file=sys.stderr)
         return 2
-    print(render(rows((c.record, c.status) for c in cases.values()), args.format))
+    print(render(rows(results.values()), args.format))
     if baseline is None:
-        return 0
-    comparison, regressed = _compare(baseline, cases)
+        return _write_html(args.html, report, prog) or _export(args, report, prog)
+    compared = {bid: baseline.compare(bid, r.metrics, r.samples_file) for bid, r in results.items()}
+    comparison, regressed, notes = _compare(compared)
+    report = report.model_copy(update={"benchmarks": [
+        r.model_copy(update={"baseline": compared[bid] or []}) for bid, r in results.items()]})
+    if _write_html(args.html, report, prog) or _export(args, report, prog):
+        return 2
     print()
     print(render(comparison, args.format, header=COMPARE_HEADER))
     print()
+    for note in notes:
+        print(note)
+    if notes:
+        print()
     print(f"{len(regressed)} regression(s) versus {args.baseline}" + (": " + "; ".join(regressed) if regressed else ""))
     return 1 if regressed else 0
 
 
-def _compare(baseline: Baseline, cases) -> tuple[list[tuple[str, ...]], list[str]]:
-    """Rows for every metric found in both reports, and the descriptions of the regressions."""
+def _export(args: argparse.Namespace, run: RunResult, prog: str) -> int:
+    """Export to MLflow when asked (the report files and their JSON/HTML siblings as artifacts); 2 on failure."""
+    if not args.mlflow:
+        return 0
+    from pathlib import Path
+
+    from pytest_nemo_eval.report.mlflow_export import MlflowExportError, export_run
+
+    files = [Path(p) for p in args.reports] + [Path(p).with_name(Path(p).stem + ".results.json") for p in args.reports]
+    files += [Path(p).with_suffix(".html") for p in args.reports] + ([Path(args.html)] if args.html else [])
+    try:
+        run_id = export_run(run, args.mlflow, args.mlflow_experiment, files)
+    except MlflowExportError as exc:
+        print(f"{prog}: {exc}", file=sys.stderr)
+        return 2
+    print(f"{prog}: exported to MLflow {args.mlflow}: experiment {args.mlflow_experiment!r}, run {run_id}",
+          file=sys.stderr)
+    return 0
+
+
+def _write_html(path: str | None, run: RunResult, prog: str) -> int:
+    """Write the HTML report when asked; 2 (bad output path) or 0."""
+    if not path:
+        return 0
+    from pytest_nemo_eval.report.html import write_html
+
+    try:
+        print(f"{prog}: HTML report written to {write_html(run, path)}", file=sys.stderr)
+    except OSError as exc:
+        print(f"{prog}: cannot write the HTML report {path}: {exc}", file=sys.stderr)
+        return 2
+    return 0
+
+
+def _compare(
+    compared: dict[str, list[Comparison] | None],
+) -> tuple[list[tuple[str, ...]], list[str], list[str]]:
+    """Rows for every metric found in both reports, the descriptions of the regressions, and per
+    metric how it was compared (paired test and flipped items, or why unpaired)."""
     table: list[tuple[str, ...]] = []
     regressed: list[str] = []
-    for benchmark, case in cases.items():
-        comparisons = baseline.compare(case.record)
+    notes: list[str] = []
+    for benchmark, comparisons in compared.items():
         if comparisons is None:
-            table.append((benchmark, "-", "-", "-", "-", "-", "NEW (not in baseline)"))
+            table.append((benchmark, "-", "-", "-", "-", "-", "NEW (not in baseline)", "-"))
             continue
         for c in comparisons:
             status = "REGRESSED" if c.regressed else "ok"
+            test = c.method if c.paired is None else f"{c.method} p={c.paired.p_value:.3g}"
+            allowed = f"{c.allowed:.4f}" if c.paired is None else f"mde {c.paired.mde:.4f}"
             table.append((benchmark, c.metric, f"{c.baseline:.4f}", f"{c.current:.4f}",
-                          f"{c.current - c.baseline:+.4f}", f"{c.allowed:.4f}", status))
+                          f"{c.current - c.baseline:+.4f}", allowed, status, test))
             if c.regressed:
                 regressed.append(c.describe())
-    return table, regressed
+            notes.append(f"{benchmark} {c.metric}: " + "; ".join(
+                part for part in (c.paired.describe() if c.paired else None, c.note) if part))
+            if c.paired is not None and (c.paired.worse or c.paired.better):
+                notes.append(f"  worse: {_ids(c.paired.worse)}; better: {_ids(c.paired.better)}")
+    return table, regressed, notes
+
+
+def _ids(ids: list[str], limit: int = 20) -> str:
+    return (", ".join(ids[:limit]) + (f" ... ({len(ids)} in all)" if len(ids) > limit else "")) or "none"

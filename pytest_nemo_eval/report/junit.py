@@ -3,40 +3,17 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Iterable, Literal
+from typing import Any, Iterable
 
-from pydantic import BaseModel
-
-from pytest_nemo_eval.report.properties import BenchmarkRecord, record_from_properties
-
-Status = Literal["passed", "failed", "error", "skipped"]
-
-
-class CaseResult(BaseModel):
-    """One benchmark test case of a report."""
-
-    record: BenchmarkRecord
-    status: Status
-    message: str = ""
-    source: str = ""
-
-
-class Report(BaseModel):
-    """All benchmark cases of one or more JUnit files plus their suite properties."""
-
-    cases: list[CaseResult] = []
-    provenance: dict[str, str] = {}
-
-    def by_benchmark(self) -> dict[str, CaseResult]:
-        """Latest case per benchmark id (a later file wins, e.g. a re-run shard)."""
-        return {case.record.benchmark: case for case in self.cases}
+from pytest_nemo_eval.report.properties import from_properties
+from pytest_nemo_eval.results import RunResult, Status
 
 
 class ReportError(ValueError):
     """A JUnit file that cannot be read."""
 
 
-def _status(case) -> tuple[Status, str]:
+def _status(case: Any) -> tuple[Status, str]:
     for result in case.result:
         kind = type(result).__name__.lower()
         message = result.message or ""
@@ -49,20 +26,20 @@ def _status(case) -> tuple[Status, str]:
     return "passed", ""
 
 
-def _case_properties(case) -> list[tuple[str, str]]:
+def _case_properties(case: Any) -> list[tuple[str, str]]:
     from junitparser import Properties
 
     props = case.child(Properties)
     return [(p.name, p.value) for p in props] if props is not None else []
 
 
-def read_reports(paths: Iterable[str | Path]) -> Report:
-    """Benchmark cases and provenance of every file (files in order; non-benchmark cases ignored)."""
+def read_reports(paths: Iterable[str | Path]) -> RunResult:
+    """Benchmark results and provenance of every file (files in order; non-benchmark cases ignored)."""
     from junitparser import JUnitXml, TestSuite
 
-    report = Report()
-    for path in paths:
-        path = Path(path)
+    report = RunResult()
+    for name in paths:
+        path = Path(name)
         try:
             xml = JUnitXml.fromfile(str(path))
         except Exception as exc:  # junitparser/lxml raise various parse errors
@@ -75,11 +52,10 @@ def read_reports(paths: Iterable[str | Path]) -> Report:
             for prop in suite.properties():
                 report.provenance[prop.name] = prop.value
             for case in suite:
-                record = record_from_properties(_case_properties(case))
-                if record is None:
-                    continue
                 status, message = _status(case)
-                report.cases.append(CaseResult(record=record, status=status, message=message, source=str(path)))
+                result = from_properties(_case_properties(case), status=status, message=message or None)
+                if result is not None:
+                    report.benchmarks.append(result)
     return report
 
 

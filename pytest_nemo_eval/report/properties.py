@@ -1,30 +1,35 @@
-"""The JUnit property names of a benchmark, written by the plugin and read back
-by the terminal summary, `--nemo-baseline` and `nemo-eval-report`.
+"""JUnit properties <-> `BenchmarkResult`: the ONE module that writes and reads them.
 
 Test case properties (one test case = one benchmark):
 
     nemo.benchmark             <suite>::<benchmark>   (the key reports are joined on)
-    nemo.harness, nemo.runtime, nemo.image, nemo.image_digest, nemo.samples,
-    nemo.duration_s, nemo.suite_sha256, nemo.seed, nemo.outcome
+    nemo.harness, nemo.runtime, nemo.runtime_reason, nemo.image, nemo.image_digest,
+    nemo.samples, nemo.duration_s, nemo.suite_sha256, nemo.seed, nemo.outcome, nemo.error,
+    nemo.samples_file, nemo.results_file, nemo.proxy_log
     nemo.code_isolation        the boundary a code benchmark's model-written code ran behind:
                                container | bubblewrap | unsandboxed, or none (harness/code_isolation.py)
     nemo.proxy.<counter>       requests, cache_hits, errors, retries, latency_p50_ms, tokens ...
     nemo.judge.model, nemo.judge.url, nemo.judge.<counter>   a judged benchmark's judge route (runner/judge.py)
-    nemo.metric.<metric>.<field>   field = value | stderr | threshold | verdict | ci
+    nemo.metric.<metric>.<field>   field = value | stderr | threshold | direction | verdict | ci
 
 Test suite properties (provenance): nemo.checkpoint, nemo.checkpoint_sha256,
 nemo.endpoint, nemo.model_id, nemo.version.*, nemo.suite.<suite>.sha256,
-nemo.seed, nemo.deployments.
+nemo.seed, nemo.deployments. The status of a benchmark is the JUnit element's
+(passed/failure/error/skipped), not a property.
 """
 
 from __future__ import annotations
 
+import re
 from typing import Any, Iterable
 
-from pydantic import BaseModel
+from pytest_nemo_eval.results import BenchmarkResult, MetricResult, Status, direction_of
+from pytest_nemo_eval.suite import Threshold
 
 METRIC_PREFIX = "nemo.metric."
-METRIC_FIELDS = ("value", "stderr", "threshold", "verdict", "ci")
+METRIC_FIELDS = ("value", "stderr", "threshold", "direction", "verdict", "ci")
+PROXY_PREFIX = "nemo.proxy."
+JUDGE_PREFIX = "nemo.judge."
 PROXY_FIELDS = (
     "requests",
     "errors",
@@ -36,85 +41,141 @@ PROXY_FIELDS = (
     "completion_tokens",
     "reasoning_tokens",
 )
+# BenchmarkResult fields written as `nemo.<field>` (in this order), and read back by name.
+FACT_FIELDS = (
+    "suite_sha256",
+    "seed",
+    "harness",
+    "runtime",
+    "runtime_reason",
+    "image",
+    "code_isolation",
+    "duration_s",
+    "samples",
+    "image_digest",
+    "samples_file",
+    "results_file",
+    "proxy_log",
+)
+_NUMBER = r"[-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?|[-+]?inf"
 
 
-class MetricRecord(BaseModel):
-    value: float
-    stderr: float | None = None
-    threshold: str | None = None
-    verdict: str | None = None
-    ci: str | None = None
+def _num(value: float) -> str:
+    return repr(float(value))
 
 
-class BenchmarkRecord(BaseModel):
-    """One benchmark's scores and facts as read back from properties."""
-
-    benchmark: str
-    outcome: str | None = None  # pass | fail | warn | regressed; None: no scores (error/skip)
-    metrics: dict[str, MetricRecord] = {}
-    info: dict[str, str] = {}
+def _fact(value: Any) -> str:
+    return f"{value:.2f}" if isinstance(value, float) else str(value)
 
 
-def _num(value: float | None) -> str:
-    return "" if value is None else repr(float(value))
-
-
-def metric_properties(scores: dict[str, Any], gate) -> list[tuple[str, str]]:
-    """value/stderr for every reported metric; threshold/verdict/ci for the gated ones."""
-    verdicts = {v.metric: v for v in gate.verdicts}
-    out: list[tuple[str, str]] = []
-    for name, score in scores.items():
+def to_properties(result: BenchmarkResult) -> list[tuple[str, str]]:
+    """The test case properties of `result` (only the fields that are set)."""
+    out = [("nemo.benchmark", result.benchmark)]
+    out += [(f"nemo.{name}", _fact(getattr(result, name))) for name in FACT_FIELDS
+            if getattr(result, name) not in (None, "")]
+    out += [(PROXY_PREFIX + key, _fact_proxy(result.proxy[key])) for key in PROXY_FIELDS if key in result.proxy]
+    out += [(JUDGE_PREFIX + key, value) for key, value in result.judge.items()]
+    for name, metric in result.metrics.items():
         base = f"{METRIC_PREFIX}{name}."
-        out.append((base + "value", _num(score.value)))
-        if score.stderr is not None:
-            out.append((base + "stderr", _num(score.stderr)))
-        verdict = verdicts.get(name)
-        if verdict is not None:
-            out.append((base + "threshold", verdict.threshold.describe()))
-            out.append((base + "verdict", verdict.verdict))
-            if verdict.ci_low is not None:
-                out.append((base + "ci", f"[{verdict.ci_low:.6g}, {verdict.ci_high:.6g}]"))
+        out.append((base + "value", _num(metric.value)))
+        if metric.stderr is not None:
+            out.append((base + "stderr", _num(metric.stderr)))
+        if metric.threshold is not None:
+            out.append((base + "threshold", describe_threshold(metric.threshold)))
+        out.append((base + "direction", metric.direction))
+        if metric.verdict is not None:
+            out.append((base + "verdict", metric.verdict))
+        if metric.ci_low is not None and metric.ci_high is not None:
+            out.append((base + "ci", f"[{metric.ci_low:.6g}, {metric.ci_high:.6g}]"))
+    if result.outcome is not None:
+        out.append(("nemo.outcome", result.outcome))
+    if result.status == "error" and result.message:
+        out.append(("nemo.error", result.message.splitlines()[0][:500]))
     return out
 
 
-def run_properties(run) -> list[tuple[str, str]]:
-    """Facts of a finished harness run (`HarnessRun`)."""
-    counts = [s.stats.count for s in run.results.flat_scores().values() if s.stats.count is not None]
-    out = [("nemo.duration_s", f"{run.duration_s:.2f}")]
-    if counts:
-        out.append(("nemo.samples", str(max(counts))))
-    if run.image_digest:
-        out.append(("nemo.image_digest", run.image_digest))
-    return out
+def describe_threshold(threshold: Threshold) -> str:
+    """`Threshold.describe`'s form with every digit kept (its `:g` rounds to 6), so it reads back exactly."""
+
+    def exact(x: float) -> str:
+        text = repr(float(x))
+        return text[:-2] if text.endswith(".0") else text
+
+    if threshold.min is not None and threshold.max is not None:
+        return f"[{exact(threshold.min)}, {exact(threshold.max)}]"
+    return f">= {exact(threshold.min)}" if threshold.min is not None else f"<= {exact(threshold.max)}"  # type: ignore[arg-type]
 
 
-def proxy_properties(stats: dict[str, Any]) -> list[tuple[str, str]]:
-    return [(f"nemo.proxy.{key}", str(stats[key])) for key in PROXY_FIELDS if stats.get(key) is not None]
+def _fact_proxy(value: float) -> str:
+    return str(int(value)) if float(value).is_integer() else str(value)
 
 
-def record_from_properties(pairs: Iterable[tuple[str, Any]]) -> BenchmarkRecord | None:
-    """Rebuild a `BenchmarkRecord`; None when the pairs are not a benchmark's."""
-    info: dict[str, str] = {}
+def parse_threshold(text: str) -> Threshold | None:
+    """The inverse of `Threshold.describe`: '>= 0.5', '<= 0.1', '[0.2, 0.8]'."""
+    text = text.strip()
+    if match := re.fullmatch(rf">=\s*({_NUMBER})", text):
+        return Threshold(min=float(match[1]))
+    if match := re.fullmatch(rf"<=\s*({_NUMBER})", text):
+        return Threshold(max=float(match[1]))
+    if match := re.fullmatch(rf"\[\s*({_NUMBER})\s*,\s*({_NUMBER})\s*\]", text):
+        return Threshold(min=float(match[1]), max=float(match[2]))
+    return None
+
+
+def _metric(fields: dict[str, str]) -> MetricResult:
+    threshold = parse_threshold(fields["threshold"]) if fields.get("threshold") else None
+    ci_low = ci_high = None
+    if match := re.fullmatch(rf"\[\s*({_NUMBER})\s*,\s*({_NUMBER})\s*\]", fields.get("ci", "").strip()):
+        ci_low, ci_high = float(match[1]), float(match[2])
+    direction = fields.get("direction")
+    return MetricResult(
+        value=float(fields["value"]),
+        stderr=float(fields["stderr"]) if fields.get("stderr") else None,
+        ci_low=ci_low,
+        ci_high=ci_high,
+        threshold=threshold,
+        # files written before `direction` existed: the typed threshold decides
+        direction=direction if direction in ("higher", "lower") else direction_of(threshold),  # type: ignore[arg-type]
+        verdict=fields.get("verdict") or None,  # type: ignore[arg-type]
+    )
+
+
+def from_properties(
+    pairs: Iterable[tuple[str, Any]], *, status: Status = "passed", message: str | None = None
+) -> BenchmarkResult | None:
+    """Rebuild a `BenchmarkResult`; None when the pairs are not a benchmark's."""
+    facts: dict[str, str] = {}
+    proxy: dict[str, float] = {}
+    judge: dict[str, str] = {}
     metric_fields: dict[str, dict[str, str]] = {}
-    for name, value in pairs:
-        name, value = str(name), str(value)
+    for raw_name, raw_value in pairs:
+        name, value = str(raw_name), str(raw_value)
         if name.startswith(METRIC_PREFIX):
             metric, _, field = name[len(METRIC_PREFIX):].rpartition(".")
             if field in METRIC_FIELDS and metric:
                 metric_fields.setdefault(metric, {})[field] = value
+        elif name.startswith(JUDGE_PREFIX):
+            judge[name[len(JUDGE_PREFIX):]] = value
+        elif name.startswith(PROXY_PREFIX):
+            try:
+                proxy[name[len(PROXY_PREFIX):]] = float(value)
+            except ValueError:
+                continue
         elif name.startswith("nemo."):
-            info[name[len("nemo."):]] = value
-    if "benchmark" not in info:
+            facts[name[len("nemo."):]] = value
+    if "benchmark" not in facts:
         return None
-    metrics = {
-        metric: MetricRecord(
-            value=float(fields["value"]),
-            stderr=float(fields["stderr"]) if fields.get("stderr") else None,
-            threshold=fields.get("threshold"),
-            verdict=fields.get("verdict"),
-            ci=fields.get("ci"),
-        )
-        for metric, fields in metric_fields.items()
-        if fields.get("value")
-    }
-    return BenchmarkRecord(benchmark=info.pop("benchmark"), outcome=info.pop("outcome", None), metrics=metrics, info=info)
+    known = {name: facts[name] for name in FACT_FIELDS if facts.get(name)}
+    if "seed" in known and not known["seed"].lstrip("-").isdigit():
+        known.pop("seed")
+    error = facts.get("error")
+    return BenchmarkResult.model_validate({
+        **known,
+        "benchmark": facts["benchmark"],
+        "status": status,
+        "outcome": facts.get("outcome") or None,
+        "message": message or error,
+        "proxy": proxy,
+        "judge": judge,
+        "metrics": {metric: _metric(fields) for metric, fields in metric_fields.items() if fields.get("value")},
+    })

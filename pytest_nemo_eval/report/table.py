@@ -5,22 +5,23 @@ from __future__ import annotations
 
 from typing import Iterable, Literal
 
-from pytest_nemo_eval.report.properties import BenchmarkRecord
+from pytest_nemo_eval.results import BenchmarkResult
 
 HEADER = ("benchmark", "metric", "score", "threshold", "verdict")
 
 
-def rows(records: Iterable[tuple[BenchmarkRecord, str]]) -> list[tuple[str, ...]]:
+def rows(results: Iterable[BenchmarkResult]) -> list[tuple[str, ...]]:
     """One row per metric; a benchmark without scores gets one row with its status."""
-    out = []
-    for record, status in records:
-        if not record.metrics:
-            out.append((record.benchmark, "-", "-", "-", status.upper()))
+    out: list[tuple[str, ...]] = []
+    for result in results:
+        if not result.metrics:
+            out.append((result.benchmark, "-", "-", "-", result.status.upper()))
             continue
-        for name, metric in record.metrics.items():
+        for name, metric in result.metrics.items():
             score = f"{metric.value:.4f}" + (f" ± {metric.stderr:.4f}" if metric.stderr is not None else "")
+            threshold = metric.threshold.describe() if metric.threshold else "-"
             verdict = (metric.verdict or "-").upper() if metric.threshold else "-"
-            out.append((record.benchmark, name, score, metric.threshold or "-", verdict))
+            out.append((result.benchmark, name, score, threshold, verdict))
     return out
 
 
@@ -32,5 +33,8 @@ def render(
         lines += ["| " + " | ".join(cell.replace("|", "\\|") for cell in row) + " |" for row in table_rows]
         return "\n".join(lines)
     widths = [max(len(str(r[i])) for r in [header, *table_rows]) for i in range(len(header))]
-    fmt_row = lambda r: "  ".join(str(c).ljust(w) for c, w in zip(r, widths)).rstrip()  # noqa: E731
+
+    def fmt_row(row: tuple[str, ...]) -> str:
+        return "  ".join(str(c).ljust(w) for c, w in zip(row, widths)).rstrip()
+
     return "\n".join([fmt_row(header), fmt_row(tuple("-" * w for w in widths))] + [fmt_row(r) for r in table_rows])

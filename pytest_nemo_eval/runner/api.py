@@ -10,18 +10,29 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pytest
 
-from pytest_nemo_eval.runner.execute import GateOutcome, check_benchmark, run_benchmark_harness
+from pytest_nemo_eval.runner.execute import (
+    BenchmarkSetup,
+    GateOutcome,
+    benchmark_result,
+    check_benchmark,
+    run_benchmark_harness,
+)
 from pytest_nemo_eval.suite import Benchmark, LoadedSuite, Suite, SuiteDefaults
+
+if TYPE_CHECKING:
+    from pytest_nemo_eval.runner.plugin_state import NemoState
 
 
 def run_benchmark(
-    state, spec: dict[str, Any] | Benchmark, *, suite: str = "python", defaults: dict[str, Any] | None = None
+    state: NemoState, spec: dict[str, Any] | Benchmark, *, suite: str = "python", defaults: dict[str, Any] | None = None,
+    node: pytest.Item | None = None,
 ) -> GateOutcome:
-    """Validate `spec` like a suite entry, run it, return the verdict (does not raise on a miss)."""
+    """Validate `spec` like a suite entry, run it, return the verdict (does not raise on a miss).
+    With the calling test's `node`, its result joins the run's (JSON, HTML, MLflow, our hooks)."""
     from pytest_nemo_eval.runner import prerequisites
 
     benchmark = spec if isinstance(spec, Benchmark) else Benchmark.model_validate(spec)
@@ -32,7 +43,7 @@ def run_benchmark(
         benchmark_lines={benchmark.name: 1},
     )
     (resolved,) = loaded.resolved()
-    runtime = state.runtime_for(resolved)
+    runtime, runtime_reason = state.runtime_choice(resolved)
     image = resolved.image_for_docker() if runtime == "docker" else None
     lacking = prerequisites.missing(resolved.requires, deploying=state.deploying, runtime=runtime, image=image)
     if lacking:
@@ -41,6 +52,14 @@ def run_benchmark(
         resolved, runtime=runtime, allow_unsandboxed=state.options.allow_unsandboxed_code)
     if isolation.problem:
         pytest.skip(f"{resolved.name}: {isolation.problem}")
-    outcome = check_benchmark(state, resolved, run_benchmark_harness(state, resolved, runtime, image, isolation.run_level))
-    outcome.properties.insert(0, ("nemo.code_isolation", isolation.level))
+    harness = run_benchmark_harness(state, resolved, runtime, image, isolation.run_level)
+    outcome = check_benchmark(state, resolved, harness)
+    setup = BenchmarkSetup(runtime=runtime, runtime_reason=runtime_reason, image=image, code_isolation=isolation.level)
+    message = outcome.failure_message()
+    outcome.result = benchmark_result(resolved, status="failed" if message else "passed", setup=setup,
+                                      harness=harness, gate=outcome, message=message)
+    if node is not None:
+        from pytest_nemo_eval.runner.items import API_RESULTS
+
+        node.stash.setdefault(API_RESULTS, []).append(outcome.result)
     return outcome

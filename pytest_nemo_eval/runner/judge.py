@@ -37,10 +37,11 @@ class JudgeRoute(BaseModel):
         if self.stats is None:
             return
         try:
-            counters = props.proxy_properties(self.stats())
+            stats = self.stats()
         except Exception:  # noqa: BLE001 - stats are a report; the benchmark's own result is what matters
-            counters = []
-        self.collected = self.described + [(k.replace("nemo.proxy.", "nemo.judge.", 1), v) for k, v in counters]
+            stats = {}
+        counters = [(f"nemo.judge.{key}", str(stats[key])) for key in props.PROXY_FIELDS if stats.get(key) is not None]
+        self.collected = self.described + counters
 
     def properties(self) -> list[tuple[str, str]]:
         """`nemo.judge.model`, `nemo.judge.url` and the route's `nemo.judge.<counter>`s."""

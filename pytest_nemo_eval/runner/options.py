@@ -25,6 +25,8 @@ SETTINGS: list[tuple[str, str, tuple[str, ...] | None]] = [
     ("pipeline-parallel", "Deployment: pipeline-parallel size.", None),
     ("startup-timeout", "Deployment: seconds to wait for the server to become ready.", None),
     ("progress-interval", "Seconds between progress lines for a running benchmark (0 = off).", None),
+    ("mlflow-uri", "Export the run to this MLflow tracking server (default: $MLFLOW_TRACKING_URI when set).", None),
+    ("mlflow-experiment", "MLflow experiment of the exported run (default: pytest-nemo-eval).", None),
 ]
 # On/off settings: a bare option `--nemo-<name>`; env and ini take 1/true/yes/on or 0/false/no/off.
 FLAGS: list[tuple[str, str]] = [

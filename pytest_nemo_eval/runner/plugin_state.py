@@ -1,4 +1,4 @@
-"""Per-run state of the plugin: options, the model target, baseline, collected records.
+"""Per-run state of the plugin: options, the model target, the baseline.
 
 One `NemoState` lives in `config.stash`. In the serial process and the xdist
 controller it owns `LocalResources` (deploy + proxy); in an xdist worker it
@@ -8,17 +8,23 @@ only holds the `Target` the controller sent through `workerinput`.
 from __future__ import annotations
 
 import shutil
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pytest
 
-from pytest_nemo_eval.gate import Comparison, ScoreValue
+from pytest_nemo_eval.gate import Comparison
 from pytest_nemo_eval.runner.settings import NemoOptions, read_options
 from pytest_nemo_eval.runner.resources import LocalResources, ProxyControl, Target, TargetUnavailable
-from pytest_nemo_eval.suite import ResolvedBenchmark, Threshold
+from pytest_nemo_eval.results import MetricResult
+from pytest_nemo_eval.suite import ResolvedBenchmark
+
+if TYPE_CHECKING:
+    from pytest_nemo_eval.report.baseline import Baseline
+    from pytest_nemo_eval.runner.progress import ProgressReporter
 
 STATE_KEY = pytest.StashKey["NemoState"]()
 WORKERINPUT_KEY = "nemo_target"
+EXAMPLE_LOG_ENTRIES = 20
 
 
 class NemoState:
@@ -28,11 +34,8 @@ class NemoState:
         self.workerinput: dict[str, Any] | None = getattr(config, "workerinput", None)
         self.local: LocalResources | None = None
         self._target: Target | None = None
-        self._baseline = None
-        self._progress_reporter = None
-        self.records: list[tuple[Any, str]] = []  # (BenchmarkRecord, status) seen by this process's reports
-        self.suite_hashes: dict[str, str] = {}
-        self.seeds: dict[str, str] = {}
+        self._baseline: Baseline | None = None
+        self._progress_reporter: ProgressReporter | None = None
         if self.workerinput and self.workerinput.get(WORKERINPUT_KEY):
             self._target = Target.model_validate_json(self.workerinput[WORKERINPUT_KEY])
 
@@ -119,8 +122,12 @@ class NemoState:
         return "docker", f"runtime auto -> docker: {absent}, and no `nemo-evaluator` is on PATH"
 
     def adapter_for(self, benchmark: ResolvedBenchmark) -> dict[str, Any]:
-        """The suite's adapter block with the run's cache mode (and per-checkpoint namespace)."""
+        """The suite's adapter block with the run's cache mode (and per-checkpoint namespace), and
+        the first EXAMPLE_LOG_ENTRIES requests and responses logged (the HTML report's examples)
+        unless the suite configures logging itself."""
         adapter = dict(benchmark.adapter)
+        for kind in ("request_logging", "response_logging"):
+            adapter.setdefault(kind, {"max_entries": EXAMPLE_LOG_ENTRIES})
         cache = adapter.get("cache")
         cache = {"mode": cache} if isinstance(cache, str) else dict(cache or {})
         cache["mode"] = self.options.cache
@@ -129,13 +136,13 @@ class NemoState:
         adapter["cache"] = cache
         return adapter
 
-    def baseline_regressions(
-        self, benchmark_id: str, scores: dict[str, ScoreValue], thresholds: dict[str, Threshold]
+    def baseline_comparisons(
+        self, benchmark_id: str, metrics: dict[str, MetricResult], samples_file: str | None = None
     ) -> list[Comparison]:
+        """Every metric of `benchmark_id` shared with `--nemo-baseline` (none without one)."""
         if self.options.baseline is None:
             return []
         from pytest_nemo_eval.report.baseline import Baseline
-        from pytest_nemo_eval.report.properties import BenchmarkRecord, MetricRecord
 
         if self._baseline is None:
             if not self.options.baseline.is_file():
@@ -143,18 +150,7 @@ class NemoState:
                     f"--nemo-baseline {self.options.baseline} does not exist. Pass the JUnit XML of an earlier run."
                 )
             self._baseline = Baseline(self.options.baseline, tolerance=self.options.baseline_tolerance)
-        record = BenchmarkRecord(
-            benchmark=benchmark_id,
-            metrics={
-                name: MetricRecord(
-                    value=s.value,
-                    stderr=s.stderr,
-                    threshold=thresholds[name].describe() if name in thresholds else None,
-                )
-                for name, s in scores.items()
-            },
-        )
-        return self._baseline.regressions(record)
+        return self._baseline.compare(benchmark_id, metrics, samples_file) or []
 
 
 def state_of(config: pytest.Config) -> NemoState:

@@ -25,6 +25,9 @@ from pytest_nemo_eval.runner.settings import NemoOptions
 DEPLOYMENTS_LOG = "deployments.log"
 
 
+PROXY_LOG_DIR = "proxy-logs"
+
+
 class TargetUnavailable(RuntimeError):
     """The endpoint cannot be reached or the checkpoint cannot be deployed."""
 
@@ -160,6 +163,7 @@ class LocalResources:
             upstream_url,
             cache_path=cache_dir / "responses.sqlite",
             upstream_api_key_env=opts.api_key_env,
+            log_dir=output_dir / PROXY_LOG_DIR,  # <route>/{requests,responses}.jsonl: the HTML report's examples
         ).start()
         self.target = Target(
             upstream_url=upstream_url,

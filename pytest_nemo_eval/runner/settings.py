@@ -33,6 +33,8 @@ class NemoOptions(BaseModel):
     startup_timeout: float = Field(default=600.0, gt=0)
     progress_interval: float = Field(default=30.0, ge=0)
     allow_unsandboxed_code: bool = False
+    mlflow_uri: str | None = None
+    mlflow_experiment: str = "pytest-nemo-eval"
 
     @property
     def wants_target(self) -> bool:

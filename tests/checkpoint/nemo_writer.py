@@ -166,14 +166,17 @@ FAMILIES = {
                           "seq_length": 16384, "position_embedding_type": "rope", "rotary_percent": 1.0,
                           "hidden_dropout": 0.0, "attention_dropout": 0.0, "init_method_std": 0.01,
                           "share_embeddings_and_output_weights": False, "kv_channels": None, "num_query_groups": None,
-                          "window_size": None, "gated_linear_unit": False}, _starcoder2_fields,
+                          "window_size": None, "gated_linear_unit": False, "attention_softmax_in_fp32": True,
+                          "bias_activation_fusion": True, "bias_dropout_fusion": True, "layernorm_epsilon": 1e-5},
+                         _starcoder2_fields,
                          gated_mlp=False, mlp_names=("c_fc", "c_proj")),
     "starcoder": Family("starcoder", M + "starcoder.StarcoderModel", M + "starcoder.StarcoderConfig",
                         {"normalization": "LayerNorm", "activation_func": GELU, "add_bias_linear": True,
                          "seq_length": 8192, "position_embedding_type": "learned_absolute", "hidden_dropout": 0.2,
                          "attention_dropout": 0.2, "init_method_std": 0.01, "layernorm_epsilon": 1e-5,
                          "share_embeddings_and_output_weights": False, "kv_channels": None, "num_query_groups": 1,
-                         "attention_softmax_in_fp32": True, "gated_linear_unit": False}, _starcoder_fields,
+                         "attention_softmax_in_fp32": True, "bias_activation_fusion": True,
+                         "bias_dropout_fusion": True}, _starcoder_fields,
                         mapping={  # NeMo's HFStarcoderImporter.convert_state: multi-query c_attn is already [q; k; v]
                             "transformer.wte.weight": "embedding.word_embeddings.weight",
                             "transformer.wpe.weight": "embedding.position_embeddings.weight",
@@ -194,6 +197,18 @@ FAMILIES = {
                             "lm_head.weight": "output_layer.weight",
                         }),
 }
+# NeMo's GPTConfig126M preset (gpt/model/base.py; 5B..175B add the same three flags) over GPTConfig's defaults:
+# learned absolute positions, LayerNorm, biases, exact F.gelu written, tied embeddings. NeMo has no Hugging Face
+# importer for it; the twin is a multi-head GPTBigCode, whose c_attn is per head [q; k; v], megatron-core's
+# linear_qkv layout when num_query_groups == num_attention_heads, so the Starcoder mapping applies unchanged.
+FAMILIES["gpt126m"] = Family(
+    "gpt126m", M + "base.GPTModel", M + "base.GPTConfig126M",
+    {"seq_length": 2048, "num_layers": 12, "hidden_size": 768, "ffn_hidden_size": 3072, "num_attention_heads": 12,
+     "bias_activation_fusion": True, "bias_dropout_add_fusion": True, "use_transformer_engine_full_layer_spec": True},
+    lambda source: {**_starcoder_fields(source), "num_query_groups": None,
+                    "share_embeddings_and_output_weights": bool(source.tie_word_embeddings)},
+    mapping=FAMILIES["starcoder"].mapping,
+)
 
 
 def _rename(hf_state: dict[str, torch.Tensor], mapping: dict[str, str]) -> dict[str, torch.Tensor]:
@@ -255,27 +270,28 @@ def convert_state(hf_state: dict[str, torch.Tensor], family: Family, fields: dic
     return out
 
 
-def save_torch_dist(state: dict[str, torch.Tensor], weights_dir: Path, num_layers: int) -> None:
-    """megatron-core dist_checkpointing, torch_dist: `module.` prefix, per-layer tensors stacked on a layer axis."""
+def save_torch_dist(state: dict[str, torch.Tensor], weights_dir: Path, num_layers: int, prefix: str = "module.") -> None:
+    """megatron-core dist_checkpointing, torch_dist: `module.` prefix (NeMo's; Megatron-Bridge writes none),
+    per-layer tensors stacked on a layer axis."""
     from megatron.core import dist_checkpointing
     from megatron.core.dist_checkpointing.mapping import ShardedObject, ShardedTensor
 
     sharded = {}
     for layer in range(num_layers):  # Transformer Engine's per-linear _extra_state (fp8 metadata; empty here)
         for linear in ("self_attention.linear_proj", "self_attention.linear_qkv", "mlp.linear_fc1", "mlp.linear_fc2"):
-            key = f"module.decoder.layers.{linear}._extra_state"
+            key = f"{prefix}decoder.layers.{linear}._extra_state"
             sharded[f"{key}.{layer}"] = ShardedObject(key, io.BytesIO(), (num_layers,), (layer,), replica_id=0)
     for name, tensor in state.items():
         tensor = tensor.detach().to(torch.float32).contiguous().clone()
         match = re.match(r"decoder\.layers\.(\d+)\.(.*)", name)
         if match:
             layer, rest = int(match.group(1)), match.group(2)
-            key = f"module.decoder.layers.{rest}"
+            key = f"{prefix}decoder.layers.{rest}"
             sharded[f"{key}.{layer}"] = ShardedTensor.from_rank_offsets(
                 key, tensor, (0, layer, num_layers), replica_id=0, prepend_axis_num=1)
         else:
-            sharded[name] = ShardedTensor.from_rank_offsets(f"module.{name}", tensor, replica_id=0)
-    weights_dir.mkdir(parents=True)
+            sharded[name] = ShardedTensor.from_rank_offsets(f"{prefix}{name}", tensor, replica_id=0)
+    weights_dir.mkdir(parents=True, exist_ok=True)
     dist_checkpointing.save(sharded, str(weights_dir))
 
 
@@ -295,5 +311,43 @@ def write_nemo_checkpoint(hf_model, tokenizer, family: Family, folder: Path, *,
     tokenizer.save_pretrained(str(context / "nemo_tokenizer"))
     (context / "model.yaml").write_text(yaml.safe_dump(document, sort_keys=False), encoding="utf-8")
     state = convert_state(hf_model.state_dict(), family, fields)
+    if fields.get("share_embeddings_and_output_weights"):  # tied: NeMo stores no output_layer
+        state.pop("output_layer.weight", None)
     save_torch_dist(state, folder / "weights", fields["num_layers"])
+    return folder
+
+
+BRIDGE_SAMPLE = Path(__file__).resolve().parents[1] / "data" / "megatron-bridge-written" / "llama31-tiny" / "megatron-bridge"
+BRIDGE_PROVIDER = "megatron.bridge.models.gpt_provider.GPTModelProvider"
+
+
+def write_bridge_checkpoint(hf_model, tokenizer, family: Family, folder: Path, *, iteration: int = 0,
+                            field_overrides: dict[str, Any] | None = None) -> Path:
+    """Write `hf_model` laid out as Megatron-Bridge writes a run (megatron/bridge/training/checkpointing.py):
+    `latest_checkpointed_iteration.txt`, `iter_NNNNNNN/` with run_config.yaml, torch_dist weights without the
+    `module.` prefix and without common.pt (megatron-core 0.19 keeps it in the .distcp), tokenizer/.
+
+    The `model:` section starts from the run_config.yaml Megatron-Bridge itself wrote (every GPTModelProvider
+    field, megatron-core 0.19's included), with this family's megatron-core fields over it (what its NeMo
+    importer sets; NeMo-only fields such as scale_factor are left out, Megatron-Bridge has none)."""
+    from pytest_nemo_eval.checkpoint import cpu_compat
+
+    cpu_compat.apply_cpu_shims()
+    cpu_compat.ensure_model_parallel()
+    fields = {**family.class_defaults, **family.importer_fields(hf_model.config), **(field_overrides or {})}
+    sample = yaml.safe_load((BRIDGE_SAMPLE / "iter_0000000" / "run_config.yaml").read_text(encoding="utf-8"))
+    family_dump = full_config_dump(None, overrides=fields)
+    model = {**sample["model"], **{k: v for k, v in family_dump.items() if k in sample["model"]}}
+    model.update(_target_=BRIDGE_PROVIDER, rope_scaling=False, hf_model_id="/path/on/the/writing/machine",
+                 transformer_layer_spec=fiddle_function("megatron.bridge.models.gpt_provider.default_layer_spec"))
+    iteration_dir = folder / f"iter_{iteration:07d}"
+    tokenizer.save_pretrained(str(iteration_dir / "tokenizer"))
+    state = convert_state(hf_model.state_dict(), family, fields)
+    if fields.get("share_embeddings_and_output_weights"):
+        state.pop("output_layer.weight", None)
+    save_torch_dist(state, iteration_dir, fields["num_layers"], prefix="")
+    (iteration_dir / "common.pt").unlink()
+    (iteration_dir / "run_config.yaml").write_text(yaml.safe_dump({**sample, "model": model}, sort_keys=False),
+                                                   encoding="utf-8")
+    (folder / "latest_checkpointed_iteration.txt").write_text(str(iteration))
     return folder

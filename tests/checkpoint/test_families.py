@@ -26,7 +26,7 @@ SHAPE = dict(vocab_size=320, hidden_size=64, intermediate_size=128, num_hidden_l
              tie_word_embeddings=False, bos_token_id=0, eos_token_id=4)
 
 
-def _hf_config(name: str):
+def _hf_config(name: str, exact_gelu: bool = False, sliding_window: int | None = None):
     import transformers as tf
 
     if name == "llama31":  # every Llama 3.1 RoPE parameter differs from megatron-core's defaults
@@ -43,15 +43,19 @@ def _hf_config(name: str):
         return tf.Qwen2Config(**{k: v for k, v in SHAPE.items() if k != "head_dim"}, rms_norm_eps=1e-6)
     if name == "nemotron":
         return tf.NemotronConfig(**SHAPE, hidden_act="relu2", norm_eps=1e-5, partial_rotary_factor=0.5)
+    # Real Starcoder2 / Starcoder configs use gelu_pytorch_tanh: what megatron-core computes for the GELU + 
+    # bias_activation_fusion that NeMo's configs write. `exact_gelu=True` makes the negative control's twin.
     if name in ("starcoder2", "gpt_gelu_tanh"):
-        act = "gelu" if name == "starcoder2" else "gelu_pytorch_tanh"
+        act = "gelu" if exact_gelu else "gelu_pytorch_tanh"
         return tf.Starcoder2Config(**{k: v for k, v in SHAPE.items() if k != "head_dim"}, hidden_act=act,
                                    use_bias=True, norm_epsilon=1e-5,  # Starcoder2 3B's non-integer RoPE base
-                                   rope_parameters={"rope_type": "default", "rope_theta": 999999.4420358813})
-    if name == "starcoder":  # GPTBigCode: multi-query attention, learned absolute positions, exact GELU
+                                   rope_parameters={"rope_type": "default", "rope_theta": 999999.4420358813},
+                                   sliding_window=sliding_window)
+    if name in ("starcoder", "gpt126m"):  # GPTBigCode: learned absolute positions; Starcoder multi-query
         return tf.GPTBigCodeConfig(vocab_size=320, n_positions=128, n_embd=64, n_layer=2, n_head=4, n_inner=128,
-                                   activation_function="gelu", multi_query=True, initializer_range=0.2,
-                                   tie_word_embeddings=False, bos_token_id=0, eos_token_id=4)
+                                   activation_function="gelu" if exact_gelu else "gelu_pytorch_tanh",
+                                   multi_query=name == "starcoder", initializer_range=0.2,
+                                   tie_word_embeddings=name == "gpt126m", bos_token_id=0, eos_token_id=4)
     raise KeyError(name)
 
 
@@ -60,17 +64,19 @@ def _family(name: str):
 
 
 def _overrides(name: str) -> dict:
-    if name == "gpt_gelu_tanh":  # a GELU(tanh)+LayerNorm+bias GPT as NeMo writes openai_gelu
+    if name == "gpt_gelu_tanh":  # a GELU(tanh)+LayerNorm+bias GPT as NeMo writes openai_gelu (no fusion flag)
         return {"activation_func": {"_call_": False, "_target_": "nemo.collections.llm.fn.activation.openai_gelu"},
-                "_target_": "nemo.collections.llm.gpt.model.base.GPTConfig"}
+                "_target_": "nemo.collections.llm.gpt.model.base.GPTConfig", "bias_activation_fusion": False}
+    if name == "gpt126m":  # the preset asks for NeMo's full-TE layer (another module tree), which is refused;
+        return {"use_transformer_engine_full_layer_spec": False}  # the default layer spec, everything else as written
     return {}
 
 
-def make_hf_model(name: str, seed: int = 0):
+def make_hf_model(name: str, seed: int = 0, **config):
     from transformers import AutoModelForCausalLM
 
     torch.manual_seed(seed)
-    model = AutoModelForCausalLM.from_config(_hf_config(name), dtype=torch.float32).eval()
+    model = AutoModelForCausalLM.from_config(_hf_config(name, **config), dtype=torch.float32).eval()
     with torch.no_grad():
         for param_name, param in model.named_parameters():
             if "norm" in param_name:
@@ -96,7 +102,8 @@ def _log_softmax_pair(loaded, hf_model, length: int, seed: int = 1):
     return torch.log_softmax(ours, -1), torch.log_softmax(theirs, -1)
 
 
-FAMILY_NAMES = ["llama31", "llama32", "mistral", "qwen2", "nemotron", "starcoder2", "gpt_gelu_tanh", "starcoder"]
+FAMILY_NAMES = ["llama31", "llama32", "mistral", "qwen2", "nemotron", "starcoder2", "gpt_gelu_tanh", "starcoder",
+                "gpt126m"]
 
 
 @pytest.mark.parametrize("name", FAMILY_NAMES)
@@ -121,7 +128,10 @@ def test_family_details_are_read_from_the_dump(tokenizer, tmp_path):
         "qwen2": lambda a: a.add_qkv_bias and not a.add_bias_linear,
         "nemotron": lambda a: a.layernorm_zero_centered_gamma and a.activation == "squared_relu"
         and a.rotary_percent == 0.5 and a.vocab_size is None,
-        "starcoder2": lambda a: a.activation == "gelu" and a.add_bias_linear and a.normalization == "LayerNorm",
+        # NeMo writes exact gelu + bias_activation_fusion: megatron-core computes bias_gelu_impl (tanh)
+        "starcoder2": lambda a: a.activation == "gelu_tanh" and a.add_bias_linear and a.normalization == "LayerNorm"
+        and a.attention_softmax_in_fp32,
+        "starcoder": lambda a: a.activation == "gelu_tanh" and a.num_query_groups == 1,
     }
     from pytest_nemo_eval.checkpoint.config import read_architecture
 
@@ -154,3 +164,70 @@ def test_mistral_without_a_window_needs_seq_length(tokenizer, tmp_path):
     folder = write_nemo_checkpoint(hf_model, tokenizer, FAMILIES["mistral"], tmp_path / "mistral")
     with pytest.raises(CheckpointError, match=r"seq_length: null.*max_position_embeddings"):
         load_checkpoint(folder, device="cpu")
+
+
+def _served_vs_hf(hf_model, folder: Path) -> tuple[float, int]:
+    loaded = load_checkpoint(folder, device="cpu")
+    length = loaded.config.seq_length
+    ours, theirs = _log_softmax_pair(loaded, hf_model, length)
+    return (ours - theirs).abs().max().item(), length
+
+
+@pytest.mark.parametrize("name", ["starcoder2", "starcoder", "gpt126m"])
+def test_negative_control_exact_gelu_twin_is_caught(name, tokenizer, tmp_path):
+    """The parity test can tell the two GELUs apart: the same weights with an exact-GELU twin are > 1e-4 off."""
+    warnings.filterwarnings("ignore", message=".*Transformer Engine.*")
+    tanh_twin, exact_twin = make_hf_model(name), make_hf_model(name, exact_gelu=True)
+    folder = write_nemo_checkpoint(tanh_twin, tokenizer, _family(name), tmp_path / name,
+                                   field_overrides=_overrides(name))
+    difference, length = _served_vs_hf(exact_twin, folder)
+    print(f"{name} vs an exact-GELU twin: max |logprob diff| over {length} positions = {difference:.2e}")
+    assert difference > TOLERANCE
+
+
+def test_fused_gelu_without_a_bias_is_refused_as_megatron_core_refuses(tokenizer, tmp_path):
+    folder = write_nemo_checkpoint(make_hf_model("starcoder2"), tokenizer, FAMILIES["starcoder2"], tmp_path / "s",
+                                   field_overrides={"add_bias_linear": False})
+    with pytest.raises(CheckpointError, match=r"bias_activation_fusion: True.*GELU with a bias or gated"):
+        load_checkpoint(folder, device="cpu")
+
+
+def test_gpt_preset_full_te_layer_spec_is_refused_by_name(tokenizer, tmp_path):
+    folder = write_nemo_checkpoint(make_hf_model("gpt126m"), tokenizer, FAMILIES["gpt126m"], tmp_path / "g")
+    with pytest.raises(CheckpointError, match="use_transformer_engine_full_layer_spec: True"):
+        load_checkpoint(folder, device="cpu")
+
+
+def test_starcoder2_sliding_window_dropped_by_nemo_can_be_set_in_model_yaml(tokenizer, tmp_path):
+    """NeMo's Starcoder2 importer does not pass HF's sliding_window: the checkpoint serves full attention, which
+    differs from Hugging Face past the window. `window_size: [W, 0]` in model.yaml caps the context at W,
+    where both agree."""
+    warnings.filterwarnings("ignore", message=".*Transformer Engine.*")
+    hf_model = make_hf_model("starcoder2", sliding_window=32)
+    as_written = write_nemo_checkpoint(hf_model, tokenizer, FAMILIES["starcoder2"], tmp_path / "written")
+    difference, length = _served_vs_hf(hf_model, as_written)
+    print(f"starcoder2 without its window: {length} positions, max |logprob diff| = {difference:.2e}")
+    assert length == 128 and difference > TOLERANCE
+    windowed = write_nemo_checkpoint(hf_model, tokenizer, FAMILIES["starcoder2"], tmp_path / "windowed",
+                                     field_overrides={"window_size": [32, 0]})
+    difference, length = _served_vs_hf(hf_model, windowed)
+    print(f"starcoder2 with window_size [32, 0]: {length} positions, max |logprob diff| = {difference:.2e}")
+    assert length == 32 and difference < TOLERANCE
+
+
+@pytest.mark.parametrize("name", ["qwen2", "nemotron", "starcoder2"])
+def test_family_in_megatron_bridge_layout_matches_transformers(name, tokenizer, tmp_path):
+    """Families beyond the Llama that Megatron-Bridge itself wrote, laid out as it lays them out (no common.pt:
+    read with torch.distributed.checkpoint), against transformers."""
+    from .nemo_writer import write_bridge_checkpoint
+
+    warnings.filterwarnings("ignore", message=".*Transformer Engine.*")
+    hf_model = make_hf_model(name)
+    folder = write_bridge_checkpoint(hf_model, tokenizer, _family(name), tmp_path / name, iteration=20)
+    loaded = load_checkpoint(folder, device="cpu")
+    assert (loaded.layout.format, loaded.layout.iteration) == ("megatron-bridge", 20)
+    ours, theirs = _log_softmax_pair(loaded, hf_model, loaded.config.seq_length)
+    difference = (ours - theirs).abs().max().item()
+    print(f"{name} (Megatron-Bridge layout): max |logprob diff| over {loaded.config.seq_length} positions = "
+          f"{difference:.2e}")
+    assert difference < TOLERANCE

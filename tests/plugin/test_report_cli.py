@@ -68,8 +68,8 @@ def test_baseline_regression_fails_and_noise_does_not(tmp_path, capsys):
                 case("mc", {"acc": (0.30, 0.05)}), case("new_one", {"acc": (0.5, None)}))
     assert main([str(now), "--baseline", str(base)]) == 1
     out = capsys.readouterr().out
-    assert "smoke::mc acc 0.6000 0.3000 -0.3000 0.1386 REGRESSED" in lines(out)
-    assert "smoke::addition exact_match 0.9000 0.8800 -0.0200 0.0832 ok" in lines(out)
+    assert "smoke::mc acc 0.6000 0.3000 -0.3000 0.1386 REGRESSED unpaired" in lines(out)
+    assert "smoke::addition exact_match 0.9000 0.8800 -0.0200 0.0832 ok unpaired" in lines(out)
     assert "NEW (not in baseline)" in out
     assert "1 regression(s)" in out
     assert main([str(now), "--baseline", str(base), "--tolerance", "0.2"]) == 0

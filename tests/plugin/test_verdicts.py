@@ -15,6 +15,7 @@ import time
 import psutil
 
 from pytest_nemo_eval.report.cli import main as report_main
+from pytest_nemo_eval.results import RunResult
 from .inner_run import LIMIT, REPO, junit_cases, junit_suite_properties
 
 SMOKE_TASKS = ["demo_addition", "demo_reversal", "demo_addition_mc", "demo_addition_code"]
@@ -229,6 +230,11 @@ def test_python_api_fixture(run_inner, pytester, endpoint):
     """)
     result = run_inner("test_api.py", f"--nemo-endpoint={endpoint}", f"--nemo-limit-samples={LIMIT}")
     result.assert_outcomes(passed=2)
+    # the Python API's results join the run's results (JSON file beside the JUnit file, exporters)
+    run = RunResult.read_json(pytester.path / "junit.results.json")
+    assert sorted(r.status for r in run.benchmarks) == ["failed", "passed"]  # the second missed `max: 0`
+    assert {r.benchmark for r in run.benchmarks} == {"python::addition"}
+    assert all(0 <= r.metrics["exact_match"].value <= 1 and r.samples == int(LIMIT) for r in run.benchmarks)
 
 
 def test_release_suite_skips_each_benchmark_saying_what_is_missing(run_inner, pytester, endpoint):

@@ -1,0 +1,125 @@
+"""`nemo-eval-report --baseline` with per-sample files: paired test, flipped items, and every
+fallback to the unpaired comparison (missing, corrupt, overwritten per-sample data; another
+suite; different items). JUnit and per-sample files are written here in the plugin's shapes."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from pytest_nemo_eval.report.baseline import NemoBaselineWarning
+from pytest_nemo_eval.report.cli import main
+from pytest_nemo_eval.samples import SampleRecord
+
+
+def write_run(folder: Path, suite: str, scores: dict[str, float], *, samples: bool = True,
+              reported: float | None = None) -> Path:
+    """A JUnit file with one benchmark `<suite>::addition` (exact_match = mean of `scores`, its stderr)
+    and, when `samples`, its per-sample file in samples.py's shape."""
+    folder.mkdir(parents=True, exist_ok=True)
+    values = np.array(list(scores.values()))
+    mean = float(values.mean()) if reported is None else reported
+    stderr = float(values.std(ddof=1) / np.sqrt(len(values)))
+    per_sample = folder / "per_sample.jsonl"
+    props = [("nemo.benchmark", f"{suite}::addition"), ("nemo.metric.exact_match.value", repr(mean)),
+             ("nemo.metric.exact_match.stderr", repr(stderr)), ("nemo.metric.exact_match.direction", "higher")]
+    if samples:
+        per_sample.write_text("".join(
+            SampleRecord(item_id=i, prompt=f"{i}=", expected="1", response=str(int(v)),
+                         scores={"exact_match": v}).model_dump_json() + "\n" for i, v in scores.items()))
+        props.append(("nemo.samples_file", str(per_sample)))
+    xml = "".join(f'<property name="{n}" value="{v}"/>' for n, v in props)
+    path = folder / "junit.xml"
+    path.write_text('<?xml version="1.0" encoding="utf-8"?><testsuites><testsuite name="pytest" tests="1">'
+                    f'<testcase classname="s.yaml" name="addition"><properties>{xml}</properties></testcase>'
+                    '</testsuite></testsuites>')
+    return path
+
+
+def _pair(n: int = 200, lose: float = 0.07, seed: int = 5) -> tuple[dict[str, float], dict[str, float]]:
+    rng = np.random.default_rng(seed)
+    before = (rng.random(n) < 0.7).astype(float)
+    after = np.where((before == 1) & (rng.random(n) < lose), 0.0, before)
+    ids = [f"add-{i}" for i in range(n)]
+    return dict(zip(ids, before)), dict(zip(ids, after))
+
+
+def test_paired_comparison_lists_flipped_items_where_unpaired_sees_noise(tmp_path, capsys):
+    before, after = _pair()
+    base, now = write_run(tmp_path / "base", "smoke", before), write_run(tmp_path / "now", "smoke", after)
+    worse = sorted(i for i in before if before[i] == 1 and after[i] == 0)
+    assert main([str(now), "--baseline", str(base)]) == 1
+    out = " ".join(capsys.readouterr().out.split())  # table columns padded to their content
+    assert "REGRESSED mcnemar p=" in out
+    assert f"paired mcnemar on 200 items: drop {len(worse) / 200:+.4f}" in out
+    assert f"{len(worse)} worse / 0 better" in out and f"worse: {', '.join(worse[:20])}" in out
+    # the same two runs without per-sample files: the unpaired margin calls it noise, and says why
+    base_u = write_run(tmp_path / "base_u", "smoke", before, samples=False)
+    now_u = write_run(tmp_path / "now_u", "smoke", after, samples=False)
+    assert main([str(now_u), "--baseline", str(base_u)]) == 0
+    assert "unpaired: the baseline kept no per-sample scores" in capsys.readouterr().out
+
+
+def test_corrupt_per_sample_file_warns_with_file_and_line_then_compares_unpaired(tmp_path, capsys):
+    before, after = _pair()
+    base, now = write_run(tmp_path / "base", "smoke", before), write_run(tmp_path / "now", "smoke", after)
+    per_sample = tmp_path / "base" / "per_sample.jsonl"
+    lines = per_sample.read_text().splitlines()
+    lines[41] = lines[41][:30]  # a truncated line, as a killed writer leaves it
+    per_sample.write_text("\n".join(lines) + "\n")
+    with pytest.warns(NemoBaselineWarning, match=rf"per-sample file {per_sample} line 42 "):
+        assert main([str(now), "--baseline", str(base)]) == 0
+    assert "unpaired: per-sample file" in capsys.readouterr().out
+
+
+def test_overwritten_baseline_samples_are_not_trusted(tmp_path, capsys):
+    """The per-sample file no longer matches the baseline's reported score (a later run in the
+    same output dir rewrote it): compared unpaired, saying so."""
+    before, after = _pair()
+    base = write_run(tmp_path / "base", "smoke", before, reported=0.95)
+    now = write_run(tmp_path / "now", "smoke", after)
+    main([str(now), "--baseline", str(base)])
+    assert "overwritten by a later run?" in capsys.readouterr().out
+
+
+def test_other_suite_and_different_items_are_named_then_compared(tmp_path, capsys):
+    before, after = _pair()
+    del before["add-0"], before["add-1"]
+    after["extra-1"] = 1.0
+    base = write_run(tmp_path / "base", "release", before)
+    now = write_run(tmp_path / "now", "smoke", after)
+    assert main([str(now), "--baseline", str(base)]) == 1
+    out = " ".join(capsys.readouterr().out.split())
+    assert "has no 'smoke::addition'; compared with 'release::addition' (suite 'release', not 'smoke')" in out
+    assert "items differ: 0 only in the baseline, 3 only in this run; paired on the 198 shared" in out
+    assert "paired mcnemar on 198 items" in out
+
+
+def test_per_sample_shape_is_documented_fields(tmp_path):
+    """The builtin harness's samples_<task>.jsonl become per_sample.jsonl in the documented shape."""
+    from pytest_nemo_eval.samples import collect_samples, read_samples
+
+    (tmp_path / "samples_demo_addition.jsonl").write_text(json.dumps(
+        {"id": 7, "prompt": "3+4=", "response": "7", "target": "7", "scores": {"exact_match": 1.0},
+         "details": {"extracted": "7"}}) + "\n")
+    path = collect_samples(tmp_path)
+    assert json.loads(path.read_text()) == {"item_id": "7", "prompt": "3+4=", "expected": "7", "response": "7",
+                                            "scores": {"exact_match": 1.0}, "cluster": None}
+    assert read_samples(path)["7"].score("exact_match.exact_match") == 1.0
+
+
+def test_samples_kept_beside_the_baseline_report_win_over_an_overwritten_output_dir(tmp_path, capsys):
+    """A later run rewrote the recorded per-sample file; the copy kept in `junit.samples/`
+    (report/json_file.py) is what the baseline's scores came from, so the comparison stays paired."""
+    before, after = _pair()
+    base = write_run(tmp_path / "base", "smoke", before)
+    (tmp_path / "base" / "junit.samples").mkdir()
+    shutil.copy(tmp_path / "base" / "per_sample.jsonl", tmp_path / "base" / "junit.samples")
+    now = write_run(tmp_path / "now", "smoke", after)
+    shutil.copy(tmp_path / "now" / "per_sample.jsonl", tmp_path / "base" / "per_sample.jsonl")  # the later run
+    assert main([str(now), "--baseline", str(base)]) == 1
+    assert "REGRESSED mcnemar" in " ".join(capsys.readouterr().out.split())
