@@ -1,4 +1,4 @@
-"""A scripted judge: an OpenAI-shaped chat server (a plain WSGI app on waitress, like
+"""A scripted judge: an OpenAI-shaped chat (and completions) server (a plain WSGI app on waitress, like
 tests/adapters/scripted_upstream.py) that answers every judging request with the same verdict text,
 e.g. MT-Bench's `Rating: [[7]]`, and keeps the requests it got. A test double: it lives with the tests."""
 
@@ -25,6 +25,12 @@ class ScriptedJudge:
         path = environ.get("PATH_INFO", "")
         if path.endswith("/models"):
             body = {"object": "list", "data": [{"id": self.model_id, "object": "model"}]}
+        elif path.endswith("/completions") and not path.endswith("/chat/completions"):  # judges that prompt raw
+            self.requests.append(json.loads(raw))
+            self.authorizations.append(environ.get("HTTP_AUTHORIZATION"))
+            body = {"id": f"judge-{len(self.requests)}", "object": "text_completion", "model": self.model_id,
+                    "choices": [{"index": 0, "finish_reason": "stop", "text": self.verdict, "logprobs": None}],
+                    "usage": {"prompt_tokens": 1, "completion_tokens": 1, "total_tokens": 2}}
         elif path.endswith("/chat/completions") and environ["REQUEST_METHOD"] == "POST":
             self.requests.append(json.loads(raw))
             self.authorizations.append(environ.get("HTTP_AUTHORIZATION"))
