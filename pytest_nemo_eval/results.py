@@ -74,6 +74,7 @@ class BenchmarkResult(BaseModel):
     suite_sha256: str | None = None
     seed: int | None = None
     proxy: dict[str, float] = Field(default_factory=dict)  # ProxyStats counters of this route
+    judge: dict[str, str] = Field(default_factory=dict)  # a judged benchmark's judge: model, url, route counters
     samples_file: str | None = None  # per-sample outputs (samples.py's JSONL), when the harness logged them
     results_file: str | None = None  # the harness's results.yml
     proxy_log: str | None = None  # folder of the proxy's requests.jsonl / responses.jsonl for this benchmark

@@ -22,7 +22,7 @@ EndpointType = Literal["completions", "chat"]
 InconclusivePolicy = Literal["fail", "warn", "pass"]
 Prerequisite = Literal["gpu", "docker"]
 
-DEFAULT_IMAGE_REGISTRY = "nvcr.io/nvidia/eval-factory"
+DEFAULT_IMAGE_REGISTRY = eval_factory.IMAGE_REGISTRY
 
 
 def _mount_shorthand(value: Any) -> Any:
@@ -80,6 +80,24 @@ class Threshold(_Strict):
         return f">= {self.min:g}" if self.min is not None else f"<= {self.max:g}"
 
 
+class JudgeEndpoint(_Strict):
+    """A judge model other than the one under test: its OpenAI-compatible base URL (`.../v1`) or chat
+    completions URL, its model id, and the NAME of the env variable holding its API key."""
+
+    url: str = Field(pattern=r"^https?://")
+    model_id: str
+    api_key_env: str | None = None
+
+    @field_validator("api_key_env")
+    @classmethod
+    def _key_name(cls, name: str | None) -> str | None:
+        return _check_env_names([name])[0] if name else name
+
+
+# `deployment`: the model under test judges (through a proxy route of its own)
+Judge = JudgeEndpoint | Literal["deployment"]
+
+
 class _HarnessInputs(_Strict):
     """Checks of what a benchmark hands its harness beyond the task (`params`, `env`); the
     fields are declared by each subclass, in the order its error messages list them."""
@@ -111,6 +129,7 @@ class SuiteDefaults(_HarnessInputs):
     params: dict[str, Any] = {}
     mounts: list[SuiteMount] = Field(default=[], description="extra read-only mounts into the harness container")
     env: list[str] = Field(default=[], description="NAMES of host environment variables passed to the harness")
+    judge: Judge | None = Field(default=None, description="the judge model of judged benchmarks")
 
 
 class Benchmark(_HarnessInputs):
@@ -134,6 +153,7 @@ class Benchmark(_HarnessInputs):
     adapter: dict[str, Any] = {}
     mounts: list[SuiteMount] = Field(default=[], description="extra read-only mounts into the harness container")
     env: list[str] = Field(default=[], description="NAMES of host environment variables passed to the harness")
+    judge: Judge | None = Field(default=None, description="the judge model of a judged benchmark (else defaults')")
 
     @field_validator("markers")
     @classmethod
@@ -194,6 +214,7 @@ class ResolvedBenchmark(BaseModel):
     adapter: dict[str, Any]
     mounts: list[Mount] = []
     env: list[str] = []
+    judge: Judge | None = None
     seed: int
 
     image_registry: str
@@ -209,7 +230,7 @@ class ResolvedBenchmark(BaseModel):
             return self.image
         if self.harness == "builtin":
             return BUILTIN_IMAGE
-        return f"{self.image_registry.rstrip('/')}/{eval_factory.image_name(self.harness)}:{self.image_tag}"
+        return eval_factory.image_for(self.harness, registry=self.image_registry, tag=self.image_tag)
 
 
 class SuiteError(ValueError):
@@ -255,6 +276,7 @@ class LoadedSuite(BaseModel):
                 adapter={**d.adapter, **b.adapter},
                 mounts=[self._absolute(m) for m in [*d.mounts, *b.mounts]],
                 env=list(dict.fromkeys([*d.env, *b.env])),
+                judge=b.judge if b.judge is not None else d.judge,
                 seed=self.suite.seed,
                 image_registry=d.image_registry,
                 image_tag=d.image_tag,

@@ -46,11 +46,17 @@ def log_tail(log_path: Path | None, lines: int = LOG_TAIL_LINES) -> str:
 
 
 def with_log_tail(message: str, log_path: Path | None) -> str:
-    """Append the harness log's tail to an error message, so the cause is visible in the test report."""
+    """The one-line diagnosis read from the harness log (diagnosis.py; first, so JUnit's `nemo.error`
+    shows it), the message, then the log's tail, so the cause is visible in the test report."""
+    from .diagnosis import diagnose
+
     tail = log_tail(log_path)
     if not tail:
         return message
-    return f"{message}\n--- last {LOG_TAIL_LINES} lines of {log_path} ---\n{tail}"
+    text = Path(log_path).read_text(encoding="utf-8", errors="replace")
+    diagnosis = diagnose(text)
+    head = f"{diagnosis}\n{message}" if diagnosis else message
+    return f"{head}\n--- last {LOG_TAIL_LINES} lines of {log_path} ---\n{tail}"
 
 
 def close_matches_hint(name: str, known: Iterable[str]) -> str:

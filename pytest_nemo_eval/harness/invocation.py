@@ -16,6 +16,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from . import eval_factory
 from .errors import RuntimeUnavailable
+from .overrides import join_overrides
 
 BUILTIN_HARNESS = "builtin"
 BUILTIN_IMAGE = "nemo-eval-harness:local"
@@ -66,6 +67,9 @@ class HarnessInvocation(BaseModel):
     mounts: list[Mount] = Field(default_factory=list, description="extra read-only mounts (docker runtime)")
     env: list[str] = Field(default_factory=list, description="NAMES of host env vars passed to the harness")
     log_notes: list[str] = Field(default_factory=list, description="lines written first to the harness log")
+    code_isolation: Literal["container", "bubblewrap", "unsandboxed"] | None = Field(
+        default=None, description="the boundary model-written code runs behind (code_isolation.py); None: no "
+        "model code. builtin: per sample; eval-factory + local + bubblewrap: the whole harness (harness_sandbox.py)")
 
     @field_validator("env")
     @classmethod
@@ -90,7 +94,7 @@ class HarnessInvocation(BaseModel):
             return self.image
         if self.is_builtin:
             return BUILTIN_IMAGE
-        return f"{eval_factory.IMAGE_REGISTRY}/{eval_factory.image_name(self.harness)}:latest"
+        return eval_factory.image_for(self.harness)
 
     def all_overrides(self) -> dict[str, Any]:
         """User overrides plus limit/parallelism/API-key in NeMo Evaluator's `config.params` form."""
@@ -160,18 +164,8 @@ def run_eval_args(inv: HarnessInvocation, *, output_dir: str) -> list[str]:
     ]
     overrides = inv.all_overrides()
     if overrides:
-        args += ["--overrides", ",".join(f"{k}={_override_value(v)}" for k, v in overrides.items())]
+        args += ["--overrides", join_overrides(overrides)]
     return args
-
-
-def _override_value(value: Any) -> str:
-    text = str(value).lower() if isinstance(value, bool) else str(value)
-    if "," in text:
-        raise ValueError(
-            f"override value {text!r} contains a comma, which NeMo Evaluator's --overrides k=v,... "
-            "syntax cannot carry; pass it another way (e.g. a task_spec file)."
-        )
-    return text
 
 
 class RuntimeOutcome(BaseModel):

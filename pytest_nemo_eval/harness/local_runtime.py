@@ -10,23 +10,37 @@ other `lm-eval` the caller's PATH finds first.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shlex
 import shutil
 import subprocess
 import sys
+import tempfile
 import threading
+import time
+import urllib.parse
 from collections.abc import Callable
 from pathlib import Path
 
 from pytest_nemo_eval.processes import kill_process_group, start_process_group
 
-from . import eval_factory
+from . import eval_factory, harness_sandbox
 from .errors import HarnessFailed, HarnessTimeout, RuntimeUnavailable, with_log_tail
-from .invocation import HarnessInvocation, RuntimeOutcome, harness_environment, run_eval_args
+from .framework_definitions import evaluator_cli
+from .invocation import (
+    HarnessEnvironment,
+    HarnessInvocation,
+    RuntimeOutcome,
+    harness_environment,
+    run_eval_args,
+)
 from .log_sink import LogSink
+from .sandbox_relay import HostRelay
 
 KILL_GRACE_S = 5.0
+LOOPBACK_NAMES = ("127.0.0.1", "localhost")
+PRIVILEGED_PORT_SHIFT = 20000  # a model on port 80 is reached at 127.0.0.1:20080 inside the sandbox
 
 
 def local_command(inv: HarnessInvocation, output_dir: Path) -> list[str]:
@@ -34,7 +48,7 @@ def local_command(inv: HarnessInvocation, output_dir: Path) -> list[str]:
     if inv.is_builtin:
         launcher = [sys.executable, "-m", "pytest_nemo_eval.harness.builtin.cli"]
     else:
-        cli = next(filter(None, map(shutil.which, eval_factory.EVALUATOR_COMMANDS)), None)
+        cli = evaluator_cli()
         if cli is None:
             raise RuntimeUnavailable(
                 f"Harness {inv.harness!r} with runtime 'local' needs NeMo Evaluator's `nemo-evaluator` "
@@ -42,7 +56,7 @@ def local_command(inv: HarnessInvocation, output_dir: Path) -> list[str]:
                 "virtual environment and put that environment's bin/ first on PATH (a separate venv when "
                 "this one has another lm-eval), or use runtime 'docker' with its eval-factory image."
             )
-        launcher = [cli]
+        launcher = [str(cli)]
     return launcher + run_eval_args(inv, output_dir=str(output_dir))
 
 
@@ -54,20 +68,32 @@ def run_locally(
     *,
     adapter_port: int,
 ) -> RuntimeOutcome:
-    command = local_command(inv, output_dir)
+    """Run the harness with its run directory as working directory (so two runs never share files a
+    harness writes there); an eval-factory harness that runs model code goes under bubblewrap whole."""
     environment = harness_environment(inv, adapter_port=adapter_port)
     public = dict(environment.public)
-    if not inv.is_builtin:  # the framework command (lm-eval, ...) from nemo-evaluator's own environment
-        public["PATH"] = os.pathsep.join([str(Path(command[0]).parent), os.environ.get("PATH", "")])
-    env = {**os.environ, **public}
-    command_line = shell_line(command, public)
-    with LogSink(log_path, prefix=inv.log_prefix, on_log=on_log, secrets=environment.secret_values) as sink:
-        for note in inv.log_notes:
-            sink.line(f"# {note}")
-        if inv.mounts:
-            sink.line("# mounts apply to the docker runtime only; a local process reads the host paths directly")
-        sink.line("$ " + command_line)
-        return_code = run_process_group(command, env=env, sink=sink, timeout_s=inv.timeout_s)
+    sandboxed = not inv.is_builtin and inv.code_isolation == "bubblewrap"
+    with contextlib.ExitStack() as stack:
+        if sandboxed:
+            command, env, public = stack.enter_context(_sandboxed(inv, output_dir, environment))
+        else:
+            command = local_command(inv, output_dir)
+            if not inv.is_builtin:  # the framework command (lm-eval, ...) from nemo-evaluator's own environment
+                public["PATH"] = os.pathsep.join([str(Path(command[0]).parent), os.environ.get("PATH", "")])
+            env = {**os.environ, **public}
+        command_line = shell_line(command, public)
+        with LogSink(log_path, prefix=inv.log_prefix, on_log=on_log, secrets=environment.secret_values) as sink:
+            for note in inv.log_notes:
+                sink.line(f"# {note}")
+            if sandboxed:
+                sink.line("# model-written code: the whole harness runs under bubblewrap (read-only system, "
+                          "writable run dir and HF caches, no host home, own PID/network namespaces; network: "
+                          "only the model endpoint, relayed)")
+            elif inv.mounts:
+                sink.line("# mounts apply to the docker runtime and the bubblewrap sandbox only; "
+                          "a plain local process reads the host paths directly")
+            sink.line("$ " + command_line)
+            return_code = run_process_group(command, env=env, sink=sink, timeout_s=inv.timeout_s, cwd=output_dir)
     if return_code != 0:
         raise HarnessFailed(with_log_tail(
             f"Harness {inv.eval_type} exited with status {return_code} (local runtime). "
@@ -75,6 +101,42 @@ def run_locally(
             log_path,
         ))
     return RuntimeOutcome(command=command, command_line=command_line)
+
+
+@contextlib.contextmanager
+def _sandboxed(inv: HarnessInvocation, output_dir: Path, environment: HarnessEnvironment):
+    """(bwrap command, its environment, the variables to show) for the whole harness under bubblewrap,
+    with the model endpoint relayed in for as long as the run lasts."""
+    bwrap = harness_sandbox.bwrap_executable()
+    if bwrap is None:
+        raise RuntimeUnavailable("bubblewrap is not installed; the plugin decided on it, so it vanished meanwhile")
+    url = urllib.parse.urlsplit(inv.model_url)
+    port = url.port or (443 if url.scheme == "https" else 80)
+    inside_port = port if port >= 1024 else port + PRIVILEGED_PORT_SHIFT  # no capability to bind < 1024 inside
+    inside = inv
+    if url.hostname not in LOOPBACK_NAMES or inside_port != port:  # inside: the relay on the sandbox's loopback
+        netloc = f"127.0.0.1:{inside_port}"
+        inside = inv.model_copy(update={"model_url": urllib.parse.urlunsplit(url._replace(netloc=netloc))})
+    inner = local_command(inside, output_dir)
+    venv_bin = Path(inner[0]).parent
+    home = output_dir / "home"
+    home.mkdir(parents=True, exist_ok=True)
+    env = harness_sandbox.sandbox_environment(environment.public, home=home, passed_names=environment.secret_names,
+                                              path_head=str(venv_bin))
+    relay_dir = Path(tempfile.mkdtemp(prefix="nemo-eval-relay-"))
+    try:
+        with HostRelay(str(relay_dir / harness_sandbox.RELAY_SOCKET_NAME), url.hostname or "127.0.0.1", port):
+            command = harness_sandbox.sandbox_command(
+                inner, bwrap=bwrap, cwd=output_dir,
+                writable=[output_dir, *harness_sandbox.hf_caches().values()],
+                readable=harness_sandbox.python_prefixes(venv_bin / "python"),
+                binds=[(m.host.resolve(), m.target) for m in inv.mounts],
+                relay=(relay_dir, inside_port, str(venv_bin / "python")),
+            )
+            shown = {k: v for k, v in env.items() if k not in environment.secret_names}
+            yield command, env, shown
+    finally:
+        shutil.rmtree(relay_dir, ignore_errors=True)
 
 
 def shell_line(command: list[str], env: dict[str, str]) -> str:
@@ -91,7 +153,7 @@ def shell_line(command: list[str], env: dict[str, str]) -> str:
 
 
 def run_process_group(
-    command: list[str], *, env: dict[str, str], sink: LogSink, timeout_s: float | None
+    command: list[str], *, env: dict[str, str], sink: LogSink, timeout_s: float | None, cwd: Path | None = None
 ) -> int:
     """Run `command` in a new session, stream its output to `sink`; return its exit status.
 
@@ -105,6 +167,7 @@ def run_process_group(
             stderr=subprocess.STDOUT,
             stdin=subprocess.DEVNULL,
             env=env,
+            cwd=cwd,
         )
     except OSError as exc:
         raise RuntimeUnavailable(f"Cannot start harness command {command[0]!r}: {exc}") from exc

@@ -69,11 +69,17 @@ def run_harness(inv: HarnessInvocation, on_log: LogCallback | None = None) -> Ha
         from .builtin.tasks import find_task  # fails fast with close matches, before any start-up cost
 
         find_task(inv.task)
+    if not inv.is_builtin and inv.runtime == "local":
+        from .framework_definitions import check_task  # the installed package's task list, before start-up
+
+        check_task(inv.harness, inv.task)
     if "task_spec" in inv.overrides:  # absolute, so it means the same file in a container (mounted there)
         resolved = str(Path(inv.overrides["task_spec"]).resolve())
         inv = inv.model_copy(update={"overrides": {**inv.overrides, "task_spec": resolved}})
-    if inv.is_builtin and inv.runtime == "docker" and "code_isolation" not in inv.overrides:  # the container is
-        inv = inv.model_copy(update={"overrides": {**inv.overrides, "code_isolation": "container"}})  # the boundary
+    if inv.is_builtin and "code_isolation" not in inv.overrides:  # the level decided for the run, else the
+        level = inv.code_isolation or ("container" if inv.runtime == "docker" else None)  # container is the boundary
+        if level:
+            inv = inv.model_copy(update={"overrides": {**inv.overrides, "code_isolation": level}})
     output_dir = Path(inv.output_dir).resolve()
     output_dir.mkdir(parents=True, exist_ok=True)
     log_path = output_dir / HARNESS_LOG_FILE

@@ -7,8 +7,9 @@ Test case properties (one test case = one benchmark):
     nemo.samples, nemo.duration_s, nemo.suite_sha256, nemo.seed, nemo.outcome, nemo.error,
     nemo.samples_file, nemo.results_file, nemo.proxy_log
     nemo.code_isolation        the boundary a code benchmark's model-written code ran behind:
-                               container | bubblewrap | unsandboxed (harness/builtin/isolation.py)
+                               container | bubblewrap | unsandboxed, or none (harness/code_isolation.py)
     nemo.proxy.<counter>       requests, cache_hits, errors, retries, latency_p50_ms, tokens ...
+    nemo.judge.model, nemo.judge.url, nemo.judge.<counter>   a judged benchmark's judge route (runner/judge.py)
     nemo.metric.<metric>.<field>   field = value | stderr | threshold | direction | verdict | ci
 
 Test suite properties (provenance): nemo.checkpoint, nemo.checkpoint_format (nemo2 | megatron-bridge),
@@ -29,6 +30,7 @@ from pytest_nemo_eval.suite import Threshold
 METRIC_PREFIX = "nemo.metric."
 METRIC_FIELDS = ("value", "stderr", "threshold", "direction", "verdict", "ci")
 PROXY_PREFIX = "nemo.proxy."
+JUDGE_PREFIX = "nemo.judge."
 PROXY_FIELDS = (
     "requests",
     "errors",
@@ -73,6 +75,7 @@ def to_properties(result: BenchmarkResult) -> list[tuple[str, str]]:
     out += [(f"nemo.{name}", _fact(getattr(result, name))) for name in FACT_FIELDS
             if getattr(result, name) not in (None, "")]
     out += [(PROXY_PREFIX + key, _fact_proxy(result.proxy[key])) for key in PROXY_FIELDS if key in result.proxy]
+    out += [(JUDGE_PREFIX + key, value) for key, value in result.judge.items()]
     for name, metric in result.metrics.items():
         base = f"{METRIC_PREFIX}{name}."
         out.append((base + "value", _num(metric.value)))
@@ -144,6 +147,7 @@ def from_properties(
     """Rebuild a `BenchmarkResult`; None when the pairs are not a benchmark's."""
     facts: dict[str, str] = {}
     proxy: dict[str, float] = {}
+    judge: dict[str, str] = {}
     metric_fields: dict[str, dict[str, str]] = {}
     for raw_name, raw_value in pairs:
         name, value = str(raw_name), str(raw_value)
@@ -151,6 +155,8 @@ def from_properties(
             metric, _, field = name[len(METRIC_PREFIX):].rpartition(".")
             if field in METRIC_FIELDS and metric:
                 metric_fields.setdefault(metric, {})[field] = value
+        elif name.startswith(JUDGE_PREFIX):
+            judge[name[len(JUDGE_PREFIX):]] = value
         elif name.startswith(PROXY_PREFIX):
             try:
                 proxy[name[len(PROXY_PREFIX):]] = float(value)
@@ -171,5 +177,6 @@ def from_properties(
         "outcome": facts.get("outcome") or None,
         "message": message or error,
         "proxy": proxy,
+        "judge": judge,
         "metrics": {metric: _metric(fields) for metric, fields in metric_fields.items() if fields.get("value")},
     })

@@ -52,7 +52,7 @@ def run_benchmark(
         resolved, runtime=runtime, allow_unsandboxed=state.options.allow_unsandboxed_code)
     if isolation.problem:
         pytest.skip(f"{resolved.name}: {isolation.problem}")
-    harness = run_benchmark_harness(state, resolved, runtime, image, isolation.level)
+    harness = run_benchmark_harness(state, resolved, runtime, image, isolation.run_level)
     outcome = check_benchmark(state, resolved, harness)
     setup = BenchmarkSetup(runtime=runtime, runtime_reason=runtime_reason, image=image, code_isolation=isolation.level)
     message = outcome.failure_message()

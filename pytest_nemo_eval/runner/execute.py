@@ -50,6 +50,7 @@ class HarnessOutcome(BaseModel):
     samples: int | None = None
     image_digest: str | None = None
     proxy: dict[str, float] = {}
+    judge: dict[str, str] = {}
     samples_file: str | None = None
     proxy_log: str | None = None
     results_file: str | None = None
@@ -109,11 +110,12 @@ def run_benchmark_harness(
 ) -> HarnessOutcome:
     """Run the harness against the benchmark's proxy route; raises `BenchmarkError`.
 
-    `code_isolation` (prerequisites.code_isolation) is handed to the builtin harness as its
-    `code_isolation` override, so the level the plugin decided and reported is the one used."""
+    `code_isolation` (prerequisites.code_isolation) is handed to the run (the builtin harness's override,
+    the bubblewrap sandbox around an eval-factory harness), so the level decided and reported is the one used."""
     from pytest_nemo_eval.harness.errors import HarnessError
     from pytest_nemo_eval.harness.runtime import HarnessInvocation, run_harness
     from pytest_nemo_eval.runner.deployment_watch import run_watched
+    from pytest_nemo_eval.runner.judge import judge_route
     from pytest_nemo_eval.runner.resources import TargetUnavailable
 
     name = route_name(benchmark)
@@ -123,6 +125,7 @@ def run_benchmark_harness(
         route = proxy.register(name, state.adapter_for(benchmark))
         output_dir = Path(target.output_dir) / "runs" / name
         path = "/v1/chat/completions" if benchmark.endpoint_type == "chat" else "/v1/completions"
+        judge_dir = output_dir.parent / f"{name}.judge"  # beside the run dir, which each attempt clears
 
         def run_once():
             shutil.rmtree(output_dir, ignore_errors=True)  # never read a previous run's results.yml
@@ -133,7 +136,8 @@ def run_benchmark_harness(
                 model_url=route.rstrip("/") + path,
                 model_type=benchmark.endpoint_type,
                 output_dir=output_dir,
-                overrides={**benchmark.params, **({"code_isolation": code_isolation} if code_isolation else {})},
+                overrides={**benchmark.params, **judge.overrides},
+                code_isolation=code_isolation,
                 runtime=runtime,
                 image=image,
                 timeout_s=benchmark.timeout_s,
@@ -145,7 +149,9 @@ def run_benchmark_harness(
                 log_notes=[state.runtime_choice(benchmark)[1]],
             ))
 
-        run = run_watched(target.output_dir, run_once)  # a deployment that died: runner/deployment_watch.py
+        with judge_route(benchmark, name, target=target, proxy=proxy, adapter=state.adapter_for(benchmark),
+                         output_dir=judge_dir) as judge:
+            run = run_watched(target.output_dir, run_once)  # a deployment that died: runner/deployment_watch.py
     except (HarnessError, TargetUnavailable) as exc:
         error = f"{type(exc).__name__}: {exc}"
     stats = _proxy_stats(state, name)
@@ -165,6 +171,7 @@ def run_benchmark_harness(
         samples=max(counts) if counts else None,
         image_digest=run.image_digest,
         proxy=stats,
+        judge={key.removeprefix("nemo.judge."): value for key, value in judge.properties()},
         samples_file=_per_sample_file(run.output_dir),
         proxy_log=_proxy_log(target.output_dir, name),
         results_file=str((run.output_dir / "results.yml").resolve()) if (run.output_dir / "results.yml").is_file() else None,
@@ -284,6 +291,7 @@ def benchmark_result(
         duration_s=harness.duration_s if harness else None,
         image_digest=harness.image_digest if harness else None,
         proxy=harness.proxy if harness else {},
+        judge=harness.judge if harness else {},
         samples_file=harness.samples_file if harness else None,
         proxy_log=harness.proxy_log if harness else None,
         results_file=harness.results_file if harness else None,

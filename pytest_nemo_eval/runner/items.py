@@ -89,7 +89,7 @@ class BenchmarkItem(pytest.Item):
             pytest.skip(f"{b.id}: {isolation.problem}")
         self.setup_facts = self.setup_facts.model_copy(update={"code_isolation": isolation.level})
         try:
-            self.harness_outcome = run_benchmark_harness(state, b, runtime, image, isolation.level)
+            self.harness_outcome = run_benchmark_harness(state, b, runtime, image, isolation.run_level)
         except BenchmarkError as exc:
             error = str(exc)
         else:

@@ -111,39 +111,53 @@ def missing(requires: list[str], *, deploying: bool, runtime: str, image: str | 
 
 
 class CodeIsolation(BaseModel):
-    """The boundary a benchmark's model-written code runs behind (None: it runs none), or why it cannot run."""
+    """The boundary a benchmark's model-written code runs behind (`none`: it runs none), or why it cannot run."""
 
-    level: Literal["container", "bubblewrap", "unsandboxed"] | None = None
+    level: Literal["container", "bubblewrap", "unsandboxed", "none"] | None = None
     problem: str | None = None
+
+    @property
+    def run_level(self) -> str | None:
+        """What the harness run is told (None when the benchmark runs no model code)."""
+        return None if self.level == "none" else self.level
 
 
 def code_isolation(benchmark, *, runtime: str, allow_unsandboxed: bool) -> CodeIsolation:
-    """For builtin code tasks: `container` in Docker, else `bubblewrap` when it works here, else
-    `unsandboxed` on opt-in, else a problem (the benchmark is skipped). Other benchmarks: nothing."""
-    if not _runs_model_code(benchmark):
-        return CodeIsolation()
-    if runtime == "docker":
-        return CodeIsolation(level="container")
-    from pytest_nemo_eval.harness.builtin.bubblewrap import bubblewrap_problem
-    from pytest_nemo_eval.harness.builtin.isolation import no_sandbox_reason
+    """The one ladder (harness/code_isolation.py) for every harness: `container` in Docker, else
+    `bubblewrap` when its sandbox works here (per sample for the builtin harness, around the whole
+    process for an eval-factory one), else `unsandboxed` on opt-in, else a problem (the benchmark is
+    skipped). Benchmarks that run no model-written code: `none`."""
+    from pytest_nemo_eval.harness.code_isolation import NoSandbox, choose_isolation
+    from pytest_nemo_eval.harness.runtime import BUILTIN_HARNESS
 
-    problem = bubblewrap_problem()
-    if problem is None:
-        return CodeIsolation(level="bubblewrap")
-    if allow_unsandboxed:
-        return CodeIsolation(level="unsandboxed")
-    return CodeIsolation(problem=no_sandbox_reason(problem))
+    if not _runs_model_code(benchmark):
+        return CodeIsolation(level="none")
+    if benchmark.harness == BUILTIN_HARNESS:
+        from pytest_nemo_eval.harness.builtin.bubblewrap import (
+            bubblewrap_problem as sandbox_problem,
+        )
+    else:
+        from pytest_nemo_eval.harness.harness_sandbox import (
+            harness_sandbox_problem as sandbox_problem,
+        )
+    try:
+        return CodeIsolation(level=choose_isolation(in_container=runtime == "docker", sandbox_problem=sandbox_problem,
+                                                    allow_unsandboxed=allow_unsandboxed))
+    except NoSandbox as exc:
+        return CodeIsolation(problem=str(exc))
 
 
 def _runs_model_code(benchmark) -> bool:
-    """A builtin-harness task of type `code` (registered, or a `task_spec` file); unknown tasks are left
-    to the harness run, which names close matches."""
+    """An eval-factory task that executes model code (framework_definitions.runs_model_code), or a builtin
+    task of type `code` (registered, or a `task_spec` file); unknown builtin tasks are left to the harness
+    run, which names close matches."""
     from pytest_nemo_eval.harness.builtin.tasks import find_task, load_spec
     from pytest_nemo_eval.harness.errors import HarnessError
+    from pytest_nemo_eval.harness.framework_definitions import runs_model_code
     from pytest_nemo_eval.harness.runtime import BUILTIN_HARNESS
 
     if benchmark.harness != BUILTIN_HARNESS:
-        return False
+        return runs_model_code(benchmark.harness, benchmark.task, benchmark.params)
     try:
         task_spec = benchmark.params.get("task_spec")
         spec = load_spec(task_spec, name=benchmark.task) if task_spec else find_task(benchmark.task)

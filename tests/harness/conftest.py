@@ -156,3 +156,43 @@ filter_list:
 @pytest.fixture(scope="session")
 def lm_eval_tasks(tmp_path_factory) -> Path:
     return write_lm_eval_tasks(tmp_path_factory.mktemp("lm-eval-tasks"))
+
+
+HF_CACHE_BUILDER = REPO / "fixtures" / "harness_image" / "hf_datasets_cache.py"
+HUMANEVAL_PROBLEMS = Path(__file__).parent / "data" / "humaneval_local.jsonl"
+
+
+@pytest.fixture(scope="session")
+def bigcode_bin() -> Path:
+    """bin/ of the bigcode venv (built once, minutes; then cached)."""
+    build = subprocess.run([sys.executable, str(EVAL_FACTORY_VENV), "bigcode"], capture_output=True, text=True,
+                           timeout=1800)
+    assert build.returncode == 0, f"bigcode venv build failed:\n{build.stderr[-3000:]}"
+    return Path(build.stdout.strip().splitlines()[-1])
+
+
+@pytest.fixture(scope="session")
+def humaneval_cache(bigcode_bin, tmp_path_factory) -> Path:
+    """A `datasets` cache holding `openai_humaneval` built from the local JSONL, by bigcode's own `datasets`."""
+    cache = tmp_path_factory.mktemp("hf-datasets")
+    built = subprocess.run([str(bigcode_bin / "python"), str(HF_CACHE_BUILDER), str(cache), "openai_humaneval",
+                            f"test={HUMANEVAL_PROBLEMS}"], capture_output=True, text=True, timeout=300,
+                           env={**os.environ, "HF_DATASETS_OFFLINE": "1", "HF_HUB_OFFLINE": "1"})
+    assert built.returncode == 0, built.stderr[-3000:]
+    return cache
+
+
+
+
+def prebuilt_venv_bin(package_set: str) -> Path:
+    """bin/ of a heavy eval-factory venv (torch inside) when scripts/test_heavy_harnesses.sh built it; CI does
+    not build these, so the test skips there."""
+    sys.path.insert(0, str(EVAL_FACTORY_VENV.parent))
+    try:
+        from eval_factory_venv import built_venv
+    finally:
+        sys.path.pop(0)
+    venv = built_venv(package_set)
+    if venv is None:
+        pytest.skip(f"the {package_set} venv is not built; run scripts/test_heavy_harnesses.sh")
+    return venv / "bin"

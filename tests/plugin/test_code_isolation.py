@@ -63,7 +63,7 @@ def test_without_a_sandbox_the_code_benchmark_is_skipped_with_the_reason(
     assert "apt-get install -y bubblewrap" in skip_lines[0] and "--nemo-allow-unsandboxed-code" in skip_lines[0]
     cases = junit_cases(pytester.path / "junit.xml")
     assert cases[CODE][0] == "skipped" and "nemo.code_isolation" not in cases[CODE][1]
-    assert cases["demo_reversal"][0] == "passed" and "nemo.code_isolation" not in cases["demo_reversal"][1]
+    assert cases["demo_reversal"][0] == "passed" and cases["demo_reversal"][1]["nemo.code_isolation"] == "none"
 
 
 def test_opt_in_by_environment_variable_runs_it_unsandboxed(run_inner, pytester, smoke, endpoint, monkeypatch,
@@ -94,19 +94,48 @@ def test_opt_in_is_read_from_option_env_or_ini(pytester, monkeypatch, how):
 
 
 def test_levels_per_runtime_and_task_type(monkeypatch, tmp_path):
-    """Docker: the container is the boundary; non-code benchmarks run no model code and get no level."""
+    """Docker: the container is the boundary; non-code benchmarks run no model code: level `none`."""
     from pytest_nemo_eval.runner.prerequisites import code_isolation
     from pytest_nemo_eval.suite import load_suite
 
     benchmarks = {b.name: b for b in load_suite(REPO / "suites" / "smoke.yaml").resolved()}
     code, plain = benchmarks[CODE], benchmarks["demo_addition"]
     assert code_isolation(code, runtime="docker", allow_unsandboxed=False).level == "container"
-    assert code_isolation(plain, runtime="local", allow_unsandboxed=False).model_dump() == {"level": None,
+    assert code_isolation(plain, runtime="local", allow_unsandboxed=False).model_dump() == {"level": "none",
                                                                                           "problem": None}
     monkeypatch.setenv(BWRAP_ENV, str(tmp_path / "no" / "bwrap"))
     assert code_isolation(code, runtime="docker", allow_unsandboxed=False).level == "container"
     assert code_isolation(code, runtime="local", allow_unsandboxed=True).level == "unsandboxed"
     refused = code_isolation(code, runtime="local", allow_unsandboxed=False)
+    assert refused.level is None and "bubblewrap is not installed" in refused.problem
+
+
+def test_eval_factory_tasks_that_run_model_code_are_known(monkeypatch, tmp_path):
+    """Without the packages installed (an empty PATH), the table of harnesses that execute code silently
+    decides; a code-execution flag in the suite's own params counts too. The same ladder then applies."""
+    from pytest_nemo_eval.runner.prerequisites import code_isolation
+    from pytest_nemo_eval.suite import load_suite
+
+    monkeypatch.setenv("PATH", str(tmp_path))
+    (tmp_path / "s.yaml").write_text("""\
+benchmarks:
+  - {name: bigcode_mbpp, harness: bigcode-evaluation-harness, task: mbpp-chat}
+  - {name: se_humaneval, harness: simple-evals, task: humaneval}
+  - {name: se_math, harness: simple-evals, task: math_test_500}
+  - {name: lcb, harness: livecodebench, task: codegeneration_release_v5}
+  - {name: bfcl, harness: bfcl, task: bfclv2_ast}
+  - {name: mt, harness: mtbench, task: mtbench}
+  - {name: lm_unsafe, harness: lm-evaluation-harness, task: my_task,
+     params: {config.params.extra.args: --confirm_run_unsafe_code}}
+""")
+    levels = {b.name: code_isolation(b, runtime="docker", allow_unsandboxed=False).level
+              for b in load_suite(tmp_path / "s.yaml").resolved()}
+    assert levels == {"bigcode_mbpp": "container", "se_humaneval": "container", "se_math": "none",
+                      "lcb": "container", "bfcl": "container", "mt": "none",
+                      "lm_unsafe": "container"}
+    monkeypatch.setenv(BWRAP_ENV, str(tmp_path / "no" / "bwrap"))
+    bigcode = load_suite(tmp_path / "s.yaml").resolved()[0]
+    refused = code_isolation(bigcode, runtime="local", allow_unsandboxed=False)
     assert refused.level is None and "bubblewrap is not installed" in refused.problem
 
 

@@ -35,11 +35,12 @@ from pathlib import Path
 
 from pydantic import BaseModel, ConfigDict
 
+from ..code_isolation import BWRAP_INSTALL_HINT as INSTALL_HINT  # noqa: F401 - one install hint
+
 BWRAP_ENV = "NEMO_EVAL_BWRAP"  # the bwrap executable (name on PATH or a path); default `bwrap`
 SANDBOX_UID_ENV = "NEMO_EVAL_SANDBOX_UID"  # uid the sandbox runs as when the harness is root
 SANDBOX_PYTHON_ENV = "NEMO_EVAL_SANDBOX_PYTHON"  # interpreter that runs samples inside the sandbox
 DEFAULT_SANDBOX_UID = 65534  # `nobody` (the kernel's overflow uid)
-INSTALL_HINT = "install bubblewrap (Debian/Ubuntu: `apt-get install -y bubblewrap`; scripts/setup.sh does it as root)"
 WORKDIR = "/tmp/work"
 SHM_MB = 8
 PROBE_TIMEOUT_S = 30.0
@@ -62,14 +63,7 @@ class Bubblewrap(BaseModel):
     def command(self, python_args: list[str], *, scratch_mb: int, info_fd: int | None = None) -> list[str]:
         """bwrap + its options + `python *python_args`, run inside the sandbox; `info_fd` gets bwrap's
         JSON with the sandbox's init pid (`child-pid`)."""
-        mounts = ["--ro-bind", "/usr", "/usr"]
-        for name in _ROOT_ENTRIES:  # usrmerge symlinks, or the real directories where there are some
-            host = Path("/") / name
-            if host.is_symlink():
-                mounts += ["--symlink", os.readlink(host), f"/{name}"]
-            elif host.is_dir():
-                mounts += ["--ro-bind", str(host), f"/{name}"]
-        mounts += ["--ro-bind-try", "/etc/ld.so.cache", "/etc/ld.so.cache"]
+        mounts = system_mounts() + ["--ro-bind-try", "/etc/ld.so.cache", "/etc/ld.so.cache"]
         prefix = _prefix_of(self.python)
         if prefix != Path("/usr") and Path("/usr") not in prefix.parents:
             mounts += ["--ro-bind", str(prefix), str(prefix)]
@@ -93,6 +87,19 @@ class Bubblewrap(BaseModel):
         if self.run_as_uid is None:
             return {}
         return {"user": self.run_as_uid, "group": self.run_as_uid, "extra_groups": [], "cwd": "/"}
+
+
+def system_mounts() -> list[str]:
+    """bwrap options binding the system read-only: /usr, and /bin, /lib... as the host has them
+    (usrmerge symlinks, or the real directories where there are some)."""
+    mounts = ["--ro-bind", "/usr", "/usr"]
+    for name in _ROOT_ENTRIES:
+        host = Path("/") / name
+        if host.is_symlink():
+            mounts += ["--symlink", os.readlink(host), f"/{name}"]
+        elif host.is_dir():
+            mounts += ["--ro-bind", str(host), f"/{name}"]
+    return mounts
 
 
 def bubblewrap() -> Bubblewrap:

@@ -24,6 +24,7 @@ from pathlib import Path
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from ..errors import HarnessError, close_matches_hint
+from ..overrides import split_overrides
 from ..results import RESULTS_FILE, dump_results
 from .client import ModelClient
 from .isolation import IsolationRequest, resolve_isolation
@@ -55,11 +56,9 @@ class RunOverrides(BaseModel):
 def parse_overrides(text: str | None) -> RunOverrides:
     """`k=v,k2=v2` -> RunOverrides; unknown keys name the close known ones."""
     values: dict[str, str] = {}
-    for item in filter(None, (part.strip() for part in (text or "").split(","))):
-        key, sep, value = item.partition("=")
-        if not sep:
-            raise HarnessError(f"--overrides item {item!r} is not key=value.")
-        key = key.strip()
+    for key, value in split_overrides(text):
+        if value is None:
+            raise HarnessError(f"--overrides item {key!r} is not key=value.")
         for prefix in _PREFIXES:
             key = key.removeprefix(prefix)
         key = _ALIASES.get(key, key)
@@ -68,7 +67,7 @@ def parse_overrides(text: str | None) -> RunOverrides:
             raise HarnessError(
                 f"Unknown override {key!r}.{hint} Known: {', '.join(RunOverrides.model_fields)}."
             )
-        values[key] = value.strip()
+        values[key] = value
     try:
         return RunOverrides.model_validate(values)
     except ValidationError as exc:

@@ -1,0 +1,141 @@
+"""Model-written code from a real eval-factory harness never runs on the host unguarded.
+
+Real bigcode-evaluation-harness HumanEval (nemo-evaluator 0.2.8 + nvidia-bigcode-eval 26.3 from PyPI, in a
+pinned venv of their own) runs through the plugin with `runtime: local`, offline: its `openai_humaneval`
+dataset is a local `datasets` cache built from local JSONL. The "model" is hostile (hostile_upstream.py):
+its completions try to write, delete and read host files, reach a host listener and kill a host process.
+
+Oracles nobody here wrote: bigcode executes the completions and computes pass@1 (1.0 proves the attack
+code ran); the kernel (bwrap's namespaces) decides which attacks reach the host. The unsandboxed run
+shows each attack does work against an unguarded host, so the sandboxed run's clean traces mean something.
+"""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+
+from tests.plugin.conftest import run_inner, suite_file  # noqa: F401 - fixtures of the plugin tests
+from tests.plugin.inner_run import junit_cases
+
+from .conftest import HUMANEVAL_PROBLEMS as PROBLEMS
+from .hostile_upstream import HostileUpstream, HostTargets
+
+NO_ATTACK_LANDED = {"wrote_outside": False, "deleted_canary": False, "reached_listener": False,
+                    "leaked_secret": False, "killed_process": False}
+
+SUITE = """\
+benchmarks:
+  - name: humaneval_hostile
+    harness: bigcode-evaluation-harness
+    task: humaneval
+    runtime: local
+    timeout_s: 600
+    params: {config.params.extra.n_samples: 1, config.params.extra.do_sample: false, config.params.temperature: 0,
+             config.params.max_new_tokens: 400, config.params.request_timeout: 60, config.params.parallelism: 2}
+    thresholds: {pass@1: {min: 1.0}}
+  - {name: plain_reversal, harness: builtin, task: demo_reversal, runtime: local, limit_samples: 1}
+"""
+
+
+@pytest.fixture
+def hostile(tmp_path):
+    targets = HostTargets(tmp_path / "host-files")
+    with HostileUpstream(PROBLEMS, targets) as upstream:
+        yield upstream, targets
+    targets.close()
+
+
+@pytest.fixture
+def offline_bigcode(monkeypatch, bigcode_bin, humaneval_cache):
+    monkeypatch.setenv("PATH", f"{bigcode_bin}{os.pathsep}{os.environ['PATH']}")
+    monkeypatch.setenv("HF_DATASETS_CACHE", str(humaneval_cache))
+    for name in ("HF_DATASETS_OFFLINE", "HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE"):
+        monkeypatch.setenv(name, "1")
+
+
+@pytest.mark.parametrize("boundary", ["bubblewrap", "unsandboxed"])
+def test_hostile_humaneval_through_bigcode(run_inner, suite_file, pytester, hostile, offline_bigcode,  # noqa: F811
+                                           monkeypatch, boundary):
+    """bubblewrap: pass@1 = 1.0 (the code ran) and no attack reached the host; JUnit says `bubblewrap`
+    (and `none` for the benchmark without model code). unsandboxed (no bwrap, explicit opt-in): every
+    attack lands — the test bench is able to see a breach."""
+    upstream, targets = hostile
+    options = []
+    if boundary == "unsandboxed":
+        monkeypatch.setenv("NEMO_EVAL_BWRAP", str(pytester.path / "no-bwrap-here"))
+        options = ["--nemo-allow-unsandboxed-code"]
+    suite_file("code", SUITE)
+    result = run_inner("code.yaml", f"--nemo-endpoint={upstream.url}", *options, subprocess=True, timeout=900)
+    cases = junit_cases(pytester.path / "junit.xml")
+    status, props = cases["humaneval_hostile"]
+    log = next((pytester.path / "nemo-out" / "runs").glob("*humaneval_hostile/harness.log")).read_text()
+    assert status == "passed", result.stdout.str()[-4000:] + log[-4000:]
+    assert float(props["nemo.metric.pass@1.value"]) == 1.0
+    assert props["nemo.code_isolation"] == boundary
+    assert cases["plain_reversal"][1]["nemo.code_isolation"] == "none"
+    humaneval_calls = [c for c in upstream.calls if c.get("max_tokens") == 400]  # not the builtin benchmark's
+    assert int(props["nemo.proxy.requests"]) == 3 == len(humaneval_calls)
+    if boundary == "bubblewrap":
+        assert targets.traces() == NO_ATTACK_LANDED, log[-3000:]
+        assert "whole harness runs under bubblewrap" in log and "bwrap --unshare-all" in log
+    else:
+        assert targets.traces() == {name: True for name in NO_ATTACK_LANDED}
+
+
+def test_code_benchmark_without_boundary_is_skipped(run_inner, suite_file, pytester, hostile, offline_bigcode,  # noqa: F811
+                                                    monkeypatch):
+    """No bwrap and no opt-in: SKIPPED with the one-line reason, no request sent, no attack landed."""
+    upstream, targets = hostile
+    monkeypatch.setenv("NEMO_EVAL_BWRAP", str(pytester.path / "no-bwrap-here"))
+    monkeypatch.delenv("NEMO_EVAL_ALLOW_UNSANDBOXED_CODE", raising=False)
+    suite_file("code", SUITE)
+    result = run_inner("code.yaml", f"--nemo-endpoint={upstream.url}", "-k", "humaneval", subprocess=True,
+                       timeout=300)
+    assert "model-written code needs a sandbox" in result.stdout.str() and "--nemo-allow-unsandboxed-code" in result.stdout.str()
+    assert junit_cases(pytester.path / "junit.xml")["humaneval_hostile"][0] == "skipped"
+    assert upstream.calls == [] and targets.traces() == NO_ATTACK_LANDED
+
+
+@pytest.fixture(scope="session")
+def bigcode_image():
+    """The bigcode eval-factory image built here FROM the project's debootstrap base (no registry)."""
+    from .conftest import docker_unreachable_reason
+
+    reason = docker_unreachable_reason()
+    if reason:
+        pytest.skip(reason)
+    import subprocess
+    import sys
+
+    from .conftest import REPO
+
+    tag = "nemo-eval-bigcode-evaluation-harness:local"
+    build = subprocess.run([sys.executable, str(REPO / "fixtures" / "harness_image" / "build_image.py"),
+                            "--eval-factory", "bigcode", "--tag", tag], capture_output=True, text=True, timeout=1800)
+    assert build.returncode == 0, f"bigcode image build failed:\n{build.stdout[-3000:]}\n{build.stderr[-3000:]}"
+    return tag
+
+
+def test_hostile_humaneval_in_docker(run_inner, suite_file, pytester, hostile, bigcode_image, bigcode_bin,  # noqa: F811
+                                     humaneval_cache, monkeypatch):
+    """`runtime: docker`: the container is the boundary. Host files and processes are out of reach; the
+    host's loopback is not (`--network host`, as the README says), so the listener is reached — without
+    the secret, which the container cannot read."""
+    import shutil
+
+    upstream, targets = hostile
+    hf_home = pytester.path / "hf-home"
+    shutil.copytree(humaneval_cache, hf_home / "datasets")  # the container's HF_HOME is the dataset cache
+    monkeypatch.setenv("NEMO_EVAL_DATASET_CACHE", str(hf_home))
+    monkeypatch.setenv("HF_DATASETS_OFFLINE", "1")
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    suite_file("code", SUITE.replace("runtime: local\n", f"runtime: docker\n    image: {bigcode_image}\n"
+                                     "    env: [HF_DATASETS_OFFLINE, HF_HUB_OFFLINE]\n", 1))
+    result = run_inner("code.yaml", f"--nemo-endpoint={upstream.url}", "-k", "humaneval", subprocess=True,
+                       timeout=900)
+    status, props = junit_cases(pytester.path / "junit.xml")["humaneval_hostile"]
+    assert status == "passed", result.stdout.str()[-4000:]
+    assert float(props["nemo.metric.pass@1.value"]) == 1.0 and props["nemo.code_isolation"] == "container"
+    assert targets.traces() == {**NO_ATTACK_LANDED, "reached_listener": True}
