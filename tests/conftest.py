@@ -35,10 +35,17 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     """Mark every test that uses the trained demo `demo_model`: CI runs those again against a demo
-    trained from another seed (NEMO_EVAL_DEMO_SEED), proving they hold for any demo that learned."""
+    trained from another seed (NEMO_EVAL_DEMO_SEED), proving they hold for any demo that learned. Tests
+    through the Ray backend are also `ray_backend`: the second-seed pass leaves them out (the OpenAI front is
+    shared, and PyTriton's run of the same tests covers the second demo), which saves CI ~7 minutes."""
     for item in items:
-        if "demo_checkpoint" in getattr(item, "fixturenames", ()):
+        fixtures = getattr(item, "fixturenames", ())
+        if "demo_checkpoint" in fixtures:
             item.add_marker(pytest.mark.demo_model)
+        callspec = getattr(item, "callspec", None)
+        on_ray = "ray_deployment" in fixtures or (callspec is not None and callspec.params.get("serving_backend") == "ray")
+        if on_ray or item.path.name == "test_ray_backend.py":
+            item.add_marker(pytest.mark.ray_backend)
 
 
 @pytest.fixture(scope="session")
