@@ -51,6 +51,18 @@ def kill_process_group(process: subprocess.Popen, *, grace_s: float = 5.0,
     psutil.wait_procs(descendants, timeout=grace_s)
 
 
+def end_processes(processes: list[psutil.Process], *, grace_s: float, reap_s: float = 5.0) -> None:
+    """Processes that are no group of ours (a Ray head's agents, Triton's stubs): wait up to grace_s for
+    them to exit, SIGKILL the rest, and return once they are gone (at most reap_s more)."""
+    _gone, alive = psutil.wait_procs(processes, timeout=grace_s)
+    for proc in alive:
+        try:
+            proc.kill()
+        except psutil.NoSuchProcess:
+            pass
+    psutil.wait_procs(alive, timeout=reap_s)
+
+
 def _descendants(pid: int) -> list[psutil.Process]:
     try:
         return psutil.Process(pid).children(recursive=True)

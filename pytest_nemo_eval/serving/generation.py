@@ -75,6 +75,14 @@ class GenerationFailed(Exception):
         self.invalid_request = kind == "invalid_request"
 
 
+def delta_of_event(event: dict) -> GenerationDelta:
+    """One streamed engine event, as every backend relays it (GenerationDelta JSON, or `{"error", "kind"}`
+    for a request that failed mid-stream), as a delta; an error event raises GenerationFailed."""
+    if "error" in event:
+        raise GenerationFailed(event["error"], event.get("kind", "server_error"))
+    return GenerationDelta.model_validate(event)
+
+
 def error_kind(exc: BaseException) -> str:
     """A ValueError (pydantic's ValidationError is one) is the request's fault, anything else the server's."""
     return "invalid_request" if isinstance(exc, ValueError) else "server_error"

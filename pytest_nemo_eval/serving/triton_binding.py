@@ -44,6 +44,7 @@ from typing import Protocol
 import numpy as np
 from pydantic import BaseModel
 
+from pytest_nemo_eval.processes import end_processes
 from pytest_nemo_eval.serving.generation import GenerationRequest, error_kind, merge_deltas
 from pytest_nemo_eval.serving.ports import free_port
 
@@ -183,7 +184,7 @@ class TritonBinding:
         except Exception:  # a server that already died cannot unload; stop() below still cleans up
             LOGGER.debug("model unload before stop failed", exc_info=True)
         triton.stop()
-        _kill_survivors(children)
+        end_processes(children, grace_s=0)  # triton.stop() has had its time
 
     @property
     def http_url(self) -> str:
@@ -279,15 +280,6 @@ def _triton_children() -> list:
     return [p for p in psutil.Process().children(recursive=True) if "triton" in p.name()]
 
 
-def _kill_survivors(processes: list, timeout_s: float = 5.0) -> None:
-    import psutil
-
-    for proc in processes:
-        try:
-            proc.kill()
-        except psutil.NoSuchProcess:
-            pass
-    psutil.wait_procs(processes, timeout=timeout_s)
 
 
 def _error_json(message: str, kind: str) -> bytes:

@@ -19,7 +19,13 @@ from urllib.parse import urlsplit
 
 import urllib3
 
-from pytest_nemo_eval.serving.generation import GenerationDelta, GenerationFailed, GenerationRequest, GenerationResult
+from pytest_nemo_eval.serving.generation import (
+    GenerationDelta,
+    GenerationFailed,
+    GenerationRequest,
+    GenerationResult,
+    delta_of_event,
+)
 from pytest_nemo_eval.sse import sse_data
 from pytest_nemo_eval.serving.triton_binding import TRITON_MODEL_NAME, TRITON_STREAM_MODEL_NAME
 
@@ -58,10 +64,7 @@ class TritonGenerateClient:
                 payload = json.loads(data)
                 if "error" in payload and "event" not in payload:  # Triton's own error event
                     raise GenerationFailed(str(payload["error"]), "server_error")
-                event = json.loads(payload["event"])
-                if "error" in event:
-                    raise GenerationFailed(event["error"], event.get("kind", "server_error"))
-                delta = GenerationDelta.model_validate(event)
+                delta = delta_of_event(json.loads(payload["event"]))
                 yield delta
                 if delta.finish_reason is not None:
                     finished = True

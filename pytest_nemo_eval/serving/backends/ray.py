@@ -37,12 +37,14 @@ from typing import Any, Iterator
 
 import psutil
 
+from pytest_nemo_eval.processes import end_processes
 from pytest_nemo_eval.serving.backend import BackendUnavailable, Health, ModelInfo
 from pytest_nemo_eval.serving.generation import (
     GenerationDelta,
     GenerationFailed,
     GenerationRequest,
     GenerationResult,
+    delta_of_event,
     error_kind,
 )
 from pytest_nemo_eval.serving.settings import ServeSettings
@@ -296,7 +298,7 @@ class RayBackend:
         finally:
             self._connected = self._deployed = False
             ray.shutdown()
-            _end(head, grace_s=HEAD_EXIT_GRACE_S)
+            end_processes(head, grace_s=HEAD_EXIT_GRACE_S)
             LOGGER.warning("Ray backend stopped in %.1f s (%s)", time.monotonic() - began,
                            "own head shut down" if self.owns_cluster else f"application {self.app_name} deleted")
 
@@ -315,10 +317,11 @@ class RayBackend:
         finished = False
         try:
             for event in response:
-                if "error" in event:
-                    finished = True
-                    raise GenerationFailed(event["error"], event.get("kind", "server_error"))
-                delta = GenerationDelta.model_validate(event)
+                try:
+                    delta = delta_of_event(event)
+                except GenerationFailed:
+                    finished = True  # the replica ended the request itself: nothing to cancel
+                    raise
                 yield delta
                 if delta.finish_reason is not None:
                     finished = True
@@ -374,16 +377,6 @@ def _restore(handlers: dict) -> None:
     for sig, handler in handlers.items():
         if handler is not None:
             signal.signal(sig, handler)
-
-
-def _end(processes: list, grace_s: float) -> None:
-    _gone, alive = psutil.wait_procs(processes, timeout=grace_s)
-    for proc in alive:
-        try:
-            proc.kill()
-        except psutil.NoSuchProcess:
-            pass
-    psutil.wait_procs(alive, timeout=grace_s)
 
 
 def _result(answer: dict) -> GenerationResult:
