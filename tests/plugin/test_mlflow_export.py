@@ -15,11 +15,15 @@ from .inner_run import LIMIT, REPO, junit_cases
 from .mlflow_server import free_port, mlflow_server  # noqa: F401  (fixture)
 from .test_baseline_paired import _pair, write_run
 
+# MLflow's first import must not happen inside pytester's chdir: imported there (the session test below,
+# when it runs first, as in CI's second-seed pass), it left this process unable to find any installed
+# distribution through importlib.metadata, so later in-process pytest runs lost our plugin. Imported at
+# collection, from the repository (as the plugin imports it, from the user's working directory), it does not.
+mlflow_tracking = pytest.importorskip("mlflow.tracking", reason="mlflow-skinny is not installed (the test extra)")
+
 
 def _runs(uri: str, experiment: str):
-    from mlflow.tracking import MlflowClient
-
-    client = MlflowClient(tracking_uri=uri)
+    client = mlflow_tracking.MlflowClient(tracking_uri=uri)
     found = client.get_experiment_by_name(experiment)
     return client, (client.search_runs([found.experiment_id]) if found else [])
 
