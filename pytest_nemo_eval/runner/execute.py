@@ -122,7 +122,8 @@ def run_benchmark_harness(
     error = None
     try:
         target, proxy = state.target_and_proxy()
-        route = proxy.register(name, state.adapter_for(benchmark))
+        adapter = state.adapter_for(benchmark)
+        route = proxy.register(name, adapter)
         output_dir = Path(target.output_dir) / "runs" / name
         path = "/v1/chat/completions" if benchmark.endpoint_type == "chat" else "/v1/completions"
         judge_dir = output_dir.parent / f"{name}.judge"  # beside the run dir, which each attempt clears
@@ -149,7 +150,7 @@ def run_benchmark_harness(
                 log_notes=[state.runtime_choice(benchmark)[1]],
             ))
 
-        with judge_route(benchmark, name, target=target, proxy=proxy, adapter=state.adapter_for(benchmark),
+        with judge_route(benchmark, name, target=target, proxy=proxy, adapter=adapter,
                          output_dir=judge_dir) as judge:
             run = run_watched(target.output_dir, run_once)  # a deployment that died: runner/deployment_watch.py
     except (HarnessError, TargetUnavailable) as exc:
@@ -157,10 +158,11 @@ def run_benchmark_harness(
     stats = _proxy_stats(state, name)
     if error:  # raised outside the except block: the report shows the message, not a chain
         raise BenchmarkError(error)
-    counts = [s.stats.count for s in run.results.flat_scores().values() if s.stats.count is not None]
+    harness_scores = run.results.flat_scores()
+    counts = [s.stats.count for s in harness_scores.values() if s.stats.count is not None]
     flat = {
         key: ScoreValue(value=s.value, stderr=s.stats.stderr, count=s.stats.count)
-        for key, s in run.results.flat_scores().items()
+        for key, s in harness_scores.items()
     }
     scores = name_scores(flat, run.results.harness_task or benchmark.task)
     require_metrics_or_error(benchmark, scores)
