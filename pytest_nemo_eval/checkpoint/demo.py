@@ -1,6 +1,7 @@
 """Train the demo checkpoint once (megatron-core on CPU, a few minutes) and cache it.
 
-A tiny GPT with the features real checkpoints use (RoPE, RMSNorm, SwiGLU, GQA)
+A tiny GPT with the features real checkpoints use (RoPE, RMSNorm, SwiGLU, GQA,
+a 4096-token context, a byte-fallback tokenizer that takes any UTF-8 text)
 learns the synthetic tasks of demo_tasks.py and is written in the real NeMo 2.0
 layout, so it is loaded by the same code as a user's checkpoint. The cache key
 is a hash of the recipe; training happens in a temporary folder renamed into
@@ -27,7 +28,7 @@ from ..third_party_warnings import silenced
 from . import cpu_compat
 from .config import GPTArchitecture
 from .demo_tasks import HeldOut, addition_prompt, chat_user_message, code_prompt, random_pair, random_word, reversal_prompt
-from .demo_tokenizer import CHARACTERS, EOS, SPECIAL_TOKENS, build_tokenizer, write_tokenizer_files
+from .demo_tokenizer import CONTEXT_LENGTH, EOS, build_tokenizer, vocabulary, write_tokenizer_files
 from .loader import WEIGHTS_PREFIX, build_model
 from .nemo_config import model_yaml_document
 
@@ -39,19 +40,19 @@ DEFAULT_SEED = 1234
 PROBE_FILE = "demo_probe.pt"
 ARCHITECTURE = GPTArchitecture(
     num_layers=3, hidden_size=128, ffn_hidden_size=384, num_attention_heads=4, num_query_groups=2,
-    seq_length=128, normalization="RMSNorm", layernorm_epsilon=1e-5, activation="silu", gated_linear_unit=True,
+    seq_length=CONTEXT_LENGTH, normalization="RMSNorm", layernorm_epsilon=1e-5, activation="silu", gated_linear_unit=True,
     position_embedding_type="rope", rotary_base=10000.0, add_bias_linear=False,
     share_embeddings_and_output_weights=False, make_vocab_size_divisible_by=128,
 )
 # Each batch mixes the tasks (one-task batches made Adam oscillate: 11% on held-out addition).
 TRAINING = {"steps": 2000, "batch_size": 64, "lr": 3e-3, "warmup": 100, "weight_decay": 0.01,
             "mix": {"addition": 0.5, "reversal": 0.25, "code": 0.15, "chat": 0.1}}
-RECIPE_VERSION = "6"  # 6: model.yaml is NeMo's full config dump; chat_template.jinja
+RECIPE_VERSION = "7"  # 7: 4096-token context, byte-fallback tokenizer; 6: NeMo's full model.yaml dump
 
 
 def recipe_hash(seed: int) -> str:
     recipe = {"arch": ARCHITECTURE.model_dump(), "training": TRAINING, "seed": seed, "version": RECIPE_VERSION,
-              "vocab": [*SPECIAL_TOKENS, *CHARACTERS]}
+              "vocab": vocabulary()}
     return hashlib.sha256(json.dumps(recipe, sort_keys=True).encode()).hexdigest()[:12]
 
 

@@ -107,7 +107,6 @@ def test_top_k_one_and_tiny_top_p_are_greedy(engine):
     "options,message",
     [
         ({"prompt_ids": [], "max_tokens": 1}, "prompt is empty"),
-        ({"prompt_ids": [5] * 100, "max_tokens": 29}, r"100 tokens.*max_tokens \(29\).*context of 128"),
         ({"prompt_ids": [100000], "max_tokens": 1}, "outside this model's vocabulary"),
     ],
 )
@@ -116,8 +115,14 @@ def test_requests_the_model_cannot_serve_raise_value_error(engine, options, mess
         engine.generate([GenerationRequest(**options)])
 
 
+def test_a_prompt_and_max_tokens_past_the_context_are_refused(engine):
+    prompt = engine.max_context - 28
+    with pytest.raises(ValueError, match=rf"{prompt} tokens.*max_tokens \(29\).*context of {engine.max_context}"):
+        engine.generate([GenerationRequest(prompt_ids=[5] * prompt, max_tokens=29)])
+
+
 def test_context_exactly_full_is_allowed(engine):
-    (result,) = engine.generate([GenerationRequest(prompt_ids=[5] * 120, max_tokens=8)])
+    (result,) = engine.generate([GenerationRequest(prompt_ids=[5] * (engine.max_context - 8), max_tokens=8)])
     assert len(result.output_ids) <= 8
 
 

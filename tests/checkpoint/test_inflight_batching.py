@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import time
 
 import pytest
@@ -23,10 +24,15 @@ def _wait_until(predicate, timeout_s: float = 60.0) -> None:
         time.sleep(0.002)
 
 
+SHORT_CONTEXT = 128
+
+
 @pytest.fixture
 def two_slot_engine(loaded_demo):
-    """A second engine on the same model with 2 slots, to run out of slots and timeline on purpose."""
-    engine = GenerationEngine(loaded_demo, slots=2)
+    """A second engine on the same model with 2 slots and its served context capped at 128 positions,
+    to run out of slots and timeline on purpose within a few dozen decode steps."""
+    capped = dataclasses.replace(loaded_demo, config=loaded_demo.config.model_copy(update={"seq_length": SHORT_CONTEXT}))
+    engine = GenerationEngine(capped, slots=2)
     yield engine
     engine.close()
 
