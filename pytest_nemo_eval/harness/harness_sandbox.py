@@ -11,9 +11,10 @@ harness. What the sandboxed harness sees (all done by bwrap):
   (also its working directory and HOME, `<run dir>/home`) and the HF datasets/hub caches (never the
   HF token beside them); a private /tmp and /dev/shm; no host home, no /work, no other run's files;
 - processes: its own /proc; no host process is visible or signalable;
-- network: only a loopback of its own, where sandbox_relay.py listens on the model URL's port and
-  forwards to the plugin's proxy through a Unix socket bound in from the host. Nothing else of the
-  host or the internet is reachable (no DNS either);
+- network: only a loopback of its own, where sandbox_relay.py listens on the port of each endpoint
+  the harness is given (the model URL and, for a judged benchmark, the judge URL) and forwards to
+  that endpoint through a Unix socket of its own bound in from the host (`plan_relays`). Nothing
+  else of the host or the internet is reachable (no DNS either);
 - environment: only what the harness needs (PATH, HOME, LANG, the run's own variables, the suite's
   `env`/API-key names, HF_*/TRANSFORMERS_*/NLTK_* settings except tokens), not the host's.
 
@@ -28,14 +29,17 @@ import os
 import shutil
 import subprocess
 import sys
+import urllib.parse
 from pathlib import Path
+from typing import NamedTuple
 
 from .builtin.bubblewrap import BWRAP_ENV, system_mounts
 
 RELAY_SCRIPT = Path(__file__).with_name("sandbox_relay.py")
 INSIDE_RELAY_SCRIPT = "/nemo-eval/sandbox_relay.py"
 INSIDE_RELAY_DIR = "/nemo-eval/relay"
-RELAY_SOCKET_NAME = "model.sock"
+LOOPBACK_NAMES = ("127.0.0.1", "localhost")
+PRIVILEGED_PORT_SHIFT = 20000  # an endpoint on port 80 is reached at 127.0.0.1:20080 inside the sandbox
 TMP_MB = 2048
 SHM_MB = 256
 PROBE_TIMEOUT_S = 30.0
@@ -44,6 +48,53 @@ ETC_FILES = ("ld.so.cache", "ssl", "ca-certificates", "ca-certificates.conf", "h
 PASS_PREFIXES = ("HF_", "HUGGINGFACE_", "TRANSFORMERS_", "NLTK_", "TOKENIZERS_", "NEMO_EVALUATOR_", "LC_")
 PASS_NAMES = ("LANG", "TZ")
 SECRET_WORDS = ("TOKEN", "KEY", "SECRET", "PASSWORD")
+
+
+class RelayedEndpoint(NamedTuple):
+    """One host endpoint the sandbox reaches: inside at 127.0.0.1:`inside_port`, through its own socket."""
+
+    host: str
+    port: int
+    inside_port: int
+
+    @property
+    def socket_name(self) -> str:
+        return f"relay-{self.inside_port}.sock"
+
+
+class SandboxRelay(NamedTuple):
+    """The relays of one sandbox: the host directory holding their Unix sockets, the endpoints, and the
+    inside python that runs sandbox_relay.py."""
+
+    directory: Path
+    endpoints: list[RelayedEndpoint]
+    python: str
+
+
+def plan_relays(urls: list[str]) -> tuple[list[RelayedEndpoint], list[str]]:
+    """(the endpoints to relay, each URL as the harness inside must use it), for the URLs the harness is
+    given. URLs naming the same host:port share one relay (two routes of one proxy differ by path only).
+    Inside, an endpoint keeps its port when that is free and >= 1024 (no capability to bind below), so a
+    loopback URL usually stays as it is; any other URL is rewritten to the relay's 127.0.0.1:<port>."""
+    endpoints: dict[tuple[str, int], RelayedEndpoint] = {}
+    inside_urls = []
+    for url in urls:
+        parts = urllib.parse.urlsplit(url)
+        host = parts.hostname or "127.0.0.1"
+        port = parts.port or (443 if parts.scheme == "https" else 80)
+        key = ("127.0.0.1" if host in LOOPBACK_NAMES else host, port)
+        if key not in endpoints:
+            taken = {e.inside_port for e in endpoints.values()}
+            inside = port if port >= 1024 else port + PRIVILEGED_PORT_SHIFT
+            while inside in taken:  # another host's endpoint on the same port
+                inside = inside + 1 if inside < 65535 else 1024
+            endpoints[key] = RelayedEndpoint(host, port, inside)
+        endpoint = endpoints[key]
+        if host in LOOPBACK_NAMES and endpoint.inside_port == port:
+            inside_urls.append(url)
+        else:
+            inside_urls.append(urllib.parse.urlunsplit(parts._replace(netloc=f"127.0.0.1:{endpoint.inside_port}")))
+    return list(endpoints.values()), inside_urls
 
 
 def bwrap_executable() -> str | None:
@@ -58,10 +109,10 @@ def sandbox_command(
     writable: list[Path],
     readable: list[Path],
     binds: list[tuple[Path, str]] | None = None,
-    relay: tuple[Path, int, str] | None = None,
+    relay: SandboxRelay | None = None,
 ) -> list[str]:
-    """bwrap + options + `inner`. `relay` = (host dir holding the Unix socket, model port, inside
-    python): the sandbox's first process is then sandbox_relay.py listening on that port."""
+    """bwrap + options + `inner`. With `relay`, the sandbox's first process is sandbox_relay.py, listening
+    on each endpoint's inside port and forwarding to that endpoint's socket in `relay.directory`."""
     mounts = system_mounts()
     for name in ETC_FILES:
         mounts += ["--ro-bind-try", f"/etc/{name}", f"/etc/{name}"]
@@ -73,9 +124,10 @@ def sandbox_command(
         mounts += ["--bind", str(path), str(path)]
     launcher: list[str] = []
     if relay is not None:
-        relay_dir, port, python = relay
-        mounts += ["--ro-bind", str(RELAY_SCRIPT), INSIDE_RELAY_SCRIPT, "--bind", str(relay_dir), INSIDE_RELAY_DIR]
-        launcher = [python, "-I", INSIDE_RELAY_SCRIPT, str(port), f"{INSIDE_RELAY_DIR}/{RELAY_SOCKET_NAME}", "--"]
+        mounts += ["--ro-bind", str(RELAY_SCRIPT), INSIDE_RELAY_SCRIPT,
+                   "--bind", str(relay.directory), INSIDE_RELAY_DIR]
+        specs = [f"{e.inside_port}={INSIDE_RELAY_DIR}/{e.socket_name}" for e in relay.endpoints]
+        launcher = [relay.python, "-I", INSIDE_RELAY_SCRIPT, *specs, "--"]
     return [
         bwrap,
         "--unshare-all", "--unshare-user", "--disable-userns",

@@ -16,6 +16,7 @@ from . import eval_factory
 from .errors import RuntimeUnavailable
 
 JUDGE_PARAM_PREFIX = "config.params.extra.judge."
+JUDGE_URL_PARAM = f"{JUDGE_PARAM_PREFIX}url"  # the endpoint a sandboxed harness gets relayed (local_runtime.py)
 CONNECT_TIMEOUT_S = 5.0
 
 
@@ -23,7 +24,7 @@ def judge_overrides(harness: str, *, url: str, model_id: str, api_key_env: str |
     """The `config.params.extra.judge.*` overrides for `harness`."""
     known = eval_factory.known_harness(harness)
     key_param = known.judge_key_param if known else "api_key"
-    overrides: dict[str, Any] = {f"{JUDGE_PARAM_PREFIX}url": url, f"{JUDGE_PARAM_PREFIX}model_id": model_id}
+    overrides: dict[str, Any] = {JUDGE_URL_PARAM: url, f"{JUDGE_PARAM_PREFIX}model_id": model_id}
     if api_key_env:
         overrides[f"{JUDGE_PARAM_PREFIX}{key_param}"] = api_key_env
     return overrides

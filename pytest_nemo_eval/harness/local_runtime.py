@@ -18,7 +18,6 @@ import subprocess
 import sys
 import tempfile
 import threading
-import urllib.parse
 from collections.abc import Callable
 from pathlib import Path
 
@@ -34,12 +33,11 @@ from .invocation import (
     harness_environment,
     run_eval_args,
 )
+from .judge import JUDGE_URL_PARAM
 from .log_sink import LogSink
 from .sandbox_relay import HostRelay
 
 KILL_GRACE_S = 5.0
-LOOPBACK_NAMES = ("127.0.0.1", "localhost")
-PRIVILEGED_PORT_SHIFT = 20000  # a model on port 80 is reached at 127.0.0.1:20080 inside the sandbox
 
 
 def local_command(inv: HarnessInvocation, output_dir: Path) -> list[str]:
@@ -74,7 +72,7 @@ def run_locally(
     sandboxed = not inv.is_builtin and inv.code_isolation == "bubblewrap"
     with contextlib.ExitStack() as stack:
         if sandboxed:
-            command, env, public = stack.enter_context(_sandboxed(inv, output_dir, environment))
+            command, env, public, relayed = stack.enter_context(_sandboxed(inv, output_dir, environment))
         else:
             command = local_command(inv, output_dir)
             if not inv.is_builtin:  # the framework command (lm-eval, ...) from nemo-evaluator's own environment
@@ -87,7 +85,7 @@ def run_locally(
             if sandboxed:
                 sink.line("# model-written code: the whole harness runs under bubblewrap (read-only system, "
                           "writable run dir and HF caches, no host home, own PID/network namespaces; network: "
-                          "only the model endpoint, relayed)")
+                          f"only {relayed}, relayed)")
             elif inv.mounts:
                 sink.line("# mounts apply to the docker runtime and the bubblewrap sandbox only; "
                           "a plain local process reads the host paths directly")
@@ -104,18 +102,17 @@ def run_locally(
 
 @contextlib.contextmanager
 def _sandboxed(inv: HarnessInvocation, output_dir: Path, environment: HarnessEnvironment):
-    """(bwrap command, its environment, the variables to show) for the whole harness under bubblewrap,
-    with the model endpoint relayed in for as long as the run lasts."""
+    """(bwrap command, its environment, the variables to show, what is relayed) for the whole harness under
+    bubblewrap, with every endpoint it is given (the model's and the judge's) relayed in while it runs."""
     bwrap = harness_sandbox.bwrap_executable()
     if bwrap is None:
         raise RuntimeUnavailable("bubblewrap is not installed; the plugin decided on it, so it vanished meanwhile")
-    url = urllib.parse.urlsplit(inv.model_url)
-    port = url.port or (443 if url.scheme == "https" else 80)
-    inside_port = port if port >= 1024 else port + PRIVILEGED_PORT_SHIFT  # no capability to bind < 1024 inside
-    inside = inv
-    if url.hostname not in LOOPBACK_NAMES or inside_port != port:  # inside: the relay on the sandbox's loopback
-        netloc = f"127.0.0.1:{inside_port}"
-        inside = inv.model_copy(update={"model_url": urllib.parse.urlunsplit(url._replace(netloc=netloc))})
+    judge_url = inv.overrides.get(JUDGE_URL_PARAM)
+    urls = [inv.model_url] + ([str(judge_url)] if judge_url else [])
+    endpoints, inside_urls = harness_sandbox.plan_relays(urls)
+    inside = inv.model_copy(update={"model_url": inside_urls[0]})
+    if judge_url:
+        inside = inside.model_copy(update={"overrides": {**inv.overrides, JUDGE_URL_PARAM: inside_urls[1]}})
     inner = local_command(inside, output_dir)
     venv_bin = Path(inner[0]).parent
     home = output_dir / "home"
@@ -124,16 +121,21 @@ def _sandboxed(inv: HarnessInvocation, output_dir: Path, environment: HarnessEnv
                                               path_head=str(venv_bin))
     relay_dir = Path(tempfile.mkdtemp(prefix="nemo-eval-relay-"))
     try:
-        with HostRelay(str(relay_dir / harness_sandbox.RELAY_SOCKET_NAME), url.hostname or "127.0.0.1", port):
+        with contextlib.ExitStack() as relays:
+            for endpoint in endpoints:
+                relays.enter_context(HostRelay(str(relay_dir / endpoint.socket_name), endpoint.host, endpoint.port))
             command = harness_sandbox.sandbox_command(
                 inner, bwrap=bwrap, cwd=output_dir,
                 writable=[output_dir, *harness_sandbox.hf_caches().values()],
                 readable=harness_sandbox.python_prefixes(venv_bin / "python"),
                 binds=[(m.host.resolve(), m.target) for m in inv.mounts],
-                relay=(relay_dir, inside_port, str(venv_bin / "python")),
+                relay=harness_sandbox.SandboxRelay(relay_dir, endpoints, str(venv_bin / "python")),
             )
             shown = {k: v for k, v in env.items() if k not in environment.secret_names}
-            yield command, env, shown
+            relayed = " and ".join(f"{e.host}:{e.port}" + (f" (inside 127.0.0.1:{e.inside_port})"
+                                                            if (e.host, e.port) != ("127.0.0.1", e.inside_port) else "")
+                                   for e in endpoints)
+            yield command, env, shown, relayed
     finally:
         shutil.rmtree(relay_dir, ignore_errors=True)
 

@@ -1,17 +1,19 @@
-"""A byte relay that lets a harness in its own network namespace reach exactly one TCP endpoint.
+"""A byte relay that lets a harness in its own network namespace reach exactly the TCP endpoints it is given.
 
 The sandboxed harness (harness_sandbox.py) has no network but a loopback of its own. Inside, this
-file runs as the sandbox's first process: it listens on 127.0.0.1:<port> (the model URL's port, so
-the URL the harness is given stays valid) and forwards every connection to a Unix socket bound in
-from the host; then it runs the harness command and exits with its status. On the host,
-`HostRelay` accepts on that Unix socket and connects to the real endpoint (the plugin's proxy).
-Nothing else of the host's network is reachable from inside.
+file runs as the sandbox's first process: for each endpoint (the model's proxy route and, for a
+judged benchmark, the judge's) it listens on 127.0.0.1:<port> (the port the harness's URL names)
+and forwards every connection to that endpoint's Unix socket, bound in from the host; then it runs
+the harness command and exits with its status. On the host, one `HostRelay` per endpoint accepts
+on its Unix socket and connects to the real endpoint. Nothing else of the host's network is
+reachable from inside.
 
 Standard library only: inside, it runs under the harness venv's interpreter.
 """
 
 from __future__ import annotations
 
+import functools
 import signal
 import socket
 import subprocess
@@ -91,13 +93,17 @@ def _unix(path: str) -> socket.socket:
 
 
 def main(argv: list[str]) -> int:
-    """Inside the sandbox: `sandbox_relay.py <port> <unix socket> -- <command...>`."""
-    port, socket_path, separator, *command = argv
-    if separator != "--" or not command:
-        print("usage: sandbox_relay.py PORT SOCKET -- COMMAND...", file=sys.stderr)
+    """Inside the sandbox: `sandbox_relay.py PORT=SOCKET [PORT=SOCKET ...] -- COMMAND...`."""
+    separator = argv.index("--") if "--" in argv else len(argv)
+    specs, command = argv[:separator], argv[separator + 1:]
+    pairs = [spec.partition("=") for spec in specs]
+    if not specs or not command or any(not port.isdigit() or not path for port, _, path in pairs):
+        print("usage: sandbox_relay.py PORT=SOCKET [PORT=SOCKET ...] -- COMMAND...", file=sys.stderr)
         return 2
-    listener = socket.create_server(("127.0.0.1", int(port)))
-    threading.Thread(target=serve, args=(listener, lambda: _unix(socket_path)), daemon=True).start()
+    for port, _, socket_path in pairs:
+        listener = socket.create_server(("127.0.0.1", int(port)))
+        connect = functools.partial(_unix, socket_path)
+        threading.Thread(target=serve, args=(listener, connect), daemon=True).start()
     try:
         process = subprocess.Popen(command)
     except OSError as exc:

@@ -32,6 +32,21 @@ def fake_harness(tmp_path, monkeypatch):
 
 
 @pytest.fixture
+def judged_code_harness(tmp_path, monkeypatch) -> Path:
+    """judged_code_harness.py as `nemo-evaluator` in a venv of its own (no packages: under bubblewrap the
+    harness sees only its venv and base interpreter), first on PATH; returns the venv's bin/."""
+    import venv
+
+    venv_dir = tmp_path / "judged-venv"
+    venv.create(venv_dir, with_pip=False, symlinks=True)
+    script = venv_dir / "bin" / "nemo-evaluator"
+    script.write_text(f"#!{venv_dir / 'bin' / 'python'}\n" + (Path(__file__).parent / "judged_code_harness.py").read_text())
+    script.chmod(script.stat().st_mode | stat.S_IEXEC)
+    monkeypatch.setenv("PATH", f"{script.parent}{os.pathsep}{os.environ['PATH']}")
+    return script.parent
+
+
+@pytest.fixture
 def hanging_endpoint():
     """A TCP server that accepts connections and never answers: a model server that hangs."""
     server = socket.socket()

@@ -118,3 +118,48 @@ def test_mtbench_judged_through_its_own_proxy_route(run_inner, suite_file, pytes
     else:  # one server answered the model's route and the judge's route of the same proxy
         assert props["nemo.judge.url"] == "deployment"
         assert int(props["nemo.judge.requests"]) + int(props["nemo.proxy.requests"]) == served
+
+
+@pytest.mark.parametrize("judge", ["endpoint", "deployment"])
+def test_judged_code_benchmark_under_bubblewrap_reaches_its_judge(run_inner, suite_file, pytester,  # noqa: F811
+                                                                  judged_code_harness, judge):
+    """A judged benchmark whose task runs model code (simple-evals `humaneval*`), `runtime: local`: the whole
+    harness (judged_code_harness.py) runs under bubblewrap, and both its model route and its judge route are
+    relayed in — endpoint: the judge's own proxy (another port), deployment: a second route of the run's
+    proxy (the same port, one relay). The judge's rating is the score; a host listener stays out of reach."""
+    from pytest_nemo_eval.harness.harness_sandbox import harness_sandbox_problem
+
+    from .scripted_judge import ScriptedJudge
+
+    problem = harness_sandbox_problem()
+    if problem:
+        pytest.skip(problem)
+    with ScriptedUpstream() as echo, ScriptedJudge("Rating: [[7]]") as judge_server, \
+            socket.create_server(("127.0.0.1", 0)) as listener:
+        model_url = echo.url if judge == "endpoint" else judge_server.url
+        judge_yaml = (f'{{url: "{judge_server.url}/v1", model_id: scripted-judge}}' if judge == "endpoint"
+                      else "deployment")
+        suite_file("judged_code", f"""\
+            benchmarks:
+              - name: judged_code
+                harness: simple-evals
+                task: humaneval
+                endpoint_type: chat
+                runtime: local
+                params: {{config.params.extra.forbidden_port: {listener.getsockname()[1]}}}
+                thresholds: {{rating: {{min: 6.5}}, reached_forbidden: {{max: 0}}}}
+                judge: {judge_yaml}
+        """)
+        result = run_inner("judged_code.yaml", f"--nemo-endpoint={model_url}")
+        served = len(judge_server.requests)
+        listener.settimeout(0)
+        with pytest.raises(BlockingIOError):
+            listener.accept()
+    status, props = junit_cases(pytester.path / "junit.xml")["judged_code"]
+    log = next((pytester.path / "nemo-out" / "runs").glob("*/harness.log")).read_text()
+    assert status == "passed", result.stdout.str()[-3000:] + log[-3000:]
+    assert props["nemo.code_isolation"] == "bubblewrap" and "bwrap --unshare-all" in log
+    assert int(props["nemo.judge.requests"]) == 1 and int(props["nemo.proxy.requests"]) == 1
+    assert served == (1 if judge == "endpoint" else 2)  # deployment: the same server is model and judge
+    if judge == "deployment":
+        assert props["nemo.judge.url"] == "deployment" and " and " not in log.split("network: only ", 1)[1][:80]
