@@ -3,7 +3,8 @@
 Harness logs are long and each framework words its failures differently; most failures seen running the
 eval-factory packages offline fall in a few causes, each with one fix. Checked in this order (the first
 that matches wins), so that a judge that cannot be reached is not reported as a generic crash:
-judge unreachable, dataset/hub download blocked, prompt longer than the context, missing credentials,
+judge unreachable, a local endpoint refusing connections (the model's proxy or a relay: nothing listens
+there, which offline reads like a blocked download but is not), dataset/hub download blocked, prompt longer than the context, missing credentials,
 and finally any Python exception that ended the run ("the harness crashed: <its last line>").
 """
 
@@ -16,6 +17,11 @@ _CONNECT = r"(connection refused|connecterror|connectionerror|max retries exceed
 CAUSES: tuple[tuple[str, re.Pattern, str], ...] = (
     ("judge unreachable", re.compile(rf"judge.*{_CONNECT}|{_CONNECT}.*judge", re.I),
      "the judge endpoint could not be reached; check the suite's `judge` (URL, model, key) and that it is up"),
+    ("endpoint refused the connection", re.compile(
+        r"(127\.0\.0\.1|localhost|\[::1\]).*(connection refused|errno 111)|(connection refused|errno 111).*"
+        r"(127\.0\.0\.1|localhost|\[::1\])|urlopen error \[errno 111\]", re.I),
+     "nothing listened at the model's (or judge's) local URL: the deployment or proxy stopped, or the harness "
+     "was given a wrong port; the log above the tail says which URL"),
     ("download blocked", re.compile(
         r"OfflineModeIsEnabled|offline mode is enabled|couldn't reach .* on the hub|LocalEntryNotFoundError|"
         r"we couldn't connect to 'https://huggingface\.co|huggingface\.co.*" + _CONNECT + r"|"
