@@ -17,6 +17,11 @@ on relative positions, so a row computes exactly what the same request computes
 alone (learned absolute positions are passed per row). Everything before a
 row's start is masked out. When the timeline has no room for the next request,
 admission pauses until the active rows finish; then the timeline starts again at 0.
+A decode step attends over [0, cur], so under steady load (the timeline never
+empties) that span would grow to the whole context: once the oldest active row
+starts past half of `cur`, every row's keys/values are moved down by that start
+(compaction; relative positions, hence results, are unchanged), keeping the span
+near the live rows' own lengths (benchmarks/bench_demo_context.py).
 
 Logprobs are log-softmax of the model's raw logits over the tokenizer's real
 vocabulary (the padded tail of the embedding table is excluded), before any
@@ -69,6 +74,7 @@ class EngineStats(BaseModel):
     prefills: int = 0
     prefilled_rows: int = 0
     timeline_restarts: int = 0
+    timeline_compactions: int = 0
     cancelled: int = 0  # requests retired by cancel() before they finished
     active_rows: int = 0  # requests decoding now
 
@@ -223,6 +229,7 @@ class GenerationEngine:
                     self._cond.wait()
                 if self._closed:
                     break
+                self._compact_timeline()
                 admitted = self._admit() if self._admission_due() else []
             try:
                 with torch.inference_mode():
@@ -285,6 +292,22 @@ class GenerationEngine:
         if admitted:
             self._steps_since_admission = 0
         return admitted
+
+    def _compact_timeline(self, least_shift: int = 32) -> None:
+        """Move the live rows' keys/values down to position 0 once the oldest starts past half of `cur` (and
+        at least `least_shift` in), so decode steps stop attending over positions no row uses."""
+        if not self._active:
+            return
+        shift = min(row.start for row in self._active.values())
+        if shift < least_shift or 2 * shift < self._cur:
+            return
+        for keys, values in self._cache.key_value_memory_dict.values():
+            keys[: self._cur - shift] = keys[shift : self._cur].clone()
+            values[: self._cur - shift] = values[shift : self._cur].clone()
+        for row in self._active.values():
+            row.start -= shift
+        self._cur -= shift
+        self._stats.timeline_compactions += 1
 
     def _prefill(self, rows: list[_Row]) -> None:
         """Run the new prompts in one left-padded forward, choose their first tokens, and move the

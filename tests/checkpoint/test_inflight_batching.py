@@ -139,3 +139,22 @@ def test_close_fails_unfinished_requests_and_refuses_new_ones(engine, two_slot_e
     assert isinstance(future.exception(timeout=30), EngineClosed)
     with pytest.raises(EngineClosed):
         two_slot_engine.submit([_request(engine, "7", max_tokens=1)])
+
+
+def test_a_row_moved_down_the_timeline_computes_what_it_computes_alone(engine, two_slot_engine):
+    """Compaction: once the first request ends, the second (admitted 50 steps in) is the oldest live row and
+    starts past half the timeline's position, so its keys/values move down to 0; its tokens and logprobs
+    must not change."""
+    first = _request(engine, "rev ab=", max_tokens=80, ignore_eos=True)
+    second = _request(engine, "12+34=", max_tokens=60, ignore_eos=True, logprobs=1)
+    (first_future,) = two_slot_engine.submit([first])
+    _wait_until(lambda: two_slot_engine.stats().decode_steps >= 50)
+    joined = two_slot_engine.generate([second])[0]
+    stats = two_slot_engine.stats()
+    assert stats.timeline_compactions >= 1 and stats.timeline_restarts == 0
+    assert stats.decoded_rows > stats.decode_steps  # the two decoded side by side before the move
+    alone = engine.generate([second])[0]
+    assert joined.output_ids == alone.output_ids
+    assert [e.logprob for e in joined.output_logprobs] == pytest.approx([e.logprob for e in alone.output_logprobs],
+                                                                        abs=1e-5)
+    assert first_future.result().output_ids == engine.generate([first])[0].output_ids
