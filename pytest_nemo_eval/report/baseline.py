@@ -39,7 +39,9 @@ class Baseline:
         self.tolerance = tolerance
         self.confidence = confidence
         self.seed = seed
-        self.results: dict[str, BenchmarkResult] = read_reports([self.path]).by_benchmark()
+        # a benchmark that errored there kept its partial scores as evidence: never a baseline to compare with
+        self.results: dict[str, BenchmarkResult] = {
+            bid: r for bid, r in read_reports([self.path]).by_benchmark().items() if r.status != "error"}
 
     def find(self, benchmark: str) -> tuple[BenchmarkResult | None, str | None]:
         """The baseline's result for `benchmark`, and a note when it was matched from another suite."""

@@ -61,7 +61,8 @@ def main(argv: list[str] | None = None, prog: str = "nemo-eval-report") -> int:
     print(render(rows(results.values()), args.format))
     if baseline is None:
         return _write_html(args.html, report, prog) or _export(args, report, prog)
-    compared = {bid: baseline.compare(bid, r.metrics, r.samples_file) for bid, r in results.items()}
+    compared = {bid: baseline.compare(bid, r.metrics if r.status != "error" else {}, r.samples_file)  # errored:
+                for bid, r in results.items()}  # its partial scores are evidence, not a result to gate
     comparison, regressed, notes = _compare(compared)
     report = report.model_copy(update={"benchmarks": [
         r.model_copy(update={"baseline": compared[bid] or []}) for bid, r in results.items()]})

@@ -3,6 +3,9 @@
 Test case properties (one test case = one benchmark):
 
     nemo.benchmark             <suite>::<benchmark>   (the key reports are joined on)
+    nemo.status                passed | failed | error | skipped: `BenchmarkResult.status`. A harness error
+                               is reported in pytest's call phase, so its JUnit element is a <failure>;
+                               this property still says `error` (`failed` = missed thresholds/regression)
     nemo.harness, nemo.runtime, nemo.runtime_reason, nemo.image, nemo.image_digest,
     nemo.samples, nemo.duration_s, nemo.suite_sha256, nemo.seed, nemo.outcome, nemo.error,
     nemo.samples_file, nemo.results_file, nemo.proxy_log
@@ -15,14 +18,14 @@ Test case properties (one test case = one benchmark):
 Test suite properties (provenance): nemo.checkpoint, nemo.checkpoint_format (nemo2 | megatron-bridge),
 nemo.checkpoint_iteration (Megatron-Bridge), nemo.checkpoint_sha256 (of the files served),
 nemo.endpoint, nemo.model_id, nemo.version.*, nemo.suite.<suite>.sha256,
-nemo.seed, nemo.deployments. The status of a benchmark is the JUnit element's
-(passed/failure/error/skipped), not a property.
+nemo.seed, nemo.deployments. Files written before `nemo.status` existed: the JUnit element's
+(passed/failure/error/skipped) is the status.
 """
 
 from __future__ import annotations
 
 import re
-from typing import Any, Iterable
+from typing import Any, Iterable, get_args
 
 from pytest_nemo_eval.results import BenchmarkResult, MetricResult, Status, direction_of
 from pytest_nemo_eval.suite import Threshold
@@ -58,6 +61,7 @@ FACT_FIELDS = (
     "results_file",
     "proxy_log",
 )
+STATUSES = get_args(Status)
 _NUMBER = r"[-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?|[-+]?inf"
 
 
@@ -71,7 +75,7 @@ def _fact(value: Any) -> str:
 
 def to_properties(result: BenchmarkResult) -> list[tuple[str, str]]:
     """The test case properties of `result` (only the fields that are set)."""
-    out = [("nemo.benchmark", result.benchmark)]
+    out = [("nemo.benchmark", result.benchmark), ("nemo.status", result.status)]
     out += [(f"nemo.{name}", _fact(getattr(result, name))) for name in FACT_FIELDS
             if getattr(result, name) not in (None, "")]
     out += [(PROXY_PREFIX + key, _fact_proxy(result.proxy[key])) for key in PROXY_FIELDS if key in result.proxy]
@@ -144,7 +148,8 @@ def _metric(fields: dict[str, str]) -> MetricResult:
 def from_properties(
     pairs: Iterable[tuple[str, Any]], *, status: Status = "passed", message: str | None = None
 ) -> BenchmarkResult | None:
-    """Rebuild a `BenchmarkResult`; None when the pairs are not a benchmark's."""
+    """Rebuild a `BenchmarkResult`; None when the pairs are not a benchmark's. `status` (the JUnit element's)
+    counts only when the pairs carry no `nemo.status`."""
     facts: dict[str, str] = {}
     proxy: dict[str, float] = {}
     judge: dict[str, str] = {}
@@ -173,7 +178,7 @@ def from_properties(
     return BenchmarkResult.model_validate({
         **known,
         "benchmark": facts["benchmark"],
-        "status": status,
+        "status": facts["status"] if facts.get("status") in STATUSES else status,
         "outcome": facts.get("outcome") or None,
         "message": message or error,
         "proxy": proxy,

@@ -11,7 +11,8 @@ HEADER = ("benchmark", "metric", "score", "threshold", "verdict")
 
 
 def rows(results: Iterable[BenchmarkResult]) -> list[tuple[str, ...]]:
-    """One row per metric; a benchmark without scores gets one row with its status."""
+    """One row per metric; a benchmark without scores gets one row with its status (one that errored
+    after its harness produced scores: its metrics, each with verdict ERROR)."""
     out: list[tuple[str, ...]] = []
     for result in results:
         if not result.metrics:
@@ -21,6 +22,8 @@ def rows(results: Iterable[BenchmarkResult]) -> list[tuple[str, ...]]:
             score = f"{metric.value:.4f}" + (f" ± {metric.stderr:.4f}" if metric.stderr is not None else "")
             threshold = metric.threshold.describe() if metric.threshold else "-"
             verdict = (metric.verdict or "-").upper() if metric.threshold else "-"
+            if result.status == "error":  # scores the harness left before the benchmark errored: not judged
+                verdict = "ERROR"
             out.append((result.benchmark, name, score, threshold, verdict))
     return out
 

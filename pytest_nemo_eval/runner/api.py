@@ -5,6 +5,10 @@
                                   "thresholds": {"exact_match": {"min": 0.6}}})
         outcome.check()                       # BenchmarkFailed with every metric, like a suite item
         assert outcome.scores["exact_match"].value > 0.6
+
+A harness or benchmark error raises `BenchmarkError` (its message opens with the `Diagnosis:` line);
+its result, status `error` with the scores and proxy counters the run produced, joins the run's
+results all the same.
 """
 
 from __future__ import annotations
@@ -14,7 +18,9 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 
+from pytest_nemo_eval.results import BenchmarkResult
 from pytest_nemo_eval.runner.execute import (
+    BenchmarkError,
     BenchmarkSetup,
     GateOutcome,
     benchmark_result,
@@ -52,14 +58,23 @@ def run_benchmark(
         resolved, runtime=runtime, allow_unsandboxed=state.options.allow_unsandboxed_code)
     if isolation.problem:
         pytest.skip(f"{resolved.name}: {isolation.problem}")
-    harness = run_benchmark_harness(state, resolved, runtime, image, isolation.run_level)
-    outcome = check_benchmark(state, resolved, harness)
     setup = BenchmarkSetup(runtime=runtime, runtime_reason=runtime_reason, image=image, code_isolation=isolation.level)
+    try:
+        harness = run_benchmark_harness(state, resolved, runtime, image, isolation.run_level)
+    except BenchmarkError as exc:  # as a suite item: an `error` result keeping what the run produced
+        _record(node, benchmark_result(resolved, status="error", setup=setup, harness=exc.outcome, message=str(exc)))
+        raise
+    outcome = check_benchmark(state, resolved, harness)
     message = outcome.failure_message()
     outcome.result = benchmark_result(resolved, status="failed" if message else "passed", setup=setup,
                                       harness=harness, gate=outcome, message=message)
+    _record(node, outcome.result)
+    return outcome
+
+
+def _record(node: pytest.Item | None, result: BenchmarkResult) -> None:
+    """The result joins the calling test's (its call report carries them: items.ResultReporting)."""
     if node is not None:
         from pytest_nemo_eval.runner.items import API_RESULTS
 
-        node.stash.setdefault(API_RESULTS, []).append(outcome.result)
-    return outcome
+        node.stash.setdefault(API_RESULTS, []).append(result)

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import re
 import shutil
+import time
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -17,12 +18,23 @@ from pytest_nemo_eval.results import BenchmarkResult, MetricResult, Status, dire
 from pytest_nemo_eval.suite import ResolvedBenchmark, Threshold
 
 if TYPE_CHECKING:
+    from pytest_nemo_eval.harness.errors import HarnessError
+    from pytest_nemo_eval.harness.results import EvalResults
+    from pytest_nemo_eval.runner.judge import JudgeRoute
     from pytest_nemo_eval.runner.plugin_state import NemoState
+    from pytest_nemo_eval.runner.resources import TargetUnavailable
 
 
 class BenchmarkError(Exception):
-    """The benchmark could not produce scores (harness error, unreachable model,
-    threshold on an unknown metric): an *error*, never a failed threshold."""
+    """The benchmark could not be judged (harness error, unreachable model, threshold on an
+    unknown metric): an *error*, never a failed threshold.
+
+    `outcome` is what the run produced before it errored: the proxy route's counters always (the
+    evidence for the diagnosis), scores when the harness wrote any; None when no route existed."""
+
+    def __init__(self, message: str, outcome: HarnessOutcome | None = None) -> None:
+        super().__init__(message)
+        self.outcome = outcome
 
 
 class BenchmarkFailed(AssertionError):
@@ -112,14 +124,17 @@ def run_benchmark_harness(
 
     `code_isolation` (prerequisites.code_isolation) is handed to the run (the builtin harness's override,
     the bubblewrap sandbox around an eval-factory harness), so the level decided and reported is the one used."""
-    from pytest_nemo_eval.harness.errors import HarnessError
+    from pytest_nemo_eval.harness.errors import HarnessError, HarnessFailed, HarnessTimeout
     from pytest_nemo_eval.harness.runtime import HarnessInvocation, run_harness
     from pytest_nemo_eval.runner.deployment_watch import run_watched
     from pytest_nemo_eval.runner.judge import judge_route
     from pytest_nemo_eval.runner.resources import TargetUnavailable
 
     name = route_name(benchmark)
-    error = None
+    error: HarnessError | TargetUnavailable | None = None
+    output_dir: Path | None = None
+    judge: JudgeRoute | None = None
+    started: float | None = None
     try:
         target, proxy = state.target_and_proxy()
         adapter = state.adapter_for(benchmark)
@@ -137,7 +152,7 @@ def run_benchmark_harness(
                 model_url=route.rstrip("/") + path,
                 model_type=benchmark.endpoint_type,
                 output_dir=output_dir,
-                overrides={**benchmark.params, **judge.overrides},
+                overrides={**benchmark.params, **judged.overrides},
                 code_isolation=code_isolation,
                 runtime=runtime,
                 image=image,
@@ -150,33 +165,78 @@ def run_benchmark_harness(
                 log_notes=[state.runtime_choice(benchmark)[1]],
             ))
 
+        started = time.monotonic()
         with judge_route(benchmark, name, target=target, proxy=proxy, adapter=adapter,
-                         output_dir=judge_dir) as judge:
+                         output_dir=judge_dir) as judged:
+            judge = judged  # its counters are read even when the harness fails
             run = run_watched(target.output_dir, run_once)  # a deployment that died: runner/deployment_watch.py
     except (HarnessError, TargetUnavailable) as exc:
-        error = f"{type(exc).__name__}: {exc}"
+        error = exc
     stats = _proxy_stats(state, name)
-    if error:  # raised outside the except block: the report shows the message, not a chain
-        raise BenchmarkError(error)
-    harness_scores = run.results.flat_scores()
+    judge_facts = {key.removeprefix("nemo.judge."): value for key, value in judge.properties()} if judge else {}
+    if error is not None:  # raised outside the except block: the report shows the message, not a chain
+        results = _results_left_behind(output_dir) if isinstance(error, (HarnessFailed, HarnessTimeout)) else None
+        partial = _outcome(benchmark, results, output_dir, stats=stats, judge=judge_facts,
+                           duration_s=time.monotonic() - started if started is not None else None,
+                           proxy_log=_proxy_log(state.target.output_dir, name) if state.target else None)
+        raise BenchmarkError(error_message(error), partial)
+    outcome = _outcome(benchmark, run.results, run.output_dir, stats=stats, judge=judge_facts,
+                       duration_s=run.duration_s, image_digest=run.image_digest,
+                       proxy_log=_proxy_log(target.output_dir, name))
+    require_metrics_or_error(benchmark, outcome)
+    return outcome
+
+
+def error_message(exc: Exception) -> str:
+    """`<Type>: <message>`; a message that opens with the log's one-line `Diagnosis:` (harness/errors.py)
+    keeps it as the first line, so the test report and JUnit's `nemo.error` lead with the cause."""
+    text = str(exc)
+    first, _, rest = text.partition("\n")
+    if first.startswith("Diagnosis: "):
+        return f"{first}\n{type(exc).__name__}: {rest}" if rest else first
+    return f"{type(exc).__name__}: {text}"
+
+
+def _results_left_behind(output_dir: Path | None) -> EvalResults | None:
+    """The results.yml a harness wrote before it exited non-zero or ran out of time, when it parses;
+    kept as evidence of what it measured (the benchmark still errors)."""
+    from pytest_nemo_eval.harness.errors import ResultsError
+    from pytest_nemo_eval.harness.results import RESULTS_FILE, load_results
+
+    if output_dir is None or not (output_dir / RESULTS_FILE).is_file():
+        return None
+    try:
+        return load_results(output_dir)
+    except ResultsError:
+        return None
+
+
+def _outcome(
+    benchmark: ResolvedBenchmark, results: EvalResults | None, output_dir: Path | None, *, stats: dict[str, float],
+    judge: dict[str, str], duration_s: float | None, proxy_log: str | None, image_digest: str | None = None,
+) -> HarnessOutcome:
+    """THE place a harness run's `HarnessOutcome` is built, from its results (None when it left none)."""
+    from pytest_nemo_eval.harness.results import RESULTS_FILE
+
+    harness_scores = results.flat_scores() if results is not None else {}
     counts = [s.stats.count for s in harness_scores.values() if s.stats.count is not None]
     flat = {
         key: ScoreValue(value=s.value, stderr=s.stats.stderr, count=s.stats.count)
         for key, s in harness_scores.items()
     }
-    scores = name_scores(flat, run.results.harness_task or benchmark.task)
-    require_metrics_or_error(benchmark, scores)
+    results_file = output_dir / RESULTS_FILE if output_dir is not None else None
     return HarnessOutcome(
-        scores=scores,
+        scores=name_scores(flat, (results.harness_task if results else None) or benchmark.task) if flat else {},
         flat_scores=flat,
-        duration_s=run.duration_s,
+        duration_s=duration_s,
         samples=max(counts) if counts else None,
-        image_digest=run.image_digest,
+        image_digest=image_digest,
         proxy=stats,
-        judge={key.removeprefix("nemo.judge."): value for key, value in judge.properties()},
-        samples_file=_per_sample_file(run.output_dir),
-        proxy_log=_proxy_log(target.output_dir, name),
-        results_file=str((run.output_dir / "results.yml").resolve()) if (run.output_dir / "results.yml").is_file() else None,
+        judge=judge,
+        samples_file=_per_sample_file(output_dir) if results is not None and output_dir is not None else None,
+        proxy_log=proxy_log,
+        results_file=str(results_file.resolve()) if results is not None and results_file and results_file.is_file()
+        else None,
     )
 
 
@@ -210,23 +270,33 @@ def _proxy_stats(state: NemoState, name: str) -> dict[str, float]:
     return {key: float(stats[key]) for key in PROXY_FIELDS if isinstance(stats.get(key), (int, float))}
 
 
-def require_metrics_or_error(benchmark: ResolvedBenchmark, scores: dict[str, ScoreValue]) -> None:
+def require_metrics_or_error(benchmark: ResolvedBenchmark, harness: HarnessOutcome) -> None:
+    """`BenchmarkError` (carrying the run's scores and counters) when a threshold names no metric it produced."""
     from pytest_nemo_eval.gate import UnknownMetricError
 
     try:
-        require_metrics(scores, benchmark.thresholds)
+        require_metrics(harness.scores, benchmark.thresholds)
     except UnknownMetricError as exc:
         message = f"UnknownMetricError in {benchmark.id}: {exc}"
     else:
         return
-    raise BenchmarkError(message)
+    raise BenchmarkError(message, harness)
+
+
+def reported_scores(benchmark: ResolvedBenchmark, harness: HarnessOutcome) -> dict[str, ScoreValue]:
+    """The metrics a benchmark reports: its thresholded ones first (those the harness produced), then
+    every other main-task score once, by its shortest name."""
+    thresholds = benchmark.thresholds
+    extra = [n for n in short_names(harness.scores, harness.flat_scores) if n not in thresholds]
+    return {name: harness.scores[name] for name in [*thresholds, *extra] if name in harness.scores}
 
 
 def metric_results(
-    scores: dict[str, ScoreValue], gate: GateResult, thresholds: dict[str, Threshold]
+    scores: dict[str, ScoreValue], gate: GateResult | None, thresholds: dict[str, Threshold]
 ) -> dict[str, MetricResult]:
-    """value/stderr for every reported metric; threshold, direction, verdict and interval for gated ones."""
-    verdicts = {v.metric: v for v in gate.verdicts}
+    """value/stderr for every reported metric; threshold, direction, verdict and interval for gated ones
+    (no verdict without a gate: the scores of a benchmark that errored are evidence, never judged)."""
+    verdicts = {v.metric: v for v in gate.verdicts} if gate is not None else {}
     out = {}
     for name, score in scores.items():
         verdict = verdicts.get(name)
@@ -252,8 +322,7 @@ def check_benchmark(state: NemoState, benchmark: ResolvedBenchmark, harness: Har
         confidence=benchmark.confidence,
         inconclusive=benchmark.inconclusive,
     )
-    extra = [n for n in short_names(harness.scores, harness.flat_scores) if n not in thresholds]
-    reported = {name: harness.scores[name] for name in [*thresholds, *extra]}
+    reported = reported_scores(benchmark, harness)
     metrics = metric_results(reported, gate, thresholds)
     return GateOutcome(
         benchmark=benchmark.name,
@@ -275,12 +344,19 @@ def benchmark_result(
     gate: GateOutcome | None = None,
     message: str | None = None,
 ) -> BenchmarkResult:
-    """THE place a `BenchmarkResult` is built, from what each phase of the benchmark produced."""
+    """THE place a `BenchmarkResult` is built, from what each phase of the benchmark produced. Without a
+    gate (the benchmark errored) the scores the harness left are kept, unjudged."""
+    if gate is not None:
+        metrics = gate.metrics
+    elif harness is not None:
+        metrics = metric_results(reported_scores(benchmark, harness), None, benchmark.thresholds)
+    else:
+        metrics = {}
     return BenchmarkResult(
         benchmark=benchmark.id,
         status=status,
         outcome=gate.outcome if gate is not None else None,  # type: ignore[arg-type]
-        metrics=gate.metrics if gate is not None else {},
+        metrics=metrics,
         message=message,
         harness=f"{benchmark.harness}.{benchmark.task}",
         runtime=setup.runtime if setup else None,

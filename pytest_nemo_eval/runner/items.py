@@ -1,10 +1,14 @@
 """Suite files as pytest collectors, benchmarks as pytest items.
 
-The harness runs in the item's SETUP phase and the thresholds are checked in
-its CALL phase. That split is deliberate: pytest (and its JUnit writer) report
-an exception in setup as an *error* and one in call as a *failure*, so a
-harness that crashed or timed out is never confused with a model that scored
-too low.
+SETUP decides what is known before the harness runs (runtime, image, code isolation) and ends
+in a SKIP when the benchmark cannot run here (a missing prerequisite, no boundary for
+model-written code). CALL runs the harness and checks the thresholds, so a harness failure is
+reported where it happened, in the call phase, with its one-line `Diagnosis:`
+(harness/diagnosis.py) above the log tail and no Python traceback. pytest (and its JUnit
+element) then says *failed* for both; our own typed result never confuses them:
+`BenchmarkResult.status` (JUnit `nemo.status`, JSON, HTML, MLflow) is `error` for a harness or
+benchmark error and `failed` only for missed thresholds or a regression, so a crashed harness
+never reads as a model that scored too low.
 """
 
 from __future__ import annotations
@@ -27,8 +31,8 @@ from pytest_nemo_eval.runner.execute import (
 )
 from pytest_nemo_eval.suite import ResolvedBenchmark, SuiteError, load_suite
 
-TIMEOUT_GRACE_S = 30.0
-API_RESULTS = pytest.StashKey[list[BenchmarkResult]]()  # a Python test's `nemo_benchmark` results  # pytest-timeout backstop beyond the harness's own time limit
+TIMEOUT_GRACE_S = 30.0  # pytest-timeout backstop beyond the harness's own time limit (it times the whole item)
+API_RESULTS = pytest.StashKey[list[BenchmarkResult]]()  # a Python test's `nemo_benchmark` results
 
 
 class NemoInconclusiveWarning(UserWarning):
@@ -61,6 +65,7 @@ class BenchmarkItem(pytest.Item):
         self.setup_facts: BenchmarkSetup | None = None
         self.harness_outcome: HarnessOutcome | None = None
         self.gate_outcome: GateOutcome | None = None
+        self.run_level: str | None = None  # what the harness run is told about code isolation (setup decides)
         for marker in benchmark.markers:
             self.config.addinivalue_line("markers", f"{marker}: benchmark marker from a suite file")
             self.add_marker(marker)
@@ -70,7 +75,7 @@ class BenchmarkItem(pytest.Item):
         return self.path, self.line - 1, self.benchmark.id
 
     def setup(self) -> None:
-        """Skip when the machine lacks a prerequisite; else run the harness (errors are setup errors)."""
+        """Decide where the harness runs and behind which boundary; skip when the machine lacks a prerequisite."""
         from pytest_nemo_eval.runner import prerequisites
         from pytest_nemo_eval.runner.plugin_state import state_of
 
@@ -88,35 +93,41 @@ class BenchmarkItem(pytest.Item):
         if isolation.problem:
             pytest.skip(f"{b.id}: {isolation.problem}")
         self.setup_facts = self.setup_facts.model_copy(update={"code_isolation": isolation.level})
-        try:
-            self.harness_outcome = run_benchmark_harness(state, b, runtime, image, isolation.run_level)
-        except BenchmarkError as exc:
-            error = str(exc)
-        else:
-            return
-        pytest.fail(error, pytrace=False)
+        self.run_level = isolation.run_level
 
     def runtest(self) -> None:
+        """Run the harness (a `BenchmarkError` keeps what the run produced), then check the thresholds."""
         from pytest_nemo_eval.runner.plugin_state import state_of
 
-        assert self.harness_outcome is not None  # setup ran the harness or failed
-        outcome = self.gate_outcome = check_benchmark(state_of(self.config), self.benchmark, self.harness_outcome)
+        state = state_of(self.config)
+        facts = self.setup_facts
+        assert facts is not None  # setup decided the runtime, or skipped
+        try:
+            self.harness_outcome = run_benchmark_harness(state, self.benchmark, facts.runtime, facts.image,
+                                                         self.run_level)
+        except BenchmarkError as exc:
+            self.harness_outcome = exc.outcome
+            raise
+        outcome = self.gate_outcome = check_benchmark(state, self.benchmark, self.harness_outcome)
         outcome.check()
         if outcome.gate.outcome == "warn":
             warnings.warn(NemoInconclusiveWarning(outcome.gate.message(self.benchmark.name)))
 
     def repr_failure(self, excinfo, style=None):
-        if isinstance(excinfo.value, BenchmarkFailed):
-            return str(excinfo.value)
+        if isinstance(excinfo.value, (BenchmarkFailed, BenchmarkError)):
+            return str(excinfo.value)  # the verdict, or the diagnosis above the log tail: no traceback
         return super().repr_failure(excinfo, style)
 
-    def finish(self, report: pytest.TestReport) -> BenchmarkResult:
+    def finish(self, report: pytest.TestReport, call: pytest.CallInfo[None]) -> BenchmarkResult:
         """Build the benchmark's result from its final report (call, or a setup that did not pass)
-        and make the JUnit properties (written from the teardown report) those of the result."""
+        and make the JUnit properties (written from the teardown report) those of the result.
+        `failed` only for missed thresholds or a regression (`BenchmarkFailed`); any other exception
+        (the harness, the deployment, pytest-timeout's backstop) is an `error`."""
         from pytest_nemo_eval.report.properties import to_properties
 
+        missed = call.excinfo is not None and call.excinfo.errisinstance(BenchmarkFailed)
         status: Status = "skipped" if report.skipped else (
-            ("failed" if report.when == "call" else "error") if report.failed else "passed")
+            ("failed" if missed else "error") if report.failed else "passed")
         message = None
         if report.skipped and isinstance(report.longrepr, tuple):
             message = str(report.longrepr[2]).removeprefix("Skipped: ")
@@ -140,7 +151,7 @@ class ResultReporting:
         from pytest_nemo_eval.report.summary import attach
 
         if isinstance(item, BenchmarkItem) and final:
-            attach(report, [item.finish(report)])
+            attach(report, [item.finish(report, call)])
         elif report.when == "call" and item.stash.get(API_RESULTS, None):
             attach(report, item.stash[API_RESULTS])
         return report

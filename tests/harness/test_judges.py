@@ -58,9 +58,8 @@ def test_unreachable_judge_errors_before_the_harness_starts(run_inner, suite_fil
         result = run_inner("judged.yaml", f"--nemo-endpoint={upstream.url}")
         calls = upstream.script.calls
     status, props = junit_cases(pytester.path / "junit.xml")["judged"]
-    assert status == "error" and calls == 0
-    assert props["nemo.error"].startswith("RuntimeUnavailable: Diagnosis: judge unreachable: benchmark "
-                                          "judged::judged's judge 'the-judge'")
+    assert status == "failed" and props["nemo.status"] == "error" and calls == 0  # a call-phase error
+    assert props["nemo.error"].startswith("Diagnosis: judge unreachable: benchmark judged::judged's judge 'the-judge'")
     assert "the harness was not started" in result.stdout.str()
     assert not list((pytester.path / "nemo-out" / "runs").glob("*/harness.log"))
 

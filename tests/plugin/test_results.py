@@ -51,6 +51,16 @@ def test_result_round_trips_through_junit_properties():
     assert from_properties([("nemo.samples", "3")]) is None  # not a benchmark's properties
 
 
+def test_an_errored_result_reads_back_as_error_with_its_scores():
+    """A harness error is pytest's call-phase <failure>; `nemo.status` keeps it an error, scores and all."""
+    errored = _result().model_copy(update={"status": "error", "outcome": None, "baseline": [],
+                                            "message": "Diagnosis: the harness crashed: RuntimeError: x"})
+    props = to_properties(errored)
+    assert dict(props)["nemo.status"] == "error" and dict(props)["nemo.error"] == errored.message
+    assert from_properties(props, status="failed") == errored
+    assert from_properties([p for p in props if p[0] != "nemo.status"], status="failed").status == "failed"  # old files
+
+
 def test_threshold_text_parses_back_exactly():
     for threshold in (Threshold(min=0.5), Threshold(max=1e-3), Threshold(min=-2.5, max=3), Threshold(min=0.123456789)):
         assert parse_threshold(describe_threshold(threshold)) == threshold
@@ -100,7 +110,7 @@ def test_conftest_exporter_and_json_results_under_xdist(run_inner, suite_file, p
     """)
     result = run_inner("exported.yaml", f"--nemo-endpoint={endpoint}", f"--nemo-limit-samples={LIMIT}",
                        "-n", "2", "--nemo-mlflow-uri=http://127.0.0.1:9", subprocess=True)
-    result.assert_outcomes(passed=1, failed=1, errors=1)
+    result.assert_outcomes(passed=1, failed=2)  # the harness error too fails in the call phase; our status says error
     # an unreachable MLflow server: one line; the results below are all still there
     assert "[nemo-eval] MLflow export to http://127.0.0.1:9 failed: " in result.stdout.str()
     assert ("[nemo-eval] exporter UnreachableExporter failed: ConnectionError: "
@@ -129,7 +139,7 @@ def test_conftest_exporter_and_json_results_under_xdist(run_inner, suite_file, p
     for name in ("passes", "too_high"):
         status, props = cases[name]
         result_json = by_name[name]
-        assert result_json.status == status
+        assert result_json.status == status == props["nemo.status"]
         assert result_json.samples == int(LIMIT) == int(props["nemo.samples"])
         assert result_json.proxy["requests"] == float(props["nemo.proxy.requests"]) >= int(LIMIT)
         metric = result_json.metrics["exact_match"]
