@@ -85,7 +85,7 @@ DAMAGES = {
     "weights_of_another_architecture": (
         lambda c: _edit_config(c, hidden_size=64),
         r"do not fit the architecture in .*model\.yaml: `module\.embedding\.word_embeddings\.weight` is stored "
-        r"with shape \[128, 128\] but the config makes \[128, 64\] \(from vocab_size, make_vocab_size_divisible_by, "
+        r"with shape \[(\d+), 128\] but the config makes \[\1, 64\] \(from vocab_size, make_vocab_size_divisible_by, "
         r"hidden_size\)"),
     "weights_without_metadata_json": (
         lambda c: (c / "weights" / "metadata.json").unlink(), r"no metadata\.json.*torch_dist"),
