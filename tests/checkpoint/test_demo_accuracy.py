@@ -1,8 +1,9 @@
 """The trained demo model scores far above chance on the held-out data the builtin harness uses.
 
 Measured on the committed demo_*.jsonl files (never trained on); the floors are
-well under the measured scores (recipe v5: addition 1.00, reversal 0.99, MC 0.99, code 1.00, chat 1.00) and
-far above chance, so a broken loader, tokenizer or engine fails them.
+well under the measured scores (recipe v5: addition 1.00, reversal 0.99, MC 0.99, code 1.00, chat 1.00;
+recipe v7, seed 1234: addition 1.00, reversal 1.00) and far above chance, so a broken loader, tokenizer
+or engine fails them.
 """
 
 from __future__ import annotations
