@@ -17,6 +17,8 @@ from pathlib import Path
 
 import psutil
 
+from tests.plugin.inner_run import junit_cases, junit_suite_properties
+
 SUITE = """\
 defaults: {runtime: local, parallelism: 1, limit_samples: 40}
 benchmarks:
@@ -84,21 +86,6 @@ def _run_and_kill_the_deployment(workdir: Path, checkpoint: str, before_kill=lam
     return process.returncode, output, killed, ended, seen
 
 
-def _junit(workdir: Path) -> tuple[dict[str, str], dict[str, str]]:
-    """({test case: passed|failed|error|skipped}, suite properties) of the inner run's JUnit file (junitparser)."""
-    from junitparser import JUnitXml
-
-    cases, props = {}, {}
-    for suite in JUnitXml.fromfile(str(workdir / "junit.xml")):
-        props.update({p.name: p.value for p in suite.properties()})
-        for case in suite:
-            status = "passed"
-            for result in case.result:
-                status = {"Failure": "failed", "Error": "error", "Skipped": "skipped"}[type(result).__name__]
-            cases[case.name] = status
-    return cases, props
-
-
 def _events(workdir: Path) -> list[dict]:
     return [json.loads(line) for line in (workdir / "out" / "deployment-events.jsonl").read_text().splitlines()]
 
@@ -113,9 +100,9 @@ def test_a_killed_deployment_is_redeployed_once_and_the_running_benchmark_runs_a
     assert [e["event"] for e in _events(pytester.path)] == ["died", "redeployed"]
     assert _events(pytester.path)[0]["exit_status"] == -signal.SIGKILL
     assert "benchmarks that were running run again" in output
-    cases, props = _junit(pytester.path)
+    cases = {name: status for name, (status, _) in junit_cases(pytester.path / "junit.xml").items()}
     assert set(cases.values()) == {"passed"} and len(cases) == 3, cases
-    assert props["nemo.deployments"] == "2"
+    assert junit_suite_properties(pytester.path / "junit.xml")["nemo.deployments"] == "2"
     assert not _left_running(seen), [p.cmdline() for p in _left_running(seen)]
 
 
@@ -131,7 +118,7 @@ def test_when_the_redeploy_fails_every_remaining_benchmark_errors_within_seconds
     assert code == 1, output
     events = _events(pytester.path)
     assert [e["event"] for e in events] == ["died", "lost"]
-    cases, _props = _junit(pytester.path)
+    cases = {name: props["nemo.status"] for name, (_, props) in junit_cases(pytester.path / "junit.xml").items()}
     assert set(cases.values()) == {"error"} and len(cases) == 3, cases  # the running one and every later one
     assert output.count(f"exited with status {-signal.SIGKILL} during the run") >= len(cases), output
     assert "deploy.log, last lines" in output
