@@ -60,5 +60,7 @@ def summary(name: str, props: dict[str, str], **scores: float) -> str:
     """One line of numbers for the test's output (pytest -s / -rA): what the README and notes quote."""
     judge = f" judge_requests={props['nemo.judge.requests']}" if "nemo.judge.requests" in props else ""
     values = " ".join(f"{key}={value:g}" for key, value in scores.items())
+    longest = max(prompt_tokens(props), default=None)
     return (f"[on-demo] {name}: {values} model_requests={props['nemo.proxy.requests']}{judge} "
+            f"longest_prompt_tokens={longest} "
             f"harness_s={props.get('nemo.duration_s')} isolation={props['nemo.code_isolation']}")
