@@ -1,7 +1,7 @@
 """The five heavy eval-factory packages (each in its pinned venv; scripts/test_heavy_harnesses.sh builds them, CI
 does not, so without them these skip) on the demo that the plugin deploys itself (`--nemo-checkpoint=demo`),
 `runtime: local`, offline, with the same local data and caches as their oracle tests: simple-evals MGSM, BFCL's
-shipped AST data under bubblewrap, garak `test.Test`, and MT-Bench and safety-harness Aegis v2 judged by the
+shipped AST data (prompting) under bubblewrap, garak `test.Test`, and MT-Bench and safety-harness Aegis v2 judged by the
 scripted judge through the plugin's judge route (`judge:` in the suite).
 
 The oracle tests beside these (test_<package>_package.py, test_judges.py) prove the packages score right; these
@@ -21,7 +21,7 @@ import os
 
 from tests.plugin.conftest import run_inner, suite_file  # noqa: F401 - fixtures of the plugin tests
 
-from .on_demo import demo_case, deployed_by_the_plugin, metric, summary
+from .on_demo import demo_case, deployed_by_the_plugin, metric, prompt_tokens, summary
 from .scripted_judge import ScriptedJudge
 from .test_bfcl_package import bfcl_bin  # noqa: F401 - the package venvs' fixtures (skip when not built)
 from .test_garak_package import garak_bin  # noqa: F401
@@ -66,14 +66,17 @@ def test_simple_evals_mgsm_on_the_demo(run_inner, suite_file, pytester, monkeypa
     print(summary("simple-evals mgsm", props, mgsm_micro=metric(props, "mgsm.score.micro", 0.0, 1.0)))
 
 
-def test_bfcl_ast_on_the_demo_under_bubblewrap(run_inner, suite_file, pytester, monkeypatch, demo_trained,  # noqa: F811
-                                               bfcl_bin):  # noqa: F811
+def test_bfcl_ast_prompting_on_the_demo_under_bubblewrap(run_inner, suite_file, pytester, monkeypatch,  # noqa: F811
+                                                         demo_trained, bfcl_bin):  # noqa: F811
+    """`bfclv2_ast_prompting`: BFCL writes the functions into the system prompt (its stock prompt, hundreds of
+    tokens). `bfclv2_ast` would offer them as `tools`, which this server refuses (it does no native function
+    calling; before, it dropped them silently and BFCL scored a model that never saw the functions)."""
     with_package(monkeypatch, bfcl_bin)
     result = run_on_demo(run_inner, suite_file, "bfcl", """\
         benchmarks:
           - name: bfcl_ast
             harness: bfcl
-            task: bfclv2_ast
+            task: bfclv2_ast_prompting
             endpoint_type: chat
             runtime: local
             limit_samples: 3
@@ -83,9 +86,11 @@ def test_bfcl_ast_on_the_demo_under_bubblewrap(run_inner, suite_file, pytester, 
     props = demo_case(pytester, result, "bfcl_ast")
     deployed_by_the_plugin(pytester)
     assert props["nemo.code_isolation"] == "bubblewrap"
+    assert int(props["nemo.proxy.requests"]) == 3  # --limit 3: one chat request each
+    assert max(prompt_tokens(props)) > 128  # the functions are in the prompt
     overall = metric(props, "non_live_overall_acc", 0.0, 100.0)  # BFCL scores in percent
     irrelevance = metric(props, "irrelevance_detection_non_live", 0.0, 100.0)
-    print(summary("bfcl bfclv2_ast", props, non_live_overall_acc=overall, irrelevance_non_live=irrelevance))
+    print(summary("bfcl bfclv2_ast_prompting", props, non_live_overall_acc=overall, irrelevance_non_live=irrelevance))
 
 
 def test_garak_test_probe_on_the_demo(run_inner, suite_file, pytester, monkeypatch, demo_trained,  # noqa: F811
