@@ -15,7 +15,6 @@ from tests.plugin.conftest import run_inner, suite_file  # noqa: F401 - fixtures
 
 from .conftest import HUMANEVAL_STOCK
 from .on_demo import demo_case, deployed_by_the_plugin, metric, prompt_tokens, summary
-from .test_code_executing_harness import bigcode_image  # noqa: F401 - the image fixture (skips without Docker)
 
 PROBLEMS = len(HUMANEVAL_STOCK.read_text().splitlines())
 SUITE = """\
@@ -58,7 +57,7 @@ def test_bigcode_humaneval_on_the_demo_under_bubblewrap(run_inner, suite_file, p
 
 
 def test_bigcode_humaneval_on_the_demo_in_docker(run_inner, suite_file, pytester, monkeypatch, demo_trained,  # noqa: F811
-                                                 bigcode_image, stock_humaneval_cache):  # noqa: F811
+                                                 bigcode_image, stock_humaneval_cache):
     hf_home = pytester.path / "hf-home"
     shutil.copytree(stock_humaneval_cache, hf_home / "datasets")  # the container's HF_HOME is the dataset cache
     monkeypatch.setenv("NEMO_EVAL_DATASET_CACHE", str(hf_home))

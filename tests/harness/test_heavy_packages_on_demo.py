@@ -27,7 +27,6 @@ from .test_bfcl_package import bfcl_bin  # noqa: F401 - the package venvs' fixtu
 from .test_garak_package import garak_bin  # noqa: F401
 from .test_judges import mtbench_bin  # noqa: F401
 from .test_safety_harness_package import hub_cache_with_tokenizer, safety_bin  # noqa: F401
-from .test_simple_evals_package import mgsm_cache, mgsm_prefixes, simple_evals_bin  # noqa: F401
 
 OFFLINE = ("HF_DATASETS_OFFLINE", "HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE")
 
@@ -45,7 +44,7 @@ def run_on_demo(run_inner, suite_file, name: str, text: str, *extra: str):  # no
 
 
 def test_simple_evals_mgsm_on_the_demo(run_inner, suite_file, pytester, monkeypatch, demo_trained,  # noqa: F811
-                                       simple_evals_bin, mgsm_cache):  # noqa: F811
+                                       simple_evals_bin, mgsm_cache):
     with_package(monkeypatch, simple_evals_bin)
     monkeypatch.setenv("HF_DATASETS_CACHE", str(mgsm_cache))
     result = run_on_demo(run_inner, suite_file, "se", """\
