@@ -7,9 +7,9 @@
 # metrics in range, nemo.code_isolation and nemo.judge.*). Not part of scripts/test.sh, to keep CI within its
 # time budget: one pinned venv per package (measured: simple-evals 90 s / 723 MB, BFCL 129 s / 328 MB,
 # safety-harness 53 s / 777 MB, MT-Bench 188 s / 1.7 GB and garak 134 s / 2.1 GB with the CPU torch wheel),
-# built once and cached; then the tests (measured on 2 cores: the oracle ones about 2 minutes, the ones on the
-# demo about 4 — simple-evals 58 s, BFCL 40 s, garak 35 s, MT-Bench 45 s, safety-harness 35 s, each deploying
-# the demo once). Extra pytest arguments pass through.
+# built once and cached; then the tests (measured on 2 cores, 14 tests in 5 minutes: the oracle ones about 2,
+# the ones on the demo about 3 — simple-evals 31 s, BFCL 36 s, garak 32 s, MT-Bench 47 s, safety-harness 31 s,
+# each deploying the demo once). Extra pytest arguments pass through.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 . .venv/bin/activate
