@@ -26,6 +26,7 @@ def demo_case(pytester, result, name: str) -> dict[str, str]:
     log = (run_dir / "harness.log").read_text() if (run_dir / "harness.log").is_file() else ""
     assert status == "passed", result.stdout.str()[-4000:] + "\n--- harness.log ---\n" + log[-4000:]
     assert props["nemo.runtime"] in ("local", "docker")
+    assert float(props["nemo.duration_s"]) > 0  # the harness's wall time, reported (summary) never asserted
     requests = int(props["nemo.proxy.requests"])
     assert requests > 0 and props["nemo.proxy.errors"] == "0", props
     responses = [json.loads(line) for line in (Path(props["nemo.proxy_log"]) / "responses.jsonl").read_text()
