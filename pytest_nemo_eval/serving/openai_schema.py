@@ -116,6 +116,23 @@ class ChatCompletionRequest(SamplingParams):
     logprobs: bool = False
     top_logprobs: int | None = Field(default=None, ge=0, le=MAX_LOGPROBS)
     max_completion_tokens: int | None = Field(default=None, ge=0)
+    tools: list[Any] | None = None
+    tool_choice: Any = None
+
+    @model_validator(mode="after")
+    def _no_native_function_calling(self):
+        """This server renders no `tools` into the prompt and parses no tool calls out of replies, so a request
+        that offers tools would be answered as if it offered none, and a function-calling benchmark would score
+        a model that never saw the functions. Refused instead, as vLLM refuses `auto` tool choice unless it was
+        started with a tool-call parser; `tool_choice: "none"` (no calls wanted) still passes."""
+        if self.tools and self.tool_choice != "none":
+            raise OpenAIError(
+                400, "This server does no native function calling: it renders no `tools` into the prompt and "
+                     "parses no tool calls, so this request would be answered as if it offered no tools. Describe "
+                     "the functions in the messages instead (BFCL: the *_prompting tasks, e.g. "
+                     "bfclv2_ast_prompting rather than bfclv2_ast), or send tool_choice \"none\".",
+                param="tools", code="tools_not_supported")
+        return self
 
 
 class TokenizeRequest(BaseModel):

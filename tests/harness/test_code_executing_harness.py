@@ -111,26 +111,6 @@ def test_code_benchmark_without_boundary_is_skipped(run_inner, suite_file, pytes
     assert upstream.calls == [] and targets.traces() == NO_ATTACK_LANDED
 
 
-@pytest.fixture(scope="session")
-def bigcode_image():
-    """The bigcode eval-factory image built here FROM the project's debootstrap base (no registry)."""
-    from .conftest import docker_unreachable_reason
-
-    reason = docker_unreachable_reason()
-    if reason:
-        pytest.skip(reason)
-    import subprocess
-    import sys
-
-    from .conftest import REPO
-
-    tag = "nemo-eval-bigcode-evaluation-harness:local"
-    build = subprocess.run([sys.executable, str(REPO / "fixtures" / "harness_image" / "build_image.py"),
-                            "--eval-factory", "bigcode", "--tag", tag], capture_output=True, text=True, timeout=1800)
-    assert build.returncode == 0, f"bigcode image build failed:\n{build.stdout[-3000:]}\n{build.stderr[-3000:]}"
-    return tag
-
-
 def test_hostile_humaneval_in_docker(run_inner, suite_file, pytester, hostile, bigcode_image, bigcode_bin,  # noqa: F811
                                      humaneval_cache, monkeypatch):
     """`runtime: docker`: the container is the boundary. Host files and processes are out of reach; the

@@ -6,46 +6,14 @@ Oracles nobody here wrote: simple-evals' prompt, parsing and scoring, and its an
 
 from __future__ import annotations
 
-import json
 import os
-import subprocess
-from pathlib import Path
 
-import pytest
 
 from tests.plugin.conftest import run_inner, suite_file  # noqa: F401 - fixtures of the plugin tests
 from tests.plugin.inner_run import junit_cases
 
-from .conftest import HF_CACHE_BUILDER, prebuilt_venv_bin
+from .conftest import MGSM_PROBLEMS as PROBLEMS
 from .oracle_upstream import OracleUpstream
-
-PROBLEMS = Path(__file__).parent / "data" / "mgsm_local.jsonl"
-
-
-@pytest.fixture(scope="session")
-def simple_evals_bin() -> Path:
-    """Built by scripts/test_heavy_harnesses.sh (kept out of CI's time budget); the test skips without it."""
-    return prebuilt_venv_bin("simple-evals")
-
-
-@pytest.fixture(scope="session")
-def mgsm_prefixes(simple_evals_bin) -> dict[str, str]:
-    """simple-evals' own answer prefix per MGSM language."""
-    out = subprocess.run([str(simple_evals_bin / "python"), "-c", "import json\nfrom simple_evals.evals.mgsm_eval "
-                          "import LANG_TO_ANSWER_PREFIX as p\nprint(json.dumps(p))"],
-                         capture_output=True, text=True, timeout=120, check=True)
-    return json.loads(out.stdout.splitlines()[-1])
-
-
-@pytest.fixture(scope="session")
-def mgsm_cache(simple_evals_bin, mgsm_prefixes, tmp_path_factory) -> Path:
-    cache = tmp_path_factory.mktemp("hf-datasets-mgsm")
-    for language in mgsm_prefixes:
-        built = subprocess.run([str(simple_evals_bin / "python"), str(HF_CACHE_BUILDER), str(cache),
-                                f"juletxara/mgsm:{language}", f"test={PROBLEMS}"], capture_output=True, text=True,
-                               timeout=300, env={**os.environ, "HF_DATASETS_OFFLINE": "1", "HF_HUB_OFFLINE": "1"})
-        assert built.returncode == 0, built.stderr[-3000:]
-    return cache
 
 
 def test_simple_evals_mgsm_offline_through_the_plugin(run_inner, suite_file, pytester, monkeypatch,  # noqa: F811

@@ -78,6 +78,22 @@ def test_chat_without_messages_is_400(api):
     assert body["error"]["param"] == "messages"
 
 
+def test_chat_offering_tools_is_400_naming_the_prompting_way(api):
+    """No native function calling: tools would be dropped silently (a function-calling benchmark scoring a model
+    that never saw the functions), so they are refused unless tool_choice is "none"."""
+    tool = {"type": "function", "function": {"name": "add", "parameters": {"type": "object", "properties": {}}}}
+    messages = [{"role": "user", "content": "What is 12+34?"}]
+    for extra in ({}, {"tool_choice": "auto"}, {"stream": True}):
+        status, body = api.post("/v1/chat/completions", {"messages": messages, "tools": [tool], "max_tokens": 4,
+                                                         **extra})
+        assert status == 400, body
+        assert body["error"]["param"] == "tools" and body["error"]["code"] == "tools_not_supported"
+        assert "bfclv2_ast_prompting" in body["error"]["message"]
+    status, body = api.post("/v1/chat/completions", {"messages": messages, "tools": [tool], "tool_choice": "none",
+                                                     "max_tokens": 8})
+    assert status == 200 and body["choices"][0]["message"]["content"].strip().isdigit(), body
+
+
 def test_unknown_route_is_404_in_openai_shape(api):
     status, body = api.post("/v1/embeddings", {"input": "x"})
     assert status == 404
