@@ -130,6 +130,9 @@ class SuiteDefaults(_HarnessInputs):
     mounts: list[SuiteMount] = Field(default=[], description="extra read-only mounts into the harness container")
     env: list[str] = Field(default=[], description="NAMES of host environment variables passed to the harness")
     judge: Judge | None = Field(default=None, description="the judge model of judged benchmarks")
+    max_request_errors: float = Field(default=0.0, ge=0, le=1, description=(
+        "the share of the model's requests that may end in an error before the benchmark errors: harnesses "
+        "score an error reply as a wrong answer, so by default any error makes the scores untrustworthy"))
 
 
 class Benchmark(_HarnessInputs):
@@ -154,6 +157,7 @@ class Benchmark(_HarnessInputs):
     mounts: list[SuiteMount] = Field(default=[], description="extra read-only mounts into the harness container")
     env: list[str] = Field(default=[], description="NAMES of host environment variables passed to the harness")
     judge: Judge | None = Field(default=None, description="the judge model of a judged benchmark (else defaults')")
+    max_request_errors: float | None = Field(default=None, ge=0, le=1)
 
     @field_validator("markers")
     @classmethod
@@ -215,6 +219,7 @@ class ResolvedBenchmark(BaseModel):
     mounts: list[Mount] = []
     env: list[str] = []
     judge: Judge | None = None
+    max_request_errors: float = 0.0
     seed: int
 
     image_registry: str
@@ -277,6 +282,7 @@ class LoadedSuite(BaseModel):
                 mounts=[self._absolute(m) for m in [*d.mounts, *b.mounts]],
                 env=list(dict.fromkeys([*d.env, *b.env])),
                 judge=b.judge if b.judge is not None else d.judge,
+                max_request_errors=b.max_request_errors if b.max_request_errors is not None else d.max_request_errors,
                 seed=self.suite.seed,
                 image_registry=d.image_registry,
                 image_tag=d.image_tag,

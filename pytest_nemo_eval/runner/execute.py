@@ -7,6 +7,7 @@ from __future__ import annotations
 import re
 import shutil
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -184,6 +185,7 @@ def run_benchmark_harness(
                        duration_s=run.duration_s, image_digest=run.image_digest,
                        proxy_log=_proxy_log(target.output_dir, name))
     require_metrics_or_error(benchmark, outcome)
+    require_answered_requests(benchmark, outcome, lambda: _last_proxy_error(state, name))
     return outcome
 
 
@@ -281,6 +283,30 @@ def require_metrics_or_error(benchmark: ResolvedBenchmark, harness: HarnessOutco
     else:
         return
     raise BenchmarkError(message, harness)
+
+
+def require_answered_requests(benchmark: ResolvedBenchmark, harness: HarnessOutcome,
+                              last_error: Callable[[], str | None]) -> None:
+    """`BenchmarkError` (keeping the scores as evidence) when more of the model's requests ended in an
+    error than the benchmark's `max_request_errors` allows: harnesses score an error reply as a wrong
+    answer (BFCL, refused tools: 3 of 3 errors, still 11.1%), so such scores say nothing about the model."""
+    requests, errors = harness.proxy.get("requests", 0.0), harness.proxy.get("errors", 0.0)
+    if not requests or errors / requests <= benchmark.max_request_errors:
+        return
+    raise BenchmarkError(
+        f"Diagnosis: the model answered {errors:.0f} of {requests:.0f} requests with an error (last: "
+        f"{last_error() or 'unknown'}); the harness scored those as answers, so {benchmark.id}'s scores say "
+        "nothing about the model. Fix what the requests ask for (the proxy log has each one), or allow a share "
+        f"with `max_request_errors: {min(1.0, round(errors / requests + 0.005, 2))}` on the benchmark.", harness)
+
+
+def _last_proxy_error(state: NemoState, name: str) -> str | None:
+    from pytest_nemo_eval.runner.resources import ProxyControl
+
+    try:
+        return ProxyControl(state.target.proxy_url).stats(name).get("last_error")  # type: ignore[union-attr]
+    except Exception:  # the proxy is gone: the counts already say enough
+        return None
 
 
 def reported_scores(benchmark: ResolvedBenchmark, harness: HarnessOutcome) -> dict[str, ScoreValue]:

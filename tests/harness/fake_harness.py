@@ -8,6 +8,8 @@ else by the FAKE_HARNESS_MODE environment variable:
   fail       print some lines, exit 3
   crash      send 3 completions requests to --model_url, then die of an uncaught exception
   scored_then_fail  write a valid results.yml, then exit 1 (a harness that crashed after scoring)
+  scored_through_errors  send 3 completions requests, count an error reply as a wrong answer (as
+             BFCL and others do), write a valid results.yml, exit 0
   hang       start a child, write both pids to FAKE_HARNESS_PIDFILE, sleep forever
   no_results exit 0 without results.yml
   malformed  write a results.yml that is not the schema
@@ -36,7 +38,8 @@ for i in range(60):
 if mode == "fail":
     print("fake harness: giving up", flush=True)
     sys.exit(3)
-if mode == "crash":
+if mode in ("crash", "scored_through_errors"):
+    import urllib.error
     import urllib.request
 
     url = args[args.index("--model_url") + 1]
@@ -44,8 +47,14 @@ if mode == "crash":
     for n in range(3):
         body = json.dumps({"model": model, "prompt": f"fake prompt {n}", "max_tokens": 4}).encode()
         request = urllib.request.Request(url, data=body, headers={"Content-Type": "application/json"})
-        urllib.request.urlopen(request, timeout=30).read()
-    raise RuntimeError("fake harness lost its way after 3 requests")
+        try:
+            urllib.request.urlopen(request, timeout=30).read()
+        except urllib.error.HTTPError as exc:
+            if mode == "crash":
+                raise
+            print(f"fake harness: request {n} got {exc.code}; scored as a wrong answer", flush=True)
+    if mode == "crash":
+        raise RuntimeError("fake harness lost its way after 3 requests")
 if mode == "hang":
     child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(3600)"])
     with open(os.environ["FAKE_HARNESS_PIDFILE"], "w") as handle:

@@ -113,3 +113,28 @@ def test_python_api_error_keeps_its_result_like_a_suite_item(run_inner, pytester
     assert (errored.message or "").startswith("UnknownMetricError in python::addition: threshold(s) on 'accuracy'")
     assert 0 <= errored.metrics["exact_match"].value <= 1 and errored.metrics["exact_match"].verdict is None
     assert errored.proxy["requests"] == SAMPLES and errored.samples == SAMPLES and errored.runtime == "local"
+
+
+def test_scores_of_a_run_whose_model_requests_failed_are_an_error(run_inner, suite_file, pytester,
+                                                                  fake_harness):  # noqa: F811
+    """A harness that scores error replies as wrong answers (the fake harness, a real process, as BFCL
+    does) must not pass a gate: all 3 requests refused -> error; 1 of 3 under `max_request_errors: 0.5`
+    -> its scores count."""
+    suite_file("refused", """\
+        defaults: {runtime: local, params: {fake_mode: scored_through_errors}}
+        benchmarks:
+          - {name: all_refused, harness: simple-evals, task: mmlu, thresholds: {acc: {min: 0.5}}}
+          - {name: one_refused, harness: simple-evals, task: mmlu, thresholds: {acc: {min: 0.5}},
+             max_request_errors: 0.5}
+    """)
+    with ScriptedUpstream() as upstream:
+        upstream.script.update({"fail_next": 4, "fail_status": 400})  # the first run's 3, the second's first
+        result = run_inner("refused.yaml", f"--nemo-endpoint={upstream.url}", subprocess=True)
+    result.assert_outcomes(failed=1, passed=1)
+    cases = junit_cases(pytester.path / "junit.xml")
+    status, props = cases["all_refused"]
+    assert props["nemo.status"] == "error" and props["nemo.proxy.errors"] == props["nemo.proxy.requests"] == "3"
+    assert props["nemo.error"].startswith("Diagnosis: the model answered 3 of 3 requests with an error (last: 400")
+    assert props["nemo.metric.acc.value"] == "0.75" and "nemo.metric.acc.verdict" not in props  # evidence, unjudged
+    status, props = cases["one_refused"]
+    assert status == "passed" and props["nemo.proxy.errors"] == "1" and props["nemo.metric.acc.verdict"] == "pass"
