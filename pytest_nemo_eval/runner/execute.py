@@ -132,6 +132,7 @@ def run_benchmark_harness(
     from pytest_nemo_eval.runner.resources import TargetUnavailable
 
     name = route_name(benchmark)
+    counted_before: dict[str, float] = {}  # the route's counters when the last attempt started
     error: HarnessError | TargetUnavailable | None = None
     output_dir: Path | None = None
     judge: JudgeRoute | None = None
@@ -146,6 +147,7 @@ def run_benchmark_harness(
 
         def run_once():
             shutil.rmtree(output_dir, ignore_errors=True)  # never read a previous run's results.yml
+            counted_before.update(_proxy_stats(state, name))  # an attempt cut short by a lost deployment
             return run_harness(HarnessInvocation(
                 harness=benchmark.harness,
                 task=benchmark.task,
@@ -185,7 +187,8 @@ def run_benchmark_harness(
                        duration_s=run.duration_s, image_digest=run.image_digest,
                        proxy_log=_proxy_log(target.output_dir, name))
     require_metrics_or_error(benchmark, outcome)
-    require_answered_requests(benchmark, outcome, lambda: _last_proxy_error(state, name))
+    require_answered_requests(benchmark, {key: value - counted_before.get(key, 0.0) for key, value in stats.items()},
+                              outcome, lambda: _last_proxy_error(state, name))
     return outcome
 
 
@@ -285,12 +288,14 @@ def require_metrics_or_error(benchmark: ResolvedBenchmark, harness: HarnessOutco
     raise BenchmarkError(message, harness)
 
 
-def require_answered_requests(benchmark: ResolvedBenchmark, harness: HarnessOutcome,
+def require_answered_requests(benchmark: ResolvedBenchmark, attempt: dict[str, float], harness: HarnessOutcome,
                               last_error: Callable[[], str | None]) -> None:
     """`BenchmarkError` (keeping the scores as evidence) when more of the model's requests ended in an
     error than the benchmark's `max_request_errors` allows: harnesses score an error reply as a wrong
-    answer (BFCL, refused tools: 3 of 3 errors, still 11.1%), so such scores say nothing about the model."""
-    requests, errors = harness.proxy.get("requests", 0.0), harness.proxy.get("errors", 0.0)
+    answer (BFCL, refused tools: 3 of 3 errors, still 11.1%), so such scores say nothing about the model.
+    `attempt`: the route's counters of the attempt that scored (a rerun after a lost deployment is judged
+    on its own requests, not on the one cut off by the loss)."""
+    requests, errors = attempt.get("requests", 0.0), attempt.get("errors", 0.0)
     if not requests or errors / requests <= benchmark.max_request_errors:
         return
     raise BenchmarkError(
