@@ -28,14 +28,21 @@ def test_a_stream_through_the_proxy_equals_the_direct_answer_and_is_logged_whole
         chunks = list(sdk.completions.create(**options, stream=True, stream_options={"include_usage": True}))
         assert "".join(c.choices[0].text for c in chunks if c.choices) == direct.choices[0].text
         assert chunks[-1].usage == direct.usage
-    deadline = time.monotonic() + 30  # a stream is recorded when the server closes it, just after the client's [DONE]
-    while proxy.stats("streamed").requests < 2:
-        assert time.monotonic() < deadline, proxy.stats("streamed")
+    log = tmp_path / "logs" / "streamed" / "responses.jsonl"
+
+    def recorded() -> int:
+        return len(log.read_text().splitlines()) if log.is_file() else 0
+
+    # a stream is counted and logged when the server closes it, just after the client's [DONE], by two
+    # finishers one after the other: wait for both
+    deadline = time.monotonic() + 30
+    while proxy.stats("streamed").requests < 2 or recorded() < 2:
+        assert time.monotonic() < deadline, (proxy.stats("streamed"), recorded())
         time.sleep(0.01)
-    stats = proxy.stats("streamed")  # (finishers run innermost first: the log is written before the count)
+    stats = proxy.stats("streamed")
     assert (stats.requests, stats.cache_hits, stats.upstream_calls, stats.errors) == (2, 0, 2, 0)
     assert stats.completion_tokens == 2 * direct.usage.completion_tokens  # from the include_usage chunk
-    logged = [json.loads(line) for line in (tmp_path / "logs" / "streamed" / "responses.jsonl").read_text().splitlines()]
+    logged = [json.loads(line) for line in log.read_text().splitlines()]
     assert len(logged) == 2 and all(entry["streamed"] and entry["complete"] for entry in logged)
     body = logged[0]["body"]
     assert body["object"] == "text_completion" and body["choices"][0]["text"] == direct.choices[0].text
