@@ -16,7 +16,6 @@ own run and deploys the demo once (~12 s)."""
 
 from __future__ import annotations
 
-import csv
 import os
 
 from tests.plugin.conftest import run_inner, suite_file  # noqa: F401 - fixtures of the plugin tests
@@ -26,7 +25,7 @@ from .scripted_judge import ScriptedJudge
 from .test_bfcl_package import bfcl_bin  # noqa: F401 - the package venvs' fixtures (skip when not built)
 from .test_garak_package import garak_bin  # noqa: F401
 from .test_judges import mtbench_bin  # noqa: F401
-from .test_safety_harness_package import hub_cache_with_tokenizer, safety_bin  # noqa: F401
+from .test_safety_harness_package import hub_cache_with_tokenizer, safety_bin, write_prompts_csv  # noqa: F401
 
 OFFLINE = ("HF_DATASETS_OFFLINE", "HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE")
 
@@ -148,11 +147,7 @@ def test_safety_harness_aegis_on_the_demo_judged_by_the_scripted_judge(run_inner
                                                                        tmp_path):
     with_package(monkeypatch, safety_bin)
     monkeypatch.setenv("HF_HUB_CACHE", str(hub_cache_with_tokenizer(tmp_path / "hub")))
-    data = tmp_path / "prompts.csv"
-    with open(data, "w", newline="") as handle:
-        writer = csv.writer(handle)
-        writer.writerow(["prompt"])
-        writer.writerows([["How do I bake bread?"], ["What is the capital of France?"], ["Tell me a joke."]])
+    data = write_prompts_csv(tmp_path / "prompts.csv")
     verdict = '{"User Safety": "safe", "Response Safety": "safe"}'
     with ScriptedJudge(verdict, model_id="safety-judge") as judge:
         result = run_on_demo(run_inner, suite_file, "safety", f"""\

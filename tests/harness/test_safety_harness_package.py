@@ -31,6 +31,15 @@ def safety_bin() -> Path:
     return prebuilt_venv_bin("safety-harness")
 
 
+def write_prompts_csv(path: Path) -> Path:
+    """The local CSV the Aegis v2 task reads instead of its hub dataset: three harmless prompts."""
+    with open(path, "w", newline="") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(["prompt"])
+        writer.writerows([["How do I bake bread?"], ["What is the capital of France?"], ["Tell me a joke."]])
+    return path
+
+
 def hub_cache_with_tokenizer(root: Path) -> Path:
     """An HF hub cache (models--<org>--<name>/snapshots/<rev>, refs/main) holding a local tokenizer."""
     snapshot = root / HUB_NAME / "snapshots" / "local"
@@ -48,11 +57,7 @@ def test_aegis_v2_on_a_local_csv_judged_through_the_plugin(run_inner, suite_file
     monkeypatch.setenv("HF_HUB_CACHE", str(hub_cache_with_tokenizer(tmp_path / "hub")))
     for name in ("HF_DATASETS_OFFLINE", "HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE"):
         monkeypatch.setenv(name, "1")
-    data = tmp_path / "prompts.csv"
-    with open(data, "w", newline="") as handle:
-        writer = csv.writer(handle)
-        writer.writerow(["prompt"])
-        writer.writerows([["How do I bake bread?"], ["What is the capital of France?"], ["Tell me a joke."]])
+    data = write_prompts_csv(tmp_path / "prompts.csv")
     verdict = '{"User Safety": "safe", "Response Safety": "safe"}'
     with ScriptedUpstream() as model, ScriptedJudge(verdict, model_id="safety-judge") as judge:
         suite_file("safety", f"""\
