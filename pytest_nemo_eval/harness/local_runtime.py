@@ -77,6 +77,7 @@ def run_locally(
             command = local_command(inv, output_dir)
             if not inv.is_builtin:  # the framework command (lm-eval, ...) from nemo-evaluator's own environment
                 public["PATH"] = os.pathsep.join([str(Path(command[0]).parent), os.environ.get("PATH", "")])
+                public.update(own_cache_environment(inv, output_dir))
             env = {**os.environ, **public}
         command_line = shell_line(command, public)
         with LogSink(log_path, prefix=inv.log_prefix, on_log=on_log, secrets=environment.secret_values) as sink:
@@ -86,7 +87,10 @@ def run_locally(
                 sink.line("# model-written code: the whole harness runs under bubblewrap (read-only system, "
                           "writable run dir and HF caches, no host home, own PID/network namespaces; network: "
                           f"only {relayed}, relayed)")
-            elif inv.mounts:
+            elif "XDG_CACHE_HOME" in public:
+                sink.line(f"# a cache of its own in the run directory ({_own_cache_reason(inv)}); "
+                          "Hugging Face and torch caches stay the user's")
+            if not sandboxed and inv.mounts:
                 sink.line("# mounts apply to the docker runtime and the bubblewrap sandbox only; "
                           "a plain local process reads the host paths directly")
             sink.line("$ " + command_line)
@@ -98,6 +102,25 @@ def run_locally(
             log_path,
         ))
     return RuntimeOutcome(command=command, command_line=command_line)
+
+
+def own_cache_environment(inv: HarnessInvocation, output_dir: Path) -> dict[str, str]:
+    """An XDG cache in the run directory for a harness that races with itself on a shared one (each
+    eval-factory container has its own), keeping the user's Hugging Face and torch caches so models and
+    datasets are neither downloaded again nor missing offline. Empty for every other harness."""
+    if not _own_cache_reason(inv):
+        return {}
+    user_cache = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
+    return {
+        "XDG_CACHE_HOME": str(output_dir / "xdg-cache"),
+        "HF_HOME": os.environ.get("HF_HOME") or str(user_cache / "huggingface"),
+        "TORCH_HOME": os.environ.get("TORCH_HOME") or str(user_cache / "torch"),
+    }
+
+
+def _own_cache_reason(inv: HarnessInvocation) -> str:
+    known = None if inv.is_builtin else eval_factory.known_harness(inv.harness)
+    return known.own_cache_home if known else ""
 
 
 @contextlib.contextmanager

@@ -1,7 +1,9 @@
 """Real garak (nemo-evaluator 0.2.8 + nvidia-eval-factory-garak 26.3 = garak 0.14.0, pinned venv of its own,
 torch pinned to the project's CPU wheel; not in CI, see scripts/test_heavy_harnesses.sh) through the plugin, offline: probe `test.Test` against the scripted
 echo upstream, twice at once under `-n 2`. garak writes `garak_config.yaml` into its working directory, so
-before each harness had its own run directory the two runs overwrote each other's config."""
+before each harness had its own run directory the two runs overwrote each other's config; and it copies its
+plugin cache into $XDG_CACHE_HOME at start-up, so with one shared cache one run read the other's half-copied
+file and wrote no report (CI, stop 22)."""
 
 from __future__ import annotations
 
@@ -47,6 +49,8 @@ def test_garak_test_probe_twice_under_xdist(run_inner, suite_file, pytester, mon
         run_dir = next((pytester.path / "nemo-out" / "runs").glob(f"*{name}"))
         assert status == "passed", result.stdout.str()[-3000:] + (run_dir / "harness.log").read_text()[-3000:]
         assert f"seed: {seed}" in (run_dir / "garak_config.yaml").read_text()  # its own config, in its own dir
+        assert (run_dir / "xdg-cache" / "garak" / "resources" / "plugin_cache.json").is_file()  # its own plugin cache
         assert int(props["nemo.proxy.requests"]) > 0
         assert float(props["nemo.metric.pass_rate.value"]) == 1.0  # test.Test's detector is always.Pass
     assert not (pytester.path / "garak_config.yaml").exists()
+    assert not (pytester.path / ".cache" / "garak").exists()  # HOME is the inner run's; CI failed on sharing it

@@ -188,3 +188,25 @@ def test_eval_type_uses_the_framework_name_of_the_harness(tmp_path, fake_harness
     fake_harness("good")
     run = run_harness(invocation(tmp_path, harness="simple-evals", task="mmlu_pro"))
     assert run.command[run.command.index("--eval_type") + 1] == "simple_evals.mmlu_pro"
+
+
+def test_garak_runs_get_an_xdg_cache_each_and_keep_the_users_hf_cache(tmp_path, fake_harness, monkeypatch):
+    """garak copies its plugin cache into $XDG_CACHE_HOME/garak and reads it back at start-up: two runs
+    at once (CI under -n 2) read each other's half-copied file. Each run gets its own; other harnesses don't."""
+    fake_harness("good")
+    monkeypatch.setenv("FAKE_HARNESS_RECORD_ENV", "XDG_CACHE_HOME,HF_HOME,TORCH_HOME")
+    monkeypatch.delenv("HF_HOME", raising=False)
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "user-cache"))
+    seen = {}
+    for name, harness in (("a", "garak"), ("b", "garak"), ("c", "simple-evals")):
+        out = tmp_path / name
+        run = run_harness(invocation(tmp_path, harness=harness, output_dir=out))
+        seen[name] = json.loads((out / "fake_record.json").read_text())["env"]
+        if harness == "garak":
+            assert "a cache of its own in the run directory (two garak runs" in run.log_path.read_text()
+    assert seen["a"]["XDG_CACHE_HOME"] == str(tmp_path / "a" / "xdg-cache")
+    assert seen["b"]["XDG_CACHE_HOME"] == str(tmp_path / "b" / "xdg-cache")
+    for name in ("a", "b"):
+        assert seen[name]["HF_HOME"] == str(tmp_path / "user-cache" / "huggingface")
+        assert seen[name]["TORCH_HOME"] == str(tmp_path / "user-cache" / "torch")
+    assert seen["c"] == {"XDG_CACHE_HOME": str(tmp_path / "user-cache"), "HF_HOME": None, "TORCH_HOME": None}
