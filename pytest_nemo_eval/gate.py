@@ -16,6 +16,7 @@ from pytest_nemo_eval.paired import PairedTest
 from pytest_nemo_eval.suite import InconclusivePolicy, Threshold
 
 Verdict = Literal["pass", "fail", "inconclusive"]
+IntervalMethod = Literal["normal", "Wilson"]
 
 
 class ScoreValue(BaseModel):
@@ -36,11 +37,13 @@ class MetricVerdict(BaseModel):
     verdict: Verdict
     ci_low: float | None = None
     ci_high: float | None = None
+    ci_method: IntervalMethod | None = None
     miss: float = 0.0  # how far the score is on the wrong side (0 when it passes)
 
     def describe(self) -> str:
         score = f"{self.value:.4f}" + (f" ± {self.stderr:.4f}" if self.stderr is not None else "")
-        ci = f" (CI [{self.ci_low:.4f}, {self.ci_high:.4f}])" if self.ci_low is not None else ""
+        ci = (f" (CI [{self.ci_low:.4f}, {self.ci_high:.4f}], {self.ci_method})"
+              if self.ci_low is not None else "")
         missed = f", missed by {self.miss:.4f}" if self.verdict != "pass" and self.miss > 0 else ""
         return f"{self.metric} = {score}{ci} threshold {self.threshold.describe()}: {self.verdict.upper()}{missed}"
 
@@ -87,16 +90,44 @@ def z_value(confidence: float) -> float:
     return NormalDist().inv_cdf(0.5 + confidence / 2)
 
 
+def binomial_successes(score: ScoreValue) -> int | None:
+    """The number of successes when the score is a proportion of `count` 0/1 outcomes (accuracy, pass@1
+    with one sample, exact match), else None. Recognised by value·count being whole and the stderr being
+    the binomial one, √(p(1−p)/n) or the sample-stddev form √(p(1−p)/(n−1)) that lm-eval reports."""
+    p, n, se = score.value, score.count, score.stderr
+    if n is None or n < 1 or se is None or not 0.0 <= p <= 1.0:
+        return None
+    k = round(p * n)
+    if abs(p * n - k) > 1e-6 * n:
+        return None
+    forms = [math.sqrt(p * (1 - p) / n)] + ([math.sqrt(p * (1 - p) / (n - 1))] if n > 1 else [])
+    return k if any(math.isclose(se, form, rel_tol=1e-3, abs_tol=1e-9) for form in forms) else None
+
+
+def interval(score: ScoreValue, confidence: float) -> tuple[float, float, IntervalMethod]:
+    """The score's two-sided interval: Wilson's for a proportion (it stays inside [0, 1] and does not
+    shrink to a point at 0 or 1, where value ± z·stderr claims certainty from ten samples), else the
+    normal approximation value ± z·stderr (a point when the harness reported no stderr)."""
+    k = binomial_successes(score)
+    if k is not None and score.count is not None:
+        from scipy.stats import binomtest  # 1.2 s to import: only when a gate asks for an interval
+
+        ci = binomtest(k, score.count).proportion_ci(confidence_level=confidence, method="wilson")
+        return max(0.0, float(ci.low)), min(1.0, float(ci.high)), "Wilson"
+    half = z_value(confidence) * (score.stderr or 0.0)
+    return score.value - half, score.value + half, "normal"
+
+
 def check_metric(
     metric: str, score: ScoreValue, threshold: Threshold, confidence: float | None = None
 ) -> MetricVerdict:
-    """Plain mode compares the value; confidence mode compares the normal-approximation
-    interval value ± z·stderr and fails only when all of it is on the wrong side."""
+    """Plain mode compares the value; confidence mode compares the score's interval (`interval`)
+    and fails only when all of it is on the wrong side."""
     low = high = score.value
     ci_low = ci_high = None
+    method: IntervalMethod | None = None
     if confidence is not None:
-        half = z_value(confidence) * (score.stderr or 0.0)
-        low, high = score.value - half, score.value + half
+        low, high, method = interval(score, confidence)
         ci_low, ci_high = low, high
     miss_below = threshold.min - score.value if threshold.min is not None else -math.inf
     miss_above = score.value - threshold.max if threshold.max is not None else -math.inf
@@ -111,6 +142,7 @@ def check_metric(
         verdict=verdict,
         ci_low=ci_low,
         ci_high=ci_high,
+        ci_method=method,
         miss=max(0.0, miss_below, miss_above),
     )
 

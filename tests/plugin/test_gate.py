@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import math
+from statistics import NormalDist
+
 import pytest
 
 from pytest_nemo_eval.gate import (
@@ -88,3 +91,40 @@ def test_baseline_regression_beyond_tolerance_and_noise():
     assert compare_to_baseline("b", {"acc": ScoreValue(value=0.69)}, {"acc": ScoreValue(value=0.70)}) != []
     lower = compare_to_baseline("b", {"err": ScoreValue(value=0.3)}, {"err": ScoreValue(value=0.1)}, lower_is_better=["err"])
     assert [r.metric for r in lower] == ["err"]
+
+
+def wilson(k: int, n: int, z: float = NormalDist().inv_cdf(0.975)) -> tuple[float, float]:
+    """Wilson (1927) score interval, written out from the textbook formula as the oracle."""
+    p = k / n
+    centre = (p + z * z / (2 * n)) / (1 + z * z / n)
+    half = z / (1 + z * z / n) * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n))
+    return centre - half, centre + half
+
+
+@pytest.mark.parametrize("k, n, sample_stderr", [(10, 10, True), (9, 10, True), (9, 10, False), (0, 25, True), (37, 50, True)])
+def test_a_proportion_gets_the_wilson_interval_inside_zero_and_one(k, n, sample_stderr):
+    p = k / n
+    stderr = math.sqrt(p * (1 - p) / (n - 1 if sample_stderr else n))
+    result = check_metric("acc", ScoreValue(value=p, stderr=stderr, count=n), MIN_HALF, confidence=0.95)
+    low, high = wilson(k, n)
+    assert (result.ci_low, result.ci_high) == (pytest.approx(low, abs=1e-9), pytest.approx(high, abs=1e-9))
+    assert 0.0 <= result.ci_low <= p <= result.ci_high <= 1.0 and result.ci_method == "Wilson"
+
+
+def test_ten_of_ten_is_not_certain_at_ninety_five():
+    """value ± z·stderr is [1, 1] here and would pass `min: 0.95` conclusively; Wilson's reaches 0.72."""
+    result = check_metric("acc", ScoreValue(value=1.0, stderr=0.0, count=10), Threshold(min=0.95), confidence=0.95)
+    assert result.verdict == "inconclusive" and result.ci_low == pytest.approx(wilson(10, 10)[0])
+    assert "(CI [0.7225, 1.0000], Wilson)" in result.describe()
+
+
+@pytest.mark.parametrize("score", [
+    ScoreValue(value=3.2, stderr=0.4, count=10),  # not a proportion (a mean rating)
+    ScoreValue(value=0.5, stderr=0.05, count=10),  # in [0, 1], but a mean of graded scores: stderr not binomial
+    ScoreValue(value=0.55, stderr=0.16, count=10),  # 5.5 successes of 10 is not a count
+    ScoreValue(value=0.6, stderr=0.1),  # no count reported
+])
+def test_other_scores_keep_the_normal_interval(score):
+    result = check_metric("m", score, MIN_HALF, confidence=0.95)
+    assert result.ci_method == "normal"
+    assert result.ci_low == pytest.approx(score.value - 1.959964 * (score.stderr or 0), abs=1e-5)

@@ -111,7 +111,7 @@ def _half_wrong_sums_task(folder) -> str:
 
 
 def test_confidence_mode_pass_fail_and_inconclusive_policies(run_inner, suite_file, pytester, endpoint, monkeypatch):
-    """Thresholds are placed around a measured score: the interval value ± 1.96·stderr lies
+    """Thresholds are placed around a measured score: the 95% interval (Wilson's: exact_match is a proportion) lies
     above, below, or across them; across is inconclusive and the policy decides."""
     tasks = pytester.path / "tasks"
     task = _half_wrong_sums_task(tasks)
@@ -146,7 +146,7 @@ def test_confidence_mode_pass_fail_and_inconclusive_policies(run_inner, suite_fi
     }
     result.stdout.fnmatch_lines(["*NemoInconclusiveWarning: benchmark 'straddle_warn': 0 failed, 1 inconclusive at 95% confidence*"])
     result.stdout.fnmatch_lines(["benchmark 'straddle_fail': 0 failed, 1 inconclusive at 95% confidence (inconclusive policy: fail)",
-                                 f"  {metric} = {value:.4f} ± {stderr:.4f} (CI *) threshold >= *: INCONCLUSIVE*"])
+                                 f"  {metric} = {value:.4f} ± {stderr:.4f} (CI *, Wilson) threshold >= *: INCONCLUSIVE*"])
 
 
 def test_timeout_kills_a_hung_harness_and_the_next_benchmark_runs(run_inner, suite_file, pytester, endpoint, monkeypatch):
