@@ -48,6 +48,7 @@ class MetricResult(BaseModel):
 
     value: float
     stderr: float | None = None
+    count: int | None = None  # samples behind the value, as the harness reported them
     ci_low: float | None = None
     ci_high: float | None = None
     threshold: Threshold | None = None

@@ -22,12 +22,12 @@ from typing import Any
 import pytest
 from pydantic import BaseModel
 
+from pytest_nemo_eval.gate import ScoreValue, interval
 from pytest_nemo_eval.results import BenchmarkResult, MetricResult, RunResult
 from pytest_nemo_eval.samples import SampleRecord, SamplesError, read_samples
 
 MAX_SAMPLES_SHOWN = 20
 MAX_EXAMPLES = 3
-Z95 = 1.959964
 
 
 class Example(BaseModel):
@@ -48,10 +48,12 @@ class SampleView(BaseModel):
 
 
 def _interval(metric: MetricResult) -> tuple[float, float] | None:
+    """The gate's interval, else the 95% one the gate would have drawn (gate.interval)."""
     if metric.ci_low is not None and metric.ci_high is not None:
         return metric.ci_low, metric.ci_high
     if metric.stderr is not None:
-        return metric.value - Z95 * metric.stderr, metric.value + Z95 * metric.stderr
+        low, high, _ = interval(ScoreValue(value=metric.value, stderr=metric.stderr, count=metric.count), 0.95)
+        return low, high
     return None
 
 

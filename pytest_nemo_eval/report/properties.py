@@ -31,7 +31,7 @@ from pytest_nemo_eval.results import BenchmarkResult, MetricResult, Status, dire
 from pytest_nemo_eval.suite import Threshold
 
 METRIC_PREFIX = "nemo.metric."
-METRIC_FIELDS = ("value", "stderr", "threshold", "direction", "verdict", "ci")
+METRIC_FIELDS = ("value", "stderr", "count", "threshold", "direction", "verdict", "ci")
 PROXY_PREFIX = "nemo.proxy."
 JUDGE_PREFIX = "nemo.judge."
 PROXY_FIELDS = (
@@ -85,6 +85,8 @@ def to_properties(result: BenchmarkResult) -> list[tuple[str, str]]:
         out.append((base + "value", _num(metric.value)))
         if metric.stderr is not None:
             out.append((base + "stderr", _num(metric.stderr)))
+        if metric.count is not None:
+            out.append((base + "count", str(metric.count)))
         if metric.threshold is not None:
             out.append((base + "threshold", describe_threshold(metric.threshold)))
         out.append((base + "direction", metric.direction))
@@ -136,6 +138,7 @@ def _metric(fields: dict[str, str]) -> MetricResult:
     return MetricResult(
         value=float(fields["value"]),
         stderr=float(fields["stderr"]) if fields.get("stderr") else None,
+        count=int(fields["count"]) if fields.get("count") else None,
         ci_low=ci_low,
         ci_high=ci_high,
         threshold=threshold,

@@ -335,6 +335,7 @@ def metric_results(
         out[name] = MetricResult(
             value=score.value,
             stderr=score.stderr,
+            count=score.count,
             threshold=threshold,
             direction=direction_of(threshold),
             verdict=verdict.verdict if verdict else None,
