@@ -21,7 +21,6 @@ import pytest
 from pytest_nemo_eval.results import BenchmarkResult
 from pytest_nemo_eval.runner.execute import (
     BenchmarkError,
-    BenchmarkSetup,
     GateOutcome,
     benchmark_result,
     check_benchmark,
@@ -49,18 +48,12 @@ def run_benchmark(
         benchmark_lines={benchmark.name: 1},
     )
     (resolved,) = loaded.resolved()
-    runtime, runtime_reason = state.runtime_choice(resolved)
-    image = resolved.image_for_docker() if runtime == "docker" else None
-    lacking = prerequisites.missing(resolved.requires, deploying=state.deploying, runtime=runtime, image=image)
-    if lacking:
-        pytest.skip(f"{resolved.name} needs " + "; ".join(lacking))
-    isolation = prerequisites.code_isolation(
-        resolved, runtime=runtime, allow_unsandboxed=state.options.allow_unsandboxed_code)
-    if isolation.problem:
-        pytest.skip(f"{resolved.name}: {isolation.problem}")
-    setup = BenchmarkSetup(runtime=runtime, runtime_reason=runtime_reason, image=image, code_isolation=isolation.level)
+    prepared = prerequisites.prepare(state, resolved)
+    if prepared.skip:
+        pytest.skip(prepared.skip)
+    setup = prepared.setup
     try:
-        harness = run_benchmark_harness(state, resolved, runtime, image, isolation.run_level)
+        harness = run_benchmark_harness(state, resolved, setup.runtime, setup.image, prepared.run_level)
     except BenchmarkError as exc:  # as a suite item: an `error` result keeping what the run produced
         _record(node, benchmark_result(resolved, status="error", setup=setup, harness=exc.outcome, message=str(exc)))
         raise

@@ -79,21 +79,11 @@ class BenchmarkItem(pytest.Item):
         from pytest_nemo_eval.runner import prerequisites
         from pytest_nemo_eval.runner.plugin_state import state_of
 
-        state = state_of(self.config)
-        b = self.benchmark
-        runtime, runtime_reason = state.runtime_choice(b)
-        image = b.image_for_docker() if runtime == "docker" else None
-        self.setup_facts = BenchmarkSetup(
-            runtime=runtime, runtime_reason=runtime_reason, image=image, suite_sha256=self.suite_sha256)
-        lacking = prerequisites.missing(b.requires, deploying=state.deploying, runtime=runtime, image=image)
-        if lacking:
-            pytest.skip(f"{b.id} needs " + "; ".join(lacking))
-        isolation = prerequisites.code_isolation(
-            b, runtime=runtime, allow_unsandboxed=state.options.allow_unsandboxed_code)
-        if isolation.problem:
-            pytest.skip(f"{b.id}: {isolation.problem}")
-        self.setup_facts = self.setup_facts.model_copy(update={"code_isolation": isolation.level})
-        self.run_level = isolation.run_level
+        prepared = prerequisites.prepare(state_of(self.config), self.benchmark, suite_sha256=self.suite_sha256)
+        self.setup_facts = prepared.setup  # a skipped benchmark's result says where it would have run
+        if prepared.skip:
+            pytest.skip(prepared.skip)
+        self.run_level = prepared.run_level
 
     def runtest(self) -> None:
         """Run the harness (a `BenchmarkError` keeps what the run produced), then check the thresholds."""

@@ -7,9 +7,15 @@ from __future__ import annotations
 import functools
 import shutil
 import subprocess
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 from pydantic import BaseModel
+
+from pytest_nemo_eval.runner.execute import BenchmarkSetup
+from pytest_nemo_eval.suite import ResolvedBenchmark
+
+if TYPE_CHECKING:
+    from pytest_nemo_eval.runner.plugin_state import NemoState
 
 
 @functools.lru_cache(maxsize=1)
@@ -145,6 +151,29 @@ def code_isolation(benchmark, *, runtime: str, allow_unsandboxed: bool) -> CodeI
                                                     allow_unsandboxed=allow_unsandboxed))
     except NoSandbox as exc:
         return CodeIsolation(problem=str(exc))
+
+
+class Prepared(BaseModel):
+    """What was decided before a benchmark runs, and why it cannot run here (`skip`), if it cannot."""
+
+    setup: BenchmarkSetup
+    run_level: str | None = None  # what the harness run is told about code isolation
+    skip: str | None = None
+
+
+def prepare(state: NemoState, benchmark: ResolvedBenchmark, *, suite_sha256: str | None = None) -> Prepared:
+    """Where the benchmark runs (runtime, image) and behind which boundary, for a suite item and the
+    `nemo_benchmark` fixture alike; `skip` says what this machine lacks, or why model code cannot run."""
+    runtime, runtime_reason = state.runtime_choice(benchmark)
+    image = benchmark.image_for_docker() if runtime == "docker" else None
+    setup = BenchmarkSetup(runtime=runtime, runtime_reason=runtime_reason, image=image, suite_sha256=suite_sha256)
+    lacking = missing(benchmark.requires, deploying=state.deploying, runtime=runtime, image=image)
+    if lacking:
+        return Prepared(setup=setup, skip=f"{benchmark.id} needs " + "; ".join(lacking))
+    isolation = code_isolation(benchmark, runtime=runtime, allow_unsandboxed=state.options.allow_unsandboxed_code)
+    if isolation.problem:
+        return Prepared(setup=setup, skip=f"{benchmark.id}: {isolation.problem}")
+    return Prepared(setup=setup.model_copy(update={"code_isolation": isolation.level}), run_level=isolation.run_level)
 
 
 def _runs_model_code(benchmark) -> bool:
