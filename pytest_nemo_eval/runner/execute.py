@@ -7,9 +7,8 @@ from __future__ import annotations
 import re
 import shutil
 import time
-from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel, ConfigDict
 
@@ -147,7 +146,7 @@ def run_benchmark_harness(
 
         def run_once():
             shutil.rmtree(output_dir, ignore_errors=True)  # never read a previous run's results.yml
-            counted_before.update(_proxy_stats(state, name))  # an attempt cut short by a lost deployment
+            counted_before.update(_numbers(_route_stats(state, name)))  # an attempt cut short by a lost deployment
             return run_harness(HarnessInvocation(
                 harness=benchmark.harness,
                 task=benchmark.task,
@@ -175,7 +174,8 @@ def run_benchmark_harness(
             run = run_watched(target.output_dir, run_once)  # a deployment that died: runner/deployment_watch.py
     except (HarnessError, TargetUnavailable) as exc:
         error = exc
-    stats = _proxy_stats(state, name)
+    route_stats = _route_stats(state, name)
+    stats = _numbers(route_stats)
     judge_facts = {key.removeprefix("nemo.judge."): value for key, value in judge.properties()} if judge else {}
     if error is not None:  # raised outside the except block: the report shows the message, not a chain
         results = _results_left_behind(output_dir) if isinstance(error, (HarnessFailed, HarnessTimeout)) else None
@@ -188,7 +188,7 @@ def run_benchmark_harness(
                        proxy_log=_proxy_log(target.output_dir, name))
     require_metrics_or_error(benchmark, outcome)
     require_answered_requests(benchmark, {key: value - counted_before.get(key, 0.0) for key, value in stats.items()},
-                              outcome, lambda: _last_proxy_error(state, name))
+                              outcome, last_error=route_stats.get("last_error"))
     return outcome
 
 
@@ -264,14 +264,18 @@ def _per_sample_file(output_dir: Path) -> str | None:
     return str(path.resolve()) if path is not None else None
 
 
-def _proxy_stats(state: NemoState, name: str) -> dict[str, float]:
-    """The proxy route's counters (ProxyStats), numbers only."""
+def _route_stats(state: NemoState, name: str) -> dict[str, Any]:
+    """The proxy route's stats (ProxyStats: counters and the last error); empty when there are none."""
     from pytest_nemo_eval.runner.resources import ProxyControl
 
     try:
-        stats = ProxyControl(state.target.proxy_url).stats(name)  # type: ignore[union-attr]
-    except Exception:  # no target or no route when registration itself failed
+        return ProxyControl(state.target.proxy_url).stats(name)  # type: ignore[union-attr,no-any-return]
+    except Exception:  # no target, no route when registration itself failed, or the proxy is gone
         return {}
+
+
+def _numbers(stats: dict[str, Any]) -> dict[str, float]:
+    """The counters among a route's stats, as floats."""
     return {key: float(stats[key]) for key in PROXY_FIELDS if isinstance(stats.get(key), (int, float))}
 
 
@@ -289,7 +293,7 @@ def require_metrics_or_error(benchmark: ResolvedBenchmark, harness: HarnessOutco
 
 
 def require_answered_requests(benchmark: ResolvedBenchmark, attempt: dict[str, float], harness: HarnessOutcome,
-                              last_error: Callable[[], str | None]) -> None:
+                              last_error: str | None) -> None:
     """`BenchmarkError` (keeping the scores as evidence) when more of the model's requests ended in an
     error than the benchmark's `max_request_errors` allows: harnesses score an error reply as a wrong
     answer (BFCL, refused tools: 3 of 3 errors, still 11.1%), so such scores say nothing about the model.
@@ -300,18 +304,9 @@ def require_answered_requests(benchmark: ResolvedBenchmark, attempt: dict[str, f
         return
     raise BenchmarkError(
         f"Diagnosis: the model answered {errors:.0f} of {requests:.0f} requests with an error (last: "
-        f"{last_error() or 'unknown'}); the harness scored those as answers, so {benchmark.id}'s scores say "
+        f"{last_error or 'unknown'}); the harness scored those as answers, so {benchmark.id}'s scores say "
         "nothing about the model. Fix what the requests ask for (the proxy log has each one), or allow a share "
         f"with `max_request_errors: {min(1.0, round(errors / requests + 0.005, 2))}` on the benchmark.", harness)
-
-
-def _last_proxy_error(state: NemoState, name: str) -> str | None:
-    from pytest_nemo_eval.runner.resources import ProxyControl
-
-    try:
-        return ProxyControl(state.target.proxy_url).stats(name).get("last_error")  # type: ignore[union-attr]
-    except Exception:  # the proxy is gone: the counts already say enough
-        return None
 
 
 def reported_scores(benchmark: ResolvedBenchmark, harness: HarnessOutcome) -> dict[str, ScoreValue]:
