@@ -238,8 +238,9 @@ def demo_trained() -> Path:
 
 
 def prebuilt_venv_bin(package_set: str) -> Path:
-    """bin/ of a heavy eval-factory venv (torch inside) when scripts/test_heavy_harnesses.sh built it; CI does
-    not build these, so the test skips there."""
+    """bin/ of a heavy eval-factory venv (torch inside) when scripts/test_heavy_harnesses.sh built it in the user
+    cache; .ci/run never builds these, so the test skips on a machine without them (and runs where they are:
+    CI's run of stop 22 found them and ran the garak test)."""
     sys.path.insert(0, str(EVAL_FACTORY_VENV.parent))
     try:
         from eval_factory_venv import built_venv

@@ -30,6 +30,8 @@ from typing import Literal
 
 from pydantic import BaseModel
 
+from pytest_nemo_eval.processes import kill_process_group, start_process_group
+
 from .bubblewrap import BubblewrapUnavailable, bubblewrap
 from .isolation import Isolation, NoSandbox, no_sandbox_reason
 
@@ -124,10 +126,8 @@ def run_sandboxed(
             env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "HOME": workdir, "PYTHONHASHSEED": "0",
                    "LANG": "C.UTF-8"}
         try:
-            process = subprocess.Popen(
-                command, env=env, stdin=subprocess.PIPE, stdout=output, stderr=subprocess.STDOUT,
-                start_new_session=True, **extra,
-            )
+            process = start_process_group(
+                command, env=env, stdin=subprocess.PIPE, stdout=output, stderr=subprocess.STDOUT, **extra)
         finally:
             if info_read is not None:
                 os.close(info_write)
@@ -159,11 +159,7 @@ def _kill(process: subprocess.Popen, info_read: int | None) -> None:
     """SIGKILL the sample's process group. Under bwrap, --die-with-parent then kills the sandbox's init and
     the kernel its whole PID namespace: wait for that init (its pid from bwrap's --info-fd) to be gone,
     so that nothing of the sample is left when this returns."""
-    try:
-        os.killpg(process.pid, signal.SIGKILL)
-    except ProcessLookupError:
-        pass
-    process.wait()
+    kill_process_group(process, first_signal=signal.SIGKILL, grace_s=KILL_WAIT_S)
     if info_read is None:
         return
     os.set_blocking(info_read, False)
