@@ -70,6 +70,7 @@ def run_locally(
     environment = harness_environment(inv, adapter_port=adapter_port)
     public = dict(environment.public)
     sandboxed = not inv.is_builtin and inv.code_isolation == "bubblewrap"
+    own_cache = "" if sandboxed else _own_cache_reason(inv)  # the sandbox has a HOME of its own anyway
     with contextlib.ExitStack() as stack:
         if sandboxed:
             command, env, public, relayed = stack.enter_context(_sandboxed(inv, output_dir, environment))
@@ -77,7 +78,8 @@ def run_locally(
             command = local_command(inv, output_dir)
             if not inv.is_builtin:  # the framework command (lm-eval, ...) from nemo-evaluator's own environment
                 public["PATH"] = os.pathsep.join([str(Path(command[0]).parent), os.environ.get("PATH", "")])
-                public.update(own_cache_environment(inv, output_dir))
+            if own_cache:
+                public.update(_own_cache_environment(output_dir))
             env = {**os.environ, **public}
         command_line = shell_line(command, public)
         with LogSink(log_path, prefix=inv.log_prefix, on_log=on_log, secrets=environment.secret_values) as sink:
@@ -87,8 +89,8 @@ def run_locally(
                 sink.line("# model-written code: the whole harness runs under bubblewrap (read-only system, "
                           "writable run dir and HF caches, no host home, own PID/network namespaces; network: "
                           f"only {relayed}, relayed)")
-            elif "XDG_CACHE_HOME" in public:
-                sink.line(f"# a cache of its own in the run directory ({_own_cache_reason(inv)}); "
+            elif own_cache:
+                sink.line(f"# a cache of its own in the run directory ({own_cache}); "
                           "Hugging Face and torch caches stay the user's")
             if not sandboxed and inv.mounts:
                 sink.line("# mounts apply to the docker runtime and the bubblewrap sandbox only; "
@@ -104,21 +106,19 @@ def run_locally(
     return RuntimeOutcome(command=command, command_line=command_line)
 
 
-def own_cache_environment(inv: HarnessInvocation, output_dir: Path) -> dict[str, str]:
-    """An XDG cache in the run directory for a harness that races with itself on a shared one (each
+def _own_cache_environment(output_dir: Path) -> dict[str, str]:
+    """An XDG cache in the run directory, for a harness that races with itself on a shared one (each
     eval-factory container has its own), keeping the user's Hugging Face and torch caches so models and
-    datasets are neither downloaded again nor missing offline. Empty for every other harness."""
-    if not _own_cache_reason(inv):
-        return {}
-    user_cache = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
+    datasets are neither downloaded again nor missing offline."""
     return {
         "XDG_CACHE_HOME": str(output_dir / "xdg-cache"),
-        "HF_HOME": os.environ.get("HF_HOME") or str(user_cache / "huggingface"),
-        "TORCH_HOME": os.environ.get("TORCH_HOME") or str(user_cache / "torch"),
+        "HF_HOME": str(harness_sandbox.user_hf_home()),
+        "TORCH_HOME": os.environ.get("TORCH_HOME") or str(harness_sandbox.user_cache_home() / "torch"),
     }
 
 
 def _own_cache_reason(inv: HarnessInvocation) -> str:
+    """Why this harness gets a cache of its own (eval_factory.EvalFactoryHarness.own_cache_home), or ""."""
     known = None if inv.is_builtin else eval_factory.known_harness(inv.harness)
     return known.own_cache_home if known else ""
 
