@@ -9,9 +9,30 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, model_validator
 
 MAX_TOP_LOGPROBS = 20
+
+
+class StructuredOutput(BaseModel):
+    """A constraint on what a request may generate, enforced in the engine as a token mask at every step.
+
+    Exactly one field is set. The HTTP front builds it from `response_format`, vLLM's `guided_*` fields or
+    `structured_outputs`, and from `tool_choice` "required" / a named function; the engine compiles it with
+    the grammar engine (serving/structured_output.py) against the tokenizer it serves.
+    """
+
+    json_schema: dict | None = None  # a JSON schema; {} or {"type": "object"} is OpenAI's JSON mode
+    regex: str | None = None
+    choice: list[str] | None = None  # the output is exactly one of these strings
+    grammar: str | None = None  # a Lark grammar (llguidance's dialect), vLLM's guided_grammar
+
+    @model_validator(mode="after")
+    def _exactly_one(self):
+        given = [name for name in ("json_schema", "regex", "choice", "grammar") if getattr(self, name) is not None]
+        if len(given) != 1:
+            raise ValueError(f"a structured output sets exactly one of json_schema, regex, choice, grammar (got {given})")
+        return self
 
 
 class GenerationRequest(BaseModel):
@@ -26,6 +47,7 @@ class GenerationRequest(BaseModel):
     echo: bool = False
     ignore_eos: bool = False  # generate exactly max_tokens (as vLLM's option): load tests with equal work per request
     request_id: str | None = None  # names the request for cancel(); unique among those in flight
+    structured: StructuredOutput | None = None  # constrained decoding (JSON schema, regex, choice, grammar)
 
 
 class TokenLogprob(BaseModel):
