@@ -38,14 +38,18 @@ class Tokenizer(Protocol):
     def encode(self, text: str) -> list[int]: ...
     def decode(self, ids: list[int]) -> str: ...
     def token_str(self, token_id: int) -> str: ...
-    def apply_chat_template(self, messages: list[dict[str, str]], add_generation_prompt: bool = True) -> str: ...
+    def apply_chat_template(self, messages: list[dict[str, Any]], add_generation_prompt: bool = True, *,
+                            tools: list[dict[str, Any]] | None = None, continue_final_message: bool = False,
+                            **template_kwargs: Any) -> str: ...
 
 
-def _default_chat(messages: list[dict[str, str]], add_generation_prompt: bool, bos: str, eos: str) -> str:
+def _default_chat(messages: list[dict[str, Any]], add_generation_prompt: bool, bos: str, eos: str,
+                  tools: list[dict[str, Any]] | None = None, continue_final_message: bool = False) -> str:
     """The project's fallback template, for tokenizers that carry none; it always ends ready for
-    the assistant's turn."""
-    if not add_generation_prompt:
-        raise ValueError("add_generation_prompt=false needs the checkpoint's own chat template; this tokenizer has none")
+    the assistant's turn, and renders no tools (the front refuses tools it cannot render)."""
+    if not add_generation_prompt or continue_final_message:
+        raise ValueError("add_generation_prompt=false and continue_final_message need the checkpoint's own chat "
+                         "template; this tokenizer has none")
     from pytest_nemo_eval.serving.chat_template import render_chat
 
     return render_chat(messages, None, bos_token=bos, eos_token=eos)
@@ -120,10 +124,22 @@ class HFTokenizer:
     def token_str(self, token_id: int) -> str:
         return self._tok.decode([token_id], skip_special_tokens=False)
 
-    def apply_chat_template(self, messages: list[dict[str, str]], add_generation_prompt: bool = True) -> str:
+    @property
+    def hf(self) -> Any:
+        """The transformers tokenizer itself (the grammar engine builds its token table from it)."""
+        return self._tok
+
+    def apply_chat_template(self, messages: list[dict[str, Any]], add_generation_prompt: bool = True, *,
+                            tools: list[dict[str, Any]] | None = None, continue_final_message: bool = False,
+                            **template_kwargs: Any) -> str:
+        """transformers' apply_chat_template, as vLLM calls it: tools and the request's chat_template_kwargs
+        reach the template."""
         if self.chat_template is None:
-            return _default_chat(messages, add_generation_prompt, self._tok.bos_token or "", self._tok.eos_token)
-        return self._tok.apply_chat_template(messages, add_generation_prompt=add_generation_prompt, tokenize=False)
+            return _default_chat(messages, add_generation_prompt, self._tok.bos_token or "", self._tok.eos_token,
+                                 tools, continue_final_message)
+        return self._tok.apply_chat_template(
+            messages, tools=tools, add_generation_prompt=add_generation_prompt,
+            continue_final_message=continue_final_message, tokenize=False, **template_kwargs)
 
 
 class SentencePieceTokenizer:
@@ -152,9 +168,12 @@ class SentencePieceTokenizer:
     def token_str(self, token_id: int) -> str:
         return self._sp.id_to_piece(token_id).replace("\u2581", " ")
 
-    def apply_chat_template(self, messages: list[dict[str, str]], add_generation_prompt: bool = True) -> str:
+    def apply_chat_template(self, messages: list[dict[str, Any]], add_generation_prompt: bool = True, *,
+                            tools: list[dict[str, Any]] | None = None, continue_final_message: bool = False,
+                            **template_kwargs: Any) -> str:
         bos = self._sp.id_to_piece(self.bos_id) if self.bos_id is not None else ""
-        return _default_chat(messages, add_generation_prompt, bos, self._sp.id_to_piece(self.eos_id))
+        return _default_chat(messages, add_generation_prompt, bos, self._sp.id_to_piece(self.eos_id), tools,
+                             continue_final_message)
 
 
 def load_tokenizer(context_dir: Path) -> Tokenizer:
