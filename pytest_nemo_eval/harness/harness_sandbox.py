@@ -174,23 +174,28 @@ def sandbox_environment(base: dict[str, str], *, home: Path, passed_names: list[
     return env
 
 
+def _expanded(path: str | Path) -> Path:
+    """`~` and `$VAR` expanded, as huggingface_hub expands every cache path it reads from the environment."""
+    return Path(os.path.expandvars(os.path.expanduser(str(path))))
+
+
 def user_cache_home() -> Path:
     """The user's XDG cache folder ($XDG_CACHE_HOME, else ~/.cache)."""
-    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
+    return _expanded(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
 
 
 def user_hf_home() -> Path:
     """The user's Hugging Face home as huggingface_hub finds it (constants.HF_HOME): $HF_HOME, else
-    huggingface/ in the XDG cache folder."""
-    return Path(os.environ.get("HF_HOME") or user_cache_home() / "huggingface")
+    huggingface/ in the XDG cache folder, `~` and `$VAR` expanded (an empty variable counts as unset)."""
+    return _expanded(os.environ.get("HF_HOME") or user_cache_home() / "huggingface")
 
 
 def hf_caches() -> dict[str, Path]:
     """The host's Hugging Face datasets and hub caches that exist (bound writable: datasets locks files)."""
     hf_home = user_hf_home()
     caches = {
-        "HF_DATASETS_CACHE": Path(os.environ.get("HF_DATASETS_CACHE") or hf_home / "datasets"),
-        "HF_HUB_CACHE": Path(os.environ.get("HF_HUB_CACHE") or hf_home / "hub"),
+        "HF_DATASETS_CACHE": _expanded(os.environ.get("HF_DATASETS_CACHE") or hf_home / "datasets"),
+        "HF_HUB_CACHE": _expanded(os.environ.get("HF_HUB_CACHE") or hf_home / "hub"),
     }
     return {name: path.resolve() for name, path in caches.items() if path.is_dir()}
 
