@@ -62,9 +62,18 @@ def test_an_errored_result_reads_back_as_error_with_its_scores():
 
 
 def test_threshold_text_parses_back_exactly():
-    for threshold in (Threshold(min=0.5), Threshold(max=1e-3), Threshold(min=-2.5, max=3), Threshold(min=0.123456789)):
+    """The JUnit property (describe_threshold) keeps every digit; the human form (Threshold.describe, :g)
+    parses back to 6 significant digits, so it is not what the JUnit file stores."""
+    for threshold in (Threshold(min=0.5), Threshold(max=1e-3), Threshold(min=-2.5, max=3), Threshold(min=0.123456789),
+                      Threshold(min=1 / 3, max=0.987654321987)):
         assert parse_threshold(describe_threshold(threshold)) == threshold
-        assert parse_threshold(threshold.describe()) == threshold or threshold.min == 0.123456789  # :g rounds
+        human = parse_threshold(threshold.describe())
+        for got, want in ((human.min, threshold.min), (human.max, threshold.max)):
+            assert (got is None) == (want is None) and (want is None or got == pytest.approx(want, rel=5e-6))
+        stored = dict(to_properties(_result().model_copy(update={"metrics": {"m": MetricResult(
+            value=0.5, threshold=threshold)}})))["nemo.metric.m.threshold"]
+        assert parse_threshold(stored) == threshold
+    assert threshold.describe() == "[0.333333, 0.987654]"  # the rounding the exact form exists for
     assert parse_threshold("about 0.5") is None
 
 
