@@ -12,7 +12,7 @@ import signal
 import sys
 
 from .config import AdapterConfig
-from .interceptors.cache import CacheError
+from .response_cache import CacheError
 from .server import ProxyServer
 
 READY_PREFIX = "nemo-eval proxy listening on "

@@ -3,7 +3,7 @@
 One key per built-in interceptor (None or `enabled: false` = off), plus
 `custom` for user interceptors registered by name and `max_body_bytes`. The
 interceptor keys are not written here: each interceptor's module declares its
-config model (registry.py), and the model is built from them, so adding an
+config model (registry.py; builtins.py finds them), and the model is built from them, so adding an
 interceptor adds its key. The same model is read from YAML
 (`nemo-eval proxy --config`), sent as JSON by xdist workers
 (`POST /_nemo/benchmarks`) and built in Python by the pytest plugin.
@@ -17,7 +17,8 @@ from typing import Any, Optional
 import yaml
 from pydantic import Field, ValidationError, create_model, model_validator
 
-from .registry import Interceptor, StrictConfig, builtin_interceptors
+from .builtins import builtin_interceptors
+from .registry import Interceptor, StrictConfig
 
 
 class CustomInterceptor(StrictConfig):

@@ -19,8 +19,9 @@ from pathlib import Path
 
 from .config import AdapterConfig
 from .exchange import ProxyRequest, ProxyResponse, error_response
-from .interceptors.cache import ResponseCache
-from .registry import ChainContext, Handler, Interceptor, build_chain
+from .chain import build_chain
+from .registry import ChainContext, Handler, Interceptor
+from .response_cache import ResponseCache
 from .stats import ProxyStats, StatsRecorder, merge_stats
 from .streaming import wants_stream
 from .upstream import Upstream

@@ -24,7 +24,8 @@ import requests
 import pytest_nemo_eval
 from pytest_nemo_eval.adapters import AdapterConfig, CustomInterceptor, Interceptor, register_interceptor
 from pytest_nemo_eval.adapters.cli import READY_PREFIX
-from pytest_nemo_eval.adapters.registry import CUSTOM_SLOT, chain_order
+from pytest_nemo_eval.adapters.builtins import chain_order
+from pytest_nemo_eval.adapters.registry import CUSTOM_SLOT
 
 from .openai_calls import completion
 
@@ -135,7 +136,7 @@ def test_a_new_interceptor_is_one_new_file(upstream, tmp_path):
             reply = completion(http, url, "hi")
             assert reply.status_code == 200, reply.text
             assert reply.json()["received"]["prompt"] == "hi!!" and reply.json()["received"]["max_tokens"] == 3
-            chain = _run_in_copy(env, "from pytest_nemo_eval.adapters.registry import chain_order; print(*chain_order())")
+            chain = _run_in_copy(env, "from pytest_nemo_eval.adapters.builtins import chain_order; print(*chain_order())")
             assert chain.split() == [*DOCUMENTED_ORDER[:5], "prompt_suffix", *DOCUMENTED_ORDER[5:]]
     finally:
         process.send_signal(signal.SIGINT)
