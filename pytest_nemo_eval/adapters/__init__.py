@@ -9,6 +9,7 @@ processes that talk to a proxy they did not start.
 from .config import AdapterConfig, CustomInterceptor
 from .exchange import ProxyRequest, ProxyResponse
 from .interceptors.cache import CacheConfig
+from .interceptors.modify_tools import ModifyToolsConfig
 from .interceptors.payload_modifier import PayloadModifierConfig
 from .interceptors.reasoning import ReasoningConfig
 from .interceptors.request_logging import LoggingConfig
@@ -19,7 +20,7 @@ from .server import ProxyServer
 from .stats import ProxyStats
 
 __all__ = [
-    "AdapterConfig", "CacheConfig", "CustomInterceptor", "Interceptor", "LoggingConfig", "PayloadModifierConfig",
+    "AdapterConfig", "CacheConfig", "CustomInterceptor", "Interceptor", "LoggingConfig", "ModifyToolsConfig", "PayloadModifierConfig",
     "ProxyRequest", "ProxyResponse", "ProxyServer", "ProxyStats", "ReasoningConfig", "RetryConfig",
     "SystemMessageConfig", "register_interceptor",
 ]

@@ -30,7 +30,7 @@ from pytest_nemo_eval.adapters.registry import CUSTOM_SLOT
 from .openai_calls import completion
 
 README = Path(pytest_nemo_eval.__file__).parent / "adapters" / "README.md"
-DOCUMENTED_ORDER = ("stats", "response_logging", "reasoning", "system_message", "payload_modifier",
+DOCUMENTED_ORDER = ("stats", "response_logging", "reasoning", "system_message", "modify_tools", "payload_modifier",
                     CUSTOM_SLOT, "request_logging", "cache", "retry")
 
 # One self-contained file: its config model, its name, its place (between payload_modifier, 40, and the
@@ -78,7 +78,7 @@ class PassThrough(Interceptor):
 
 def test_a_route_built_with_everything_on_nests_in_that_order(upstream, start_proxy):
     config = AdapterConfig.parse_user({
-        "system_message": "S", "payload_modifier": {}, "request_logging": {}, "response_logging": {},
+        "system_message": "S", "modify_tools": {"strip_properties": ["x"]}, "payload_modifier": {}, "request_logging": {}, "response_logging": {},
         "reasoning": {}, "cache": "reuse", "retry": {"max_retries": 0},
         "custom": [{"name": "test_registry_pass"}],
     })
@@ -137,7 +137,7 @@ def test_a_new_interceptor_is_one_new_file(upstream, tmp_path):
             assert reply.status_code == 200, reply.text
             assert reply.json()["received"]["prompt"] == "hi!!" and reply.json()["received"]["max_tokens"] == 3
             chain = _run_in_copy(env, "from pytest_nemo_eval.adapters.builtins import chain_order; print(*chain_order())")
-            assert chain.split() == [*DOCUMENTED_ORDER[:5], "prompt_suffix", *DOCUMENTED_ORDER[5:]]
+            assert chain.split() == [*DOCUMENTED_ORDER[:6], "prompt_suffix", *DOCUMENTED_ORDER[6:]]
     finally:
         process.send_signal(signal.SIGINT)
         assert process.wait(timeout=60) == 0
