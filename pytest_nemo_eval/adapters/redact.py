@@ -16,12 +16,20 @@ def redact_headers(headers: dict[str, str]) -> dict[str, str]:
     return {k: (REDACTED if k.lower() in SECRET_HEADERS else v) for k, v in headers.items()}
 
 
-def redact_value(value: Any, secrets: tuple[str, ...] = ()) -> Any:
-    """Copy of a JSON value with key-like fields and any known secret string masked."""
+# Request fields whose values are JSON schemas: a tool's `api_key` or `password` property is a schema the
+# model sees, not a secret, and the log must show it as sent. Known secret values are still masked there.
+SCHEMA_FIELDS = frozenset({"tools", "functions", "response_format", "guided_json"})
+
+
+def redact_value(value: Any, secrets: tuple[str, ...] = (), *, by_name: bool = True) -> Any:
+    """Copy of a JSON value with key-like fields and any known secret string masked
+    (fields are not masked by name inside `SCHEMA_FIELDS`)."""
     if isinstance(value, dict):
-        return {k: (REDACTED if _is_secret_field(k) else redact_value(v, secrets)) for k, v in value.items()}
+        return {k: (REDACTED if by_name and _is_secret_field(k)
+                    else redact_value(v, secrets, by_name=by_name and k not in SCHEMA_FIELDS))
+                for k, v in value.items()}
     if isinstance(value, list):
-        return [redact_value(v, secrets) for v in value]
+        return [redact_value(v, secrets, by_name=by_name) for v in value]
     if isinstance(value, str) and secrets:
         for secret in secrets:
             if secret and secret in value:

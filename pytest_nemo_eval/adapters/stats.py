@@ -10,7 +10,7 @@ from __future__ import annotations
 import math
 import threading
 from array import array
-from typing import Iterable
+from typing import Any, Iterable, NamedTuple
 
 from pydantic import BaseModel
 
@@ -32,12 +32,44 @@ class ProxyStats(BaseModel):
     prompt_tokens: int = 0
     completion_tokens: int = 0
     reasoning_tokens: int = 0
+    # tool traffic: answers (choices) carrying tool calls, the calls in them, and answers the server marked
+    # as a tool call it could not parse (vLLM's `stop_reason` "tool_call_<why>", the raw text in `content`)
+    tool_call_replies: int = 0
+    tool_calls: int = 0
+    tool_call_errors: int = 0
     status_counts: dict[str, int] = {}
     last_error: str | None = None
 
     @property
     def successes(self) -> int:
         return self.requests - self.errors
+
+
+class ToolCounts(NamedTuple):
+    replies: int = 0  # choices whose message carries at least one tool call
+    calls: int = 0  # tool calls in them
+    errors: int = 0  # choices with a `stop_reason` starting "tool_call_" (a call the server could not parse)
+
+
+TOOL_CALL_ERROR_PREFIX = "tool_call_"
+
+
+def tool_counts(body: Any) -> ToolCounts:
+    """The tool traffic of one OpenAI chat reply (or the reply a stream assembles to, streaming.assemble)."""
+    choices = body.get("choices") if isinstance(body, dict) else None
+    replies = calls = errors = 0
+    for choice in choices if isinstance(choices, list) else ():
+        if not isinstance(choice, dict):
+            continue
+        message = choice.get("message")
+        made = message.get("tool_calls") if isinstance(message, dict) else None
+        if isinstance(made, list) and made:
+            replies += 1
+            calls += len(made)
+        stop_reason = choice.get("stop_reason")
+        if isinstance(stop_reason, str) and stop_reason.startswith(TOOL_CALL_ERROR_PREFIX):
+            errors += 1
+    return ToolCounts(replies, calls, errors)
 
 
 def _percentile(sorted_values: list[float], fraction: float) -> float | None:
@@ -52,7 +84,8 @@ class StatsRecorder:
     """Thread-safe accumulator for one route."""
 
     _COUNTERS = ("requests", "errors", "in_flight", "cache_hits", "cache_errors", "retries", "upstream_calls",
-                 "prompt_tokens", "completion_tokens", "reasoning_tokens")
+                 "prompt_tokens", "completion_tokens", "reasoning_tokens", "tool_call_replies", "tool_calls",
+                 "tool_call_errors")
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
@@ -69,7 +102,8 @@ class StatsRecorder:
         self.add("in_flight")
 
     def finished(self, *, status: int, latency_ms: float | None, error: str | None, cache_hit: bool,
-                 prompt_tokens: int = 0, completion_tokens: int = 0, reasoning_tokens: int = 0) -> None:
+                 prompt_tokens: int = 0, completion_tokens: int = 0, reasoning_tokens: int = 0,
+                 tools: "ToolCounts | None" = None) -> None:
         """Record one finished request; everything in one critical section, so totals add up."""
         key = str(status)
         with self._lock:
@@ -84,6 +118,10 @@ class StatsRecorder:
             counts["prompt_tokens"] += prompt_tokens
             counts["completion_tokens"] += completion_tokens
             counts["reasoning_tokens"] += reasoning_tokens
+            if tools is not None:
+                counts["tool_call_replies"] += tools.replies
+                counts["tool_calls"] += tools.calls
+                counts["tool_call_errors"] += tools.errors
             self._status_counts[key] = self._status_counts.get(key, 0) + 1
             if latency_ms is not None:  # None: refused before any work, not a latency sample
                 self._latencies_ms.append(latency_ms)

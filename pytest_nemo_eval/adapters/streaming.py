@@ -61,7 +61,9 @@ def assemble(body: bytes) -> dict[str, Any] | None:
     """The OpenAI response a stream of completion or chat chunks amounts to (None when it holds none).
 
     Choices are joined by index: text (or message content) concatenated, logprobs entries appended,
-    the last finish_reason kept; `usage` from the include_usage chunk; an in-stream error as `error`."""
+    tool calls joined by their index (id, type and name as first sent, argument fragments concatenated,
+    as OpenAI and vLLM stream them), the last finish_reason and vLLM's stop_reason kept; `usage` from
+    the include_usage chunk; an in-stream error as `error`."""
     merged: dict[str, Any] | None = None
     choices: dict[int, dict[str, Any]] = {}
     for payload in sse_payloads(body):
@@ -93,6 +95,8 @@ def assemble(body: bytes) -> dict[str, Any] | None:
 def _merge_choice(into: dict[str, Any], piece: dict[str, Any]) -> None:
     if piece.get("finish_reason") is not None:
         into["finish_reason"] = piece["finish_reason"]
+    if piece.get("stop_reason") is not None:
+        into["stop_reason"] = piece["stop_reason"]
     delta = piece.get("delta")
     if isinstance(delta, dict):  # chat chunk
         message = into.setdefault("message", {"role": "assistant", "content": ""})
@@ -100,6 +104,11 @@ def _merge_choice(into: dict[str, Any], piece: dict[str, Any]) -> None:
             message["role"] = delta["role"]
         if isinstance(delta.get("content"), str):
             message["content"] += delta["content"]
+        for key in ("reasoning_content", "reasoning"):
+            if isinstance(delta.get(key), str):
+                message[key] = message.get(key, "") + delta[key]
+        if isinstance(delta.get("tool_calls"), list):
+            _merge_tool_calls(message.setdefault("tool_calls", []), delta["tool_calls"])
         content = (piece.get("logprobs") or {}).get("content")
         if isinstance(content, list):
             into.setdefault("logprobs", {"content": []})["content"].extend(content)
@@ -111,3 +120,26 @@ def _merge_choice(into: dict[str, Any], piece: dict[str, Any]) -> None:
                                                  "text_offset": []})
             for key in block:
                 block[key].extend(logprobs.get(key) or [])
+
+
+def _merge_tool_calls(calls: list[dict[str, Any]], pieces: list[Any]) -> None:
+    """Fold a delta's `tool_calls` into the calls so far: a piece with a new `index` starts a call
+    (`{index, id, type, function: {name, arguments}}`), later pieces of that index add argument text."""
+    for piece in pieces:
+        if not isinstance(piece, dict):
+            continue
+        index = piece.get("index", len(calls))
+        call = next((c for c in calls if c.get("index") == index), None)
+        if call is None:
+            call = {"index": index, "id": None, "type": "function", "function": {"name": None, "arguments": ""}}
+            calls.append(call)
+        if isinstance(piece.get("id"), str) and call["id"] is None:
+            call["id"] = piece["id"]
+        if isinstance(piece.get("type"), str):
+            call["type"] = piece["type"]
+        function = piece.get("function")
+        if isinstance(function, dict):
+            if isinstance(function.get("name"), str) and not call["function"]["name"]:
+                call["function"]["name"] = function["name"]
+            if isinstance(function.get("arguments"), str):
+                call["function"]["arguments"] += function["arguments"]

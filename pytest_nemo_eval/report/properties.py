@@ -11,7 +11,8 @@ Test case properties (one test case = one benchmark):
     nemo.samples_file, nemo.results_file, nemo.proxy_log
     nemo.code_isolation        the boundary a code benchmark's model-written code ran behind:
                                container | bubblewrap | unsandboxed, or none (harness/code_isolation.py)
-    nemo.proxy.<counter>       requests, cache_hits, errors, retries, latency_p50_ms, tokens ...
+    nemo.proxy.<counter>       requests, cache_hits, errors, retries, latency_p50_ms, tokens ...,
+                               tool_call_replies, tool_calls, tool_call_errors (adapters/stats.py)
     nemo.judge.model, nemo.judge.url, nemo.judge.<counter>   a judged benchmark's judge route (runner/judge.py)
     nemo.metric.<metric>.<field>   field = value | stderr | threshold | direction | verdict | ci
 
@@ -44,6 +45,9 @@ PROXY_FIELDS = (
     "prompt_tokens",
     "completion_tokens",
     "reasoning_tokens",
+    "tool_call_replies",
+    "tool_calls",
+    "tool_call_errors",
 )
 # BenchmarkResult fields written as `nemo.<field>` (in this order), and read back by name.
 FACT_FIELDS = (

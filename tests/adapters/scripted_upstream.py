@@ -4,11 +4,14 @@ double: it lives with the tests and the proxy benchmark, not in the package user
 Not a model: it answers `/v1/completions` and `/v1/chat/completions` by echoing
 the request (`received` holds the body it got, `id` counts calls, so a cached
 reply is recognisable), and can be told to misbehave on purpose: fail the next
-N requests with a status, hang, or answer non-JSON. It is a plain WSGI app on
+N requests with a status, hang, or answer non-JSON. `tool_reply` makes chat
+answers tool calls shaped as vLLM sends them (streamed too), or an unparsable
+call (`stop_reason: "tool_call_invalid"`); `last_reply` keeps the bytes last sent. It is a plain WSGI app on
 waitress (no framework) so it is fast enough to benchmark the proxy against.
 
     python tests/adapters/scripted_upstream.py --port 0   # prints "listening on URL"
-    POST /_script {"fail_next": 3, "fail_status": 500, "hang_s": 0, "non_json": false}
+    POST /_script {"fail_next": 3, "fail_status": 500, "hang_s": 0, "non_json": false,
+                   "tool_reply": {"calls": [{"name": "f", "arguments": "{}"}], "content": null, "stop_reason": null}}
     GET  /_script -> {"calls": N, ...}
 """
 
@@ -37,13 +40,15 @@ class Script:
         self.hang_s = 0.0
         self.non_json = False
         self.reply_prefix = ""
+        self.tool_reply: dict[str, Any] | None = None
+        self.last_reply = b""
         self.calls = 0
         self._ids = itertools.count(1)
 
     def update(self, changes: dict[str, Any]) -> None:
         with self.lock:
             for key, value in changes.items():
-                if key not in ("fail_next", "fail_status", "hang_s", "non_json", "reply_prefix"):
+                if key not in ("fail_next", "fail_status", "hang_s", "non_json", "reply_prefix", "tool_reply"):
                     raise KeyError(key)
                 setattr(self, key, value)
 
@@ -83,6 +88,8 @@ def make_app(script: Script) -> Callable:
             start_response("200 OK", [("Content-Type", "text/html"), ("Content-Length", "26")])
             return [b"<html>Bad Gateway!</html>\n"]
         request = json.loads(raw)
+        if script.tool_reply is not None and path.endswith("chat/completions"):
+            return _tool_reply(start_response, script, call_id, request)
         reply = _completion(call_id, path, request, script.reply_prefix)
         if request.get("stream"):
             events = f"data: {json.dumps(reply)}\n\ndata: [DONE]\n\n".encode()
@@ -116,8 +123,52 @@ def _completion(call_id: int, path: str, body: dict, prefix: str) -> dict:
     }
 
 
-def _reply(start_response, status: int, payload: dict) -> list[bytes]:
+def _tool_reply(start_response, script: Script, call_id: int, request: dict) -> list[bytes]:
+    """A chat answer as vLLM's tool parsers produce it: `message.tool_calls` (arguments a JSON string),
+    `content` the text before the call or null, finish_reason `tool_calls`; or, with `stop_reason`
+    `tool_call_<why>`, no calls and the raw text in `content`. Streamed as vLLM streams it: a role
+    delta, the content, per call its head then its arguments in two fragments, then the finish."""
+    spec = script.tool_reply or {}
+    calls = [{"id": f"chatcmpl-tool-{call_id:08x}{i:02x}", "type": "function",
+              "function": {"name": c["name"], "arguments": c.get("arguments", "{}")}}
+             for i, c in enumerate(spec.get("calls") or [])]
+    content = spec.get("content")
+    finish = "tool_calls" if calls else "stop"
+    head = {"id": f"chatcmpl-{call_id}", "created": 1700000000, "model": request.get("model", MODEL_ID)}
+    usage = {"prompt_tokens": 7, "completion_tokens": 11, "total_tokens": 18}
+    if not request.get("stream"):
+        message = {"role": "assistant", "content": content, "tool_calls": calls}
+        reply = {**head, "object": "chat.completion", "usage": usage,
+                 "choices": [{"index": 0, "message": message, "finish_reason": finish,
+                              "stop_reason": spec.get("stop_reason")}]}
+        return _reply(start_response, 200, reply, script)
+
+    def chunk(delta: dict, **extra) -> str:
+        body = {**head, "object": "chat.completion.chunk", "choices": [{"index": 0, "delta": delta, **extra}]}
+        return f"data: {json.dumps(body)}\n\n"
+
+    events = [chunk({"role": "assistant", "content": ""})]
+    if content:
+        events.append(chunk({"content": content}))
+    for i, call in enumerate(calls):
+        events.append(chunk({"tool_calls": [{"index": i, "id": call["id"], "type": "function",
+                                             "function": {"name": call["function"]["name"]}}]}))
+        arguments = call["function"]["arguments"]
+        for part in (arguments[: len(arguments) // 2], arguments[len(arguments) // 2:]):
+            events.append(chunk({"tool_calls": [{"index": i, "function": {"arguments": part}}]}))
+    events.append(chunk({}, finish_reason=finish, stop_reason=spec.get("stop_reason")))
+    if (request.get("stream_options") or {}).get("include_usage"):
+        events.append(f"data: {json.dumps({**head, 'object': 'chat.completion.chunk', 'choices': [], 'usage': usage})}\n\n")
+    data = ("".join(events) + "data: [DONE]\n\n").encode()
+    script.last_reply = data
+    start_response("200 OK", [("Content-Type", "text/event-stream"), ("Content-Length", str(len(data)))])
+    return [data]
+
+
+def _reply(start_response, status: int, payload: dict, script: Script | None = None) -> list[bytes]:
     data = json.dumps(payload).encode()
+    if script is not None:
+        script.last_reply = data
     start_response(f"{status} X", [("Content-Type", "application/json"), ("Content-Length", str(len(data)))])
     return [data]
 

@@ -1,7 +1,9 @@
-"""Stats: count every exchange, its latency, tokens, cache hits and errors.
+"""Stats: count every exchange, its latency, tokens, cache hits, errors and tool calls.
 
 Outermost in the chain, so its latency is the proxy's whole turnaround and no
-request escapes the count. Token counts come from the OpenAI `usage` block.
+request escapes the count. Token counts come from the OpenAI `usage` block;
+tool calls from the replies' `message.tool_calls` and vLLM's `stop_reason`
+(stats.tool_counts), cache hits included: they are what the harness got.
 """
 
 from __future__ import annotations
@@ -10,6 +12,7 @@ import time
 
 from ..exchange import ProxyRequest, ProxyResponse
 from ..registry import Handler, Interceptor, register_interceptor
+from ..stats import tool_counts
 from ..streaming import assemble
 
 
@@ -33,7 +36,8 @@ class StatsInterceptor(Interceptor):
             elif response is None:  # an interceptor raised: the server turns it into a 500
                 recorder.finished(status=500, latency_ms=latency_ms, error="internal proxy error", cache_hit=False)
             else:
-                usage = _usage(response)
+                reply = _reply(response)
+                usage = _usage(reply)
                 recorder.finished(
                     status=response.status,
                     latency_ms=latency_ms,
@@ -42,6 +46,7 @@ class StatsInterceptor(Interceptor):
                     prompt_tokens=usage.get("prompt_tokens", 0),
                     completion_tokens=usage.get("completion_tokens", 0),
                     reasoning_tokens=request.meta.get("reasoning_tokens", 0),
+                    tools=tool_counts(reply),
                 )
 
 
@@ -57,13 +62,18 @@ class StatsInterceptor(Interceptor):
             prompt_tokens=usage.get("prompt_tokens", 0) if isinstance(usage.get("prompt_tokens"), int) else 0,
             completion_tokens=usage.get("completion_tokens", 0) if isinstance(usage.get("completion_tokens"), int) else 0,
             reasoning_tokens=0,
+            tools=tool_counts(assembled),
         )
 
 
-def _usage(response: ProxyResponse) -> dict[str, int]:
+def _reply(response: ProxyResponse) -> object:
+    """A successful JSON reply's parsed body; None for errors and other content."""
     if not response.ok or not response.content_type.startswith("application/json"):
-        return {}
-    body = response.json()
+        return None
+    return response.json()
+
+
+def _usage(body: object) -> dict[str, int]:
     usage = body.get("usage") if isinstance(body, dict) else None
     if not isinstance(usage, dict):
         return {}
