@@ -29,6 +29,8 @@ SETTINGS: list[tuple[str, str, tuple[str, ...] | None]] = [
     ("replica-cpus", "Deployment (ray, on CPU): CPUs Ray reserves for each replica.", None),
     ("ray-address", "Deployment (ray): an existing Ray cluster (auto, HOST:PORT, ray://HOST:PORT); default: a "
      "private local head, shut down at the end.", None),
+    ("tool-parser", "Deployment: the tool-call output format to parse (hermes, llama3_json, mistral, pythonic, as "
+     "vLLM's --tool-call-parser); default: chosen from the checkpoint's chat template.", None),
     ("startup-timeout", "Deployment: seconds to wait for the server to become ready.", None),
     ("progress-interval", "Seconds between progress lines for a running benchmark (0 = off).", None),
     ("mlflow-uri", "Export the run to this MLflow tracking server (default: $MLFLOW_TRACKING_URI when set).", None),

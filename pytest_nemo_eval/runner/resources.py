@@ -246,6 +246,7 @@ class LocalResources:
             replicas=opts.replicas,
             replica_cpus=opts.replica_cpus,
             ray_address=opts.ray_address,
+            tool_parser=opts.tool_parser,
             startup_timeout_s=opts.startup_timeout,
             log_path=output_dir / "deploy.log",
         )

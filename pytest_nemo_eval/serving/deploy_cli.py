@@ -58,6 +58,9 @@ def build_parser(prog: str) -> argparse.ArgumentParser:
                         help="ray, on CPU: CPUs Ray reserves for each replica (default 1)")
     parser.add_argument("--ray-address", "--nemo-ray-address", default=None,
                         help="ray: an existing cluster (auto, HOST:PORT, ray://HOST:PORT); default: a private local head")
+    parser.add_argument("--tool-parser", "--nemo-tool-parser", default=None,
+                        help="tool-call output format (hermes, llama3_json, mistral, pythonic: vLLM's names); "
+                             "default: chosen from the checkpoint's chat template")
     parser.add_argument("--settings-json", metavar="JSON",
                         help="every setting above as one JSON object (serving.settings.ServeSettings); used by the "
                              "launcher instead of the flags")
@@ -92,7 +95,8 @@ def _settings(args: argparse.Namespace) -> "StackSettings":
                          max_batch_size=args.max_batch_size, max_queue_delay_us=args.max_queue_delay_us,
                          tensor_parallel=args.tensor_parallel, pipeline_parallel=args.pipeline_parallel,
                          device=args.device, http_threads=args.http_threads, backend=args.backend,
-                         replicas=args.replicas, replica_cpus=args.replica_cpus, ray_address=args.ray_address)
+                         replicas=args.replicas, replica_cpus=args.replica_cpus, ray_address=args.ray_address,
+                         tool_parser=args.tool_parser)
 
 
 def _startup_error(exc: BaseException, settings: "StackSettings | None") -> str | None:

@@ -40,11 +40,15 @@ from pydantic import ValidationError
 from werkzeug.exceptions import HTTPException
 
 from pytest_nemo_eval.serving.backend import GenerationBackend, Health, ModelInfo
+from pytest_nemo_eval.serving.chat.constraints import requested_constraint, tool_constraint
+from pytest_nemo_eval.serving.chat.prompt import render_prompt
+from pytest_nemo_eval.serving.chat.replies import ReplyShaper, chat_logprobs
 from pytest_nemo_eval.serving.generation import (
     GenerationDelta,
     GenerationFailed,
     GenerationRequest,
     GenerationResult,
+    StructuredOutput,
     TokenLogprob,
     choice_seed,
 )
@@ -57,6 +61,7 @@ from pytest_nemo_eval.serving.openai_schema import (
     TokenizeRequest,
 )
 from pytest_nemo_eval.serving.token_text import TokenText
+from pytest_nemo_eval.serving.tool_parsers import ToolParser, choose_parser
 
 LOGGER = logging.getLogger(__name__)
 DEFAULT_COMPLETION_MAX_TOKENS = 16  # OpenAI's default for /v1/completions
@@ -75,16 +80,35 @@ class ServedModel:
     stream: Callable[[GenerationRequest], Iterator[GenerationDelta]] | None = None
     cancel: Callable[[str], Any] = lambda request_id: None
     health: Callable[[], Health] = lambda: Health(True)
+    tool_parser_name: str | None = None  # --nemo-tool-parser; None: chosen from the chat template
+    ignored_fields: set[str] = field(default_factory=set)  # unknown request fields seen (each logged once)
     _text: TokenText | None = field(default=None, repr=False)
+    _tool_parser: ToolParser | None = field(default=None, repr=False)
 
     @classmethod
-    def of_backend(cls, backend: GenerationBackend) -> "ServedModel":
+    def of_backend(cls, backend: GenerationBackend, *, tool_parser: str | None = None) -> "ServedModel":
         """The front for `backend`, before it is started (model_id/tokenizer/max_context come with set_model)."""
+        choose_parser(tool_parser, None)  # an unknown parser name fails before the model loads
         return cls(model_id="", tokenizer=None, max_context=0, generate=backend.generate, stats=backend.stats,
-                   stream=backend.stream, cancel=backend.cancel, health=backend.health)
+                   stream=backend.stream, cancel=backend.cancel, health=backend.health, tool_parser_name=tool_parser)
 
     def set_model(self, info: ModelInfo) -> None:
         self.model_id, self.tokenizer, self.max_context = info.model_id, info.tokenizer, info.max_context
+        self._tool_parser = None
+
+    @property
+    def tool_parser(self) -> ToolParser | None:
+        """The parser named at deployment, or the one the chat template's format picks (None: no known format)."""
+        if self._tool_parser is None:
+            self._tool_parser = choose_parser(self.tool_parser_name, getattr(self.tokenizer, "chat_template", None))
+        return self._tool_parser
+
+    def note_ignored(self, body: Any) -> None:
+        """Unknown top-level fields are ignored as vLLM ignores them; each name is logged once and reported
+        (/v1/health `ignored_request_fields`, and the X-Nemo-Ignored-Fields header the proxy counts)."""
+        for name in sorted(set(body.model_extra or ()) - self.ignored_fields):
+            self.ignored_fields.add(name)
+            LOGGER.warning("ignoring the unknown request field %r (logged once per name)", name)
 
     @property
     def text(self) -> TokenText:
@@ -123,7 +147,8 @@ def create_app(served: ServedModel) -> Flask:
         state = served.health()
         if not state.ok:
             return jsonify({"status": "unavailable", "model": served.model_id, "detail": state.detail}), 503
-        return jsonify({"status": "ok", "model": served.model_id, **served.stats()})
+        return jsonify({"status": "ok", "model": served.model_id, **served.stats(),
+                        "ignored_request_fields": sorted(served.ignored_fields)})
 
     @app.get("/v1/models")
     def models() -> Response:
@@ -134,6 +159,7 @@ def create_app(served: ServedModel) -> Flask:
     @app.post("/v1/completions")
     def completions() -> Response:
         body = _parse(CompletionRequest)
+        served.note_ignored(body)
         prompts = _prompt_ids(body.prompt, served)
         max_tokens = _max_tokens(body.max_tokens, DEFAULT_COMPLETION_MAX_TOKENS, prompts, served)
         asked = [ids for ids in prompts for _ in range(body.n)]  # prompt-major, as OpenAI orders the choices
@@ -144,23 +170,33 @@ def create_app(served: ServedModel) -> Flask:
         results = _run(served, requests)
         choices = [_completion_choice(i, ids, result, body, served.text)
                    for i, (ids, result) in enumerate(zip(asked, results))]
-        return jsonify({"id": f"cmpl-{uuid.uuid4().hex}", "object": "text_completion", "created": int(time.time()),
-                        "model": served.model_id, "choices": choices, "usage": _usage(prompts, results)})
+        return _json_reply(served, body, {"id": f"cmpl-{uuid.uuid4().hex}", "object": "text_completion",
+                                          "created": int(time.time()), "model": served.model_id, "choices": choices,
+                                          "usage": _usage(prompts, results)})
 
     @app.post("/v1/chat/completions")
     def chat_completions() -> Response:
         body = _parse(ChatCompletionRequest)
-        prompts = [_check_ids(served.tokenizer.encode(_chat_prompt(body.messages, served)), served, "messages")]
+        served.note_ignored(body)
+        shaper = ReplyShaper(body, _tool_parser_for(body, served), served.text, served.tokenizer.eos_id)
+        structured = _chat_constraint(body)
+        prompt = render_prompt(served.tokenizer, body.messages, tools=body.tools,
+                               add_generation_prompt=body.add_generation_prompt,
+                               continue_final_message=body.continue_final_message,
+                               template_kwargs=body.chat_template_kwargs)
+        prompts = [_check_ids(served.tokenizer.encode(prompt), served, "messages")]
         requested = body.max_completion_tokens if body.max_completion_tokens is not None else body.max_tokens
         max_tokens = _max_tokens(requested, None, prompts, served)
         top = (body.top_logprobs or 0) if body.logprobs else None
-        requests = [_generation_request(prompts[0], body, max_tokens, top, False, choice=j) for j in range(body.n)]
+        requests = [_generation_request(prompts[0], body, max_tokens, top, False, choice=j, structured=structured)
+                    for j in range(body.n)]
         if body.stream:
-            return _stream_response(served, requests, _ChatChunks(served, body), prompts, body)
+            return _stream_response(served, requests, _ChatChunks(shaper, body), prompts, body)
         results = _run(served, requests)
-        choices = [_chat_choice(j, result, body.logprobs) for j, result in enumerate(results)]
-        return jsonify({"id": f"chatcmpl-{uuid.uuid4().hex}", "object": "chat.completion", "created": int(time.time()),
-                        "model": served.model_id, "choices": choices, "usage": _usage(prompts, results)})
+        choices = [_chat_choice(j, shaper, result, body.logprobs) for j, result in enumerate(results)]
+        return _json_reply(served, body, {"id": f"chatcmpl-{uuid.uuid4().hex}", "object": "chat.completion",
+                                          "created": int(time.time()), "model": served.model_id, "choices": choices,
+                                          "usage": _usage(prompts, results)})
 
     # -- vLLM's tokenizer routes (lm-eval's RemoteTokenizer reads these when given no tokenizer) --
     @app.get("/tokenizer_info")
@@ -185,7 +221,10 @@ def create_app(served: ServedModel) -> Flask:
         body = _parse(TokenizeRequest)
         tokenizer = served.tokenizer
         if body.messages is not None:
-            text = _chat_prompt(body.messages, served, add_generation_prompt=body.add_generation_prompt)
+            text = render_prompt(tokenizer, body.messages, tools=body.tools,
+                                 add_generation_prompt=body.add_generation_prompt,
+                                 continue_final_message=body.continue_final_message,
+                                 template_kwargs=body.chat_template_kwargs)
         else:
             text = body.prompt
         ids = tokenizer.encode(text)
@@ -211,14 +250,39 @@ def create_app(served: ServedModel) -> Flask:
     return app
 
 
-def _chat_prompt(messages, served: ServedModel, *, add_generation_prompt: bool = True) -> str:
-    """The chat messages rendered by the tokenizer's own template (transformers' apply_chat_template
-    when the checkpoint has one); a 400 when they do not fit it."""
-    rendered = [{"role": m.role, "content": m.text()} for m in messages]
+def _tool_parser_for(body: ChatCompletionRequest, served: ServedModel) -> ToolParser | None:
+    """The parser of an "auto" tool choice; refused as vLLM refuses auto without a tool-call parser."""
+    if body.tool_mode() != "auto":
+        return None
+    parser = served.tool_parser
+    if parser is None:
+        raise OpenAIError(
+            400, "\"auto\" tool choice needs a tool-call parser, and this checkpoint's chat template shows no known "
+                 "tool-call format. Start the deployment with --nemo-tool-parser NAME (hermes, llama3_json, mistral, "
+                 "pythonic), or send tool_choice \"required\", a named function, or \"none\".",
+            param="tool_choice", code="tool_parser_missing")
+    return parser
+
+
+def _chat_constraint(body: ChatCompletionRequest) -> StructuredOutput | None:
+    """The one constraint on a chat reply's tokens: a forced tool call, or a requested structured output."""
     try:
-        return served.tokenizer.apply_chat_template(rendered, add_generation_prompt=add_generation_prompt)
-    except Exception as exc:  # jinja raises many types; any of them means these messages do not fit the template
-        raise OpenAIError(400, f"The chat template cannot render these messages: {exc}", param="messages") from None
+        requested = requested_constraint(body)
+    except ValueError as exc:
+        raise OpenAIError(400, f"Invalid structured output: {exc}.", param="response_format") from None
+    forced = tool_constraint(body.tools or [], body.tool_choice, body.parallel_tool_calls)
+    if forced is not None and requested is not None:
+        raise OpenAIError(400, f"tool_choice {body.tool_choice if isinstance(body.tool_choice, str) else 'naming a function'} "
+                               f"constrains the output to a tool call, and `{requested[0]}` constrains it too; send one "
+                               "of them.", param=requested[0])
+    return forced if forced is not None else (requested[1] if requested else None)
+
+
+def _json_reply(served: ServedModel, body: SamplingParams, payload: dict[str, Any]) -> Response:
+    response = jsonify(payload)
+    if body.model_extra:
+        response.headers["X-Nemo-Ignored-Fields"] = ",".join(sorted(body.model_extra))
+    return response
 
 
 def _parse(model: type[SamplingParams]) -> Any:
@@ -273,12 +337,12 @@ def _max_tokens(requested: int | None, default: int | None, prompts: list[list[i
 
 
 def _generation_request(ids: list[int], body: SamplingParams, max_tokens: int, logprobs: int | None,
-                        echo: bool, *, choice: int) -> GenerationRequest:
+                        echo: bool, *, choice: int, structured: StructuredOutput | None = None) -> GenerationRequest:
     """Choice j of n draws with choice_seed(seed, j): reproducible, and unrelated to other seeds' choices."""
     return GenerationRequest(prompt_ids=ids, max_tokens=max_tokens, temperature=body.temperature, top_p=body.top_p,
                              top_k=body.top_k, seed=choice_seed(body.seed, choice), stop=body.stop_list(),
                              logprobs=logprobs, echo=echo, ignore_eos=body.ignore_eos,
-                             request_id=uuid.uuid4().hex)
+                             request_id=uuid.uuid4().hex, structured=structured)
 
 
 def _run(served: ServedModel, requests: list[GenerationRequest]) -> list[GenerationResult]:
@@ -290,11 +354,14 @@ def _run(served: ServedModel, requests: list[GenerationRequest]) -> list[Generat
         raise OpenAIError(500, f"Generation failed: {exc}") from None
 
 
-def _chat_choice(index: int, result: GenerationResult, logprobs: bool | None) -> dict[str, Any]:
-    choice: dict[str, Any] = {"index": index, "message": {"role": "assistant", "content": result.text},
-                              "finish_reason": result.finish_reason, "logprobs": None}
+def _chat_choice(index: int, shaper: ReplyShaper, result: GenerationResult, logprobs: bool | None) -> dict[str, Any]:
+    reply = shaper.reply(result)
+    choice: dict[str, Any] = {"index": index, "message": reply.message(), "finish_reason": reply.finish_reason,
+                              "logprobs": None}
+    if reply.stop_reason is not None:
+        choice["stop_reason"] = reply.stop_reason
     if logprobs:
-        choice["logprobs"] = _chat_logprobs(result.output_logprobs or [])
+        choice["logprobs"] = chat_logprobs(result.output_logprobs or [])
     return choice
 
 
@@ -336,13 +403,6 @@ def _logprobs_block(entries: list[TokenLogprob], offsets: list[int]) -> dict[str
     }
 
 
-def _chat_logprobs(entries: list[TokenLogprob]) -> dict[str, list]:
-    return {"content": [{"token": lp.token, "logprob": lp.logprob, "bytes": list(lp.token.encode()),
-                         "top_logprobs": [{"token": t, "logprob": v, "bytes": list(t.encode())}
-                                          for t, v in lp.top.items()]}
-                        for lp in entries]}
-
-
 def _usage(prompts: list[list[int]], results: list[GenerationResult]) -> dict[str, int]:
     prompt_tokens = sum(len(ids) for ids in prompts)
     completion_tokens = sum(len(r.output_ids) for r in results)
@@ -361,7 +421,7 @@ class _CompletionChunks:
         self.generated: dict[int, list[int]] = {}
         self.prompt_texts: dict[int, str] = {}
 
-    def choice(self, index: int, delta: GenerationDelta) -> dict[str, Any]:
+    def choices(self, index: int, delta: GenerationDelta) -> list[dict[str, Any]]:
         first = index not in self.generated
         ids = self.generated.setdefault(index, [])
         prompt_ids = self.asked[index]
@@ -383,27 +443,21 @@ class _CompletionChunks:
             offsets += all_offsets[len(ids):]
             choice["logprobs"] = _logprobs_block(entries, offsets)
         ids.extend(delta.output_ids)
-        return choice
+        return [choice]
 
 
 class _ChatChunks:
-    """Deltas of /v1/chat/completions choices as `chat.completion.chunk`s; the first names the role."""
+    """Deltas of /v1/chat/completions choices as `chat.completion.chunk`s (serving/chat/replies.py shapes them)."""
 
     object = "chat.completion.chunk"
 
-    def __init__(self, served: ServedModel, body: ChatCompletionRequest) -> None:
-        self.body = body
-        self.started: set[int] = set()
+    def __init__(self, shaper: ReplyShaper, body: ChatCompletionRequest) -> None:
+        self.shaper, self.body = shaper, body
+        self.streams: dict[int, Any] = {}
 
-    def choice(self, index: int, delta: GenerationDelta) -> dict[str, Any]:
-        message: dict[str, Any] = {}
-        if index not in self.started:
-            self.started.add(index)
-            message["role"] = "assistant"
-        message["content"] = delta.text
-        return {"index": index, "delta": message,
-                "logprobs": _chat_logprobs(delta.logprobs or []) if self.body.logprobs else None,
-                "finish_reason": delta.finish_reason}
+    def choices(self, index: int, delta: GenerationDelta) -> list[dict[str, Any]]:
+        stream = self.streams.setdefault(index, self.shaper.stream(bool(self.body.logprobs)))
+        return stream.feed(index, delta)
 
 
 def _sse(payload: Any) -> bytes:
@@ -445,10 +499,11 @@ def _stream_response(served: ServedModel, requests: list[GenerationRequest], chu
                     yield _sse(_failure(item).body())
                     break
                 completion_tokens += len(item.output_ids)
-                chunk = {**head, "choices": [chunks.choice(index, item)]}
-                if include_usage:
-                    chunk["usage"] = None
-                yield _sse(chunk)
+                for choice in chunks.choices(index, item):
+                    chunk = {**head, "choices": [choice]}
+                    if include_usage:
+                        chunk["usage"] = None
+                    yield _sse(chunk)
             if include_usage and not failed:
                 prompt_tokens = sum(len(ids) for ids in prompts)
                 yield _sse({**head, "choices": [], "usage": {

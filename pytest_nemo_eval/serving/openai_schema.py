@@ -7,30 +7,16 @@ approximation.
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictInt, StrictStr, field_validator, model_validator
 
+from pytest_nemo_eval.serving.api_error import OpenAIError  # noqa: F401 - re-exported
+from pytest_nemo_eval.serving.chat.constraints import ResponseFormat, StructuredOutputsParams
+from pytest_nemo_eval.serving.chat.messages import ChatMessage, NamedToolChoice, ToolChoice, ToolDefinition
+
 MAX_LOGPROBS = 20
 MAX_CHOICES = 128  # n: choices per prompt; they decode side by side in the engine
-
-
-class OpenAIError(Exception):
-    """An error answered as OpenAI's `{"error": {message, type, param, code}}` with an HTTP status."""
-
-    def __init__(self, status: int, message: str, *, param: str | None = None, code: str | None = None) -> None:
-        super().__init__(message)
-        self.status = status
-        self.message = message
-        self.param = param
-        self.code = code
-
-    @property
-    def type(self) -> str:
-        return "invalid_request_error" if self.status < 500 else "server_error"
-
-    def body(self) -> dict[str, Any]:
-        return {"error": {"message": self.message, "type": self.type, "param": self.param, "code": self.code}}
 
 
 class StreamOptions(BaseModel):
@@ -40,9 +26,10 @@ class StreamOptions(BaseModel):
 
 
 class SamplingParams(BaseModel):
-    """The parameters completions and chat share."""
+    """The parameters completions and chat share. Unknown top-level fields are ignored as vLLM ignores them,
+    but kept in `model_extra` so the front logs each name once and reports it (ignored_fields)."""
 
-    model_config = ConfigDict(extra="ignore")
+    model_config = ConfigDict(extra="allow")
 
     model: str | None = None
     max_tokens: int | None = Field(default=None, ge=0)
@@ -90,49 +77,56 @@ class CompletionRequest(SamplingParams):
         return value
 
 
-class ChatMessage(BaseModel):
-    model_config = ConfigDict(extra="ignore")
-
-    role: Literal["system", "user", "assistant", "tool", "developer"]
-    content: str | list[dict[str, Any]] | None = None
-
-    def text(self) -> str:
-        """The message's text; content parts of type "text" are joined, others refused."""
-        if self.content is None or isinstance(self.content, str):
-            return self.content or ""
-        texts = []
-        for part in self.content:
-            if part.get("type") != "text" or not isinstance(part.get("text"), str):
-                raise OpenAIError(400, f"content part {part.get('type')!r} is not supported; send text parts only.",
-                                  param="messages")
-            texts.append(part["text"])
-        return "".join(texts)
-
-
 class ChatCompletionRequest(SamplingParams):
-    """POST /v1/chat/completions."""
+    """POST /v1/chat/completions: every field vLLM's chat route takes that this server can honour.
+
+    Tools reach the checkpoint's chat template; `tool_choice` "auto" parses calls out of the reply with the
+    deployment's tool parser; "required" and a named function constrain the output (serving/chat/constraints.py),
+    as do `response_format`, vLLM's `guided_*` fields and `structured_outputs`.
+    """
 
     messages: list[ChatMessage] = Field(min_length=1)
     logprobs: bool = False
     top_logprobs: int | None = Field(default=None, ge=0, le=MAX_LOGPROBS)
     max_completion_tokens: int | None = Field(default=None, ge=0)
-    tools: list[Any] | None = None
-    tool_choice: Any = None
+    tools: list[ToolDefinition] | None = None
+    tool_choice: ToolChoice | None = None
+    parallel_tool_calls: bool | None = None
+    response_format: ResponseFormat | None = None
+    guided_json: dict[str, Any] | str | None = None
+    guided_regex: str | None = None
+    guided_choice: list[str] | None = None
+    guided_grammar: str | None = None
+    structured_outputs: StructuredOutputsParams | None = None
+    chat_template_kwargs: dict[str, Any] | None = None
+    add_generation_prompt: bool = True
+    continue_final_message: bool = False
+    echo: bool = False  # vLLM: the reply's content starts with the last message's when that is the assistant's
 
     @model_validator(mode="after")
-    def _no_native_function_calling(self):
-        """This server renders no `tools` into the prompt and parses no tool calls out of replies, so a request
-        that offers tools would be answered as if it offered none, and a function-calling benchmark would score
-        a model that never saw the functions. Refused instead, as vLLM refuses `auto` tool choice unless it was
-        started with a tool-call parser; `tool_choice: "none"` (no calls wanted) still passes."""
-        if self.tools and self.tool_choice != "none":
-            raise OpenAIError(
-                400, "This server does no native function calling: it renders no `tools` into the prompt and "
-                     "parses no tool calls, so this request would be answered as if it offered no tools. Describe "
-                     "the functions in the messages instead (BFCL: the *_prompting tasks, e.g. "
-                     "bfclv2_ast_prompting rather than bfclv2_ast), or send tool_choice \"none\".",
-                param="tools", code="tools_not_supported")
+    def _tool_choice_needs_tools(self):
+        """vLLM's checks: a tool choice other than none needs tools, and a named function must be one of them."""
+        if self.tool_choice not in (None, "none") and not self.tools:
+            raise ValueError("when `tool_choice` is set (other than \"none\"), `tools` must be set too")
+        if isinstance(self.tool_choice, NamedToolChoice):
+            names = [tool.function.name for tool in self.tools or []]
+            if self.tool_choice.function.name not in names:
+                raise ValueError(f"`tool_choice` names the function {self.tool_choice.function.name!r}, which is not "
+                                 f"among the tools offered ({', '.join(names)})")
+        if self.add_generation_prompt and self.continue_final_message:
+            raise ValueError("cannot set both `continue_final_message` and `add_generation_prompt` to true (vLLM's "
+                             "rule): send add_generation_prompt false to continue the last message")
+        if self.continue_final_message and self.messages[-1].role != "assistant":
+            raise ValueError("`continue_final_message` continues the last message, which must be the assistant's")
         return self
+
+    def tool_mode(self) -> str:
+        """"plain" (no tools, or tool_choice none), "auto", "required" or "named"."""
+        if not self.tools or self.tool_choice == "none":
+            return "plain"
+        if isinstance(self.tool_choice, NamedToolChoice):
+            return "named"
+        return "required" if self.tool_choice == "required" else "auto"
 
 
 class TokenizeRequest(BaseModel):
@@ -145,6 +139,9 @@ class TokenizeRequest(BaseModel):
     messages: list[ChatMessage] | None = None
     add_special_tokens: StrictBool = True
     add_generation_prompt: StrictBool = True
+    continue_final_message: StrictBool = False
+    tools: list[ToolDefinition] | None = None
+    chat_template_kwargs: dict[str, Any] | None = None
     return_token_strs: StrictBool = False
 
     @model_validator(mode="after")
