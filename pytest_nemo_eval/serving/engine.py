@@ -25,7 +25,20 @@ near the live rows' own lengths (benchmarks/bench_demo_context.py).
 
 Logprobs are log-softmax of the model's raw logits over the tokenizer's real
 vocabulary (the padded tail of the embedding table is excluded), before any
-temperature or top-k/top-p processing; they equal a direct forward pass.
+temperature or top-k/top-p processing and before a structured-output mask; they
+equal a direct forward pass (a constrained request's logprobs and top
+alternatives are the model's own, so they may name tokens its grammar forbade).
+
+Structured outputs (`request.structured`: JSON schema, regex, choice, grammar) are
+compiled by the grammar engine (serving/structured_output.py, llguidance) when the
+request is validated, so a constraint it cannot compile is a ValueError (HTTP 400)
+before the request queues. At each step the tokens the request's grammar forbids
+get -inf logits before the sampler chooses (greedy or sampled alike); the mask is
+per row, the forward pass is shared with unconstrained rows, which decode exactly
+as they would alone. A request whose grammar is complete ends with finish_reason
+"stop" at once (no EOS token is generated for it); choosing an EOS the grammar
+allows ends it too. max_tokens can still cut a constrained output ("length"), and
+a row whose grammar allows no token of the vocabulary fails alone.
 
 End of sequence, as vLLM does it: the EOS token a request ends on is a generated
 token. It is in `output_ids`, has its logprob entry and counts toward max_tokens
@@ -61,6 +74,7 @@ from .generation import (  # noqa: F401 - re-exported: the engine's request/resu
     merge_deltas,
 )
 from .sampling import TokenSampler
+from .structured_output import ConstrainedDecoding, compile_constraint
 
 LOGGER = logging.getLogger(__name__)
 
@@ -95,8 +109,10 @@ class RequestCancelled(RuntimeError):
 class _Row:
     """Decoding state of one request, from admission to its result."""
 
-    def __init__(self, request: GenerationRequest, on_delta: Callable[[GenerationDelta], None] | None = None) -> None:
+    def __init__(self, request: GenerationRequest, on_delta: Callable[[GenerationDelta], None] | None = None,
+                 constraint: ConstrainedDecoding | None = None) -> None:
         self.request = request
+        self.constraint = constraint  # the grammar of a structured output, masking every step
         self.on_delta = on_delta
         self.sent_ids = 0  # streaming: tokens already handed to on_delta
         self.sent_chars = 0  # and characters of text
@@ -158,6 +174,8 @@ class GenerationEngine:
                 f"The prompt ({len(request.prompt_ids)} tokens) plus max_tokens ({request.max_tokens}) is {needed} "
                 f"tokens, more than this model's context of {self.max_context}; shorten the prompt or lower max_tokens."
             )
+        if request.structured is not None:
+            compile_constraint(request.structured, self.tokenizer)  # StructuredOutputError; cached for submit
 
     def generate(self, requests: list[GenerationRequest]) -> list[GenerationResult]:
         """Results in request order; blocks until every one is done (they join the running batch)."""
@@ -172,7 +190,7 @@ class GenerationEngine:
             self.validate(request)
         if on_delta is not None and len(requests) != 1:
             raise ValueError("Streaming (on_delta) takes one request per submit call.")
-        rows = [_Row(request, on_delta) for request in requests]
+        rows = [_Row(request, on_delta, self._constraint(request)) for request in requests]
         with self._cond:
             if self._closed:
                 raise EngineClosed("The generation engine is closed.")
@@ -220,6 +238,11 @@ class GenerationEngine:
             thread = self._thread
         if thread is not None:
             thread.join()
+
+    def _constraint(self, request: GenerationRequest) -> ConstrainedDecoding | None:
+        if request.structured is None:
+            return None
+        return ConstrainedDecoding(compile_constraint(request.structured, self.tokenizer))
 
     # -- the scheduler thread -------------------------------------------------
     def _schedule(self) -> None:
@@ -454,10 +477,14 @@ class GenerationEngine:
             row.future.set_exception(exc)
 
     def _advance(self, row: _Row, logits: torch.Tensor) -> None:
-        token = row.sampler.choose(logits)
+        if row.constraint is None:
+            token = row.sampler.choose(logits)
+        else:
+            token = row.sampler.choose(self._constrained_logits(row, logits))
+            row.constraint.accept(token)
         row.next_token = token
         row.output_ids.append(token)
-        if row.request.logprobs is not None:
+        if row.request.logprobs is not None:  # the model's raw logprobs, constrained or not
             row.logprobs.append(self._token_logprob(torch.log_softmax(logits, dim=-1), token, row.request.logprobs))
         if token == self.tokenizer.eos_id and not row.request.ignore_eos:
             row.finish_reason = "stop"  # the EOS token stays in output_ids and logprobs; text has none
@@ -465,10 +492,24 @@ class GenerationEngine:
             row.text = self.tokenizer.decode(row.output_ids)
             if row.request.stop and self._cut_at_stop(row):
                 row.finish_reason = "stop"
+            elif row.constraint is not None and row.constraint.is_finished():
+                row.finish_reason = "stop"  # the grammar is complete (even at max_tokens)
             elif len(row.output_ids) >= row.request.max_tokens:
                 row.finish_reason = "length"
         if row.on_delta is not None and not row.done:
             self._send_delta(row)  # the last delta goes out from _finish
+
+    def _constrained_logits(self, row: _Row, logits: torch.Tensor) -> torch.Tensor:
+        """The row's logits with the tokens its grammar forbids at -inf (a copy: logprobs use the raw ones)."""
+        allowed = row.constraint.allowed_mask(logits.numel())
+        if not bool(allowed.any()):
+            detail = row.constraint.error() or "every token it allows is outside the model's vocabulary"
+            raise RuntimeError(
+                f"The structured-output grammar of this request allows no token of the model's vocabulary after "
+                f"{len(row.output_ids)} generated token(s) ({detail}); the request ends here. This is a server-side "
+                "fault; please report it with the request."
+            )
+        return logits.masked_fill(~allowed, float("-inf"))
 
     def _send_delta(self, row: _Row) -> None:
         """Hand the settled part of the answer since the last delta to the row's listener."""
