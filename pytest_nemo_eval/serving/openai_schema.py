@@ -105,19 +105,24 @@ class ChatCompletionRequest(SamplingParams):
 
     @model_validator(mode="after")
     def _tool_choice_needs_tools(self):
-        """vLLM's checks: a tool choice other than none needs tools, and a named function must be one of them."""
+        """vLLM's checks: a tool choice other than none needs tools, and a named function must be one of them.
+        (OpenAIError, not ValueError: pydantic passes it through with the parameter it names.)"""
+        def refuse(param: str, message: str) -> OpenAIError:
+            return OpenAIError(400, f"Invalid parameter `{param}`: {message}.", param=param)
+
         if self.tool_choice not in (None, "none") and not self.tools:
-            raise ValueError("when `tool_choice` is set (other than \"none\"), `tools` must be set too")
+            raise refuse("tool_choice", "when `tool_choice` is set (other than \"none\"), `tools` must be set too")
         if isinstance(self.tool_choice, NamedToolChoice):
             names = [tool.function.name for tool in self.tools or []]
             if self.tool_choice.function.name not in names:
-                raise ValueError(f"`tool_choice` names the function {self.tool_choice.function.name!r}, which is not "
-                                 f"among the tools offered ({', '.join(names)})")
+                raise refuse("tool_choice", f"it names the function {self.tool_choice.function.name!r}, which is not "
+                                            f"among the tools offered ({', '.join(names)})")
         if self.add_generation_prompt and self.continue_final_message:
-            raise ValueError("cannot set both `continue_final_message` and `add_generation_prompt` to true (vLLM's "
-                             "rule): send add_generation_prompt false to continue the last message")
+            raise refuse("continue_final_message", "cannot set both `continue_final_message` and "
+                         "`add_generation_prompt` to true (vLLM's rule): send add_generation_prompt false to continue "
+                         "the last message")
         if self.continue_final_message and self.messages[-1].role != "assistant":
-            raise ValueError("`continue_final_message` continues the last message, which must be the assistant's")
+            raise refuse("continue_final_message", "it continues the last message, which must be the assistant's")
         return self
 
     def tool_mode(self) -> str:

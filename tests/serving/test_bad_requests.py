@@ -78,20 +78,46 @@ def test_chat_without_messages_is_400(api):
     assert body["error"]["param"] == "messages"
 
 
-def test_chat_offering_tools_is_400_naming_the_prompting_way(api):
-    """No native function calling: tools would be dropped silently (a function-calling benchmark scoring a model
-    that never saw the functions), so they are refused unless tool_choice is "none"."""
-    tool = {"type": "function", "function": {"name": "add", "parameters": {"type": "object", "properties": {}}}}
-    messages = [{"role": "user", "content": "What is 12+34?"}]
-    for extra in ({}, {"tool_choice": "auto"}, {"stream": True}):
-        status, body = api.post("/v1/chat/completions", {"messages": messages, "tools": [tool], "max_tokens": 4,
-                                                         **extra})
-        assert status == 400, body
-        assert body["error"]["param"] == "tools" and body["error"]["code"] == "tools_not_supported"
-        assert "bfclv2_ast_prompting" in body["error"]["message"]
-    status, body = api.post("/v1/chat/completions", {"messages": messages, "tools": [tool], "tool_choice": "none",
-                                                     "max_tokens": 8})
-    assert status == 200 and body["choices"][0]["message"]["content"].strip().isdigit(), body
+ADD_TOOL = {"type": "function", "function": {"name": "add", "parameters": {
+    "type": "object", "properties": {"a": {"type": "integer"}, "b": {"type": "integer"}}}}}
+USER = [{"role": "user", "content": "What is 12+34?"}]
+
+
+@pytest.mark.parametrize("payload, param, needle", [
+    ({"tools": [{"type": "function", "function": {"description": "no name"}}]}, "tools", "name"),
+    ({"tools": [{"type": "function", "function": {"name": "add", "parameters": {"type": "objekt"}}}]},
+     "tools", "not a valid JSON schema"),
+    ({"tools": [ADD_TOOL], "tool_choice": {"type": "function", "function": {"name": "sub"}}}, "tool_choice", "'sub'"),
+    ({"tool_choice": "required"}, "tool_choice", "`tools` must be set"),
+    ({"tool_choice": "sometimes", "tools": [ADD_TOOL]}, "tool_choice", "tool_choice"),
+    ({"messages": [*USER, {"role": "assistant", "tool_calls": [
+        {"id": "c1", "type": "function", "function": {"name": "add", "arguments": "{a: 1"}}]}]},
+     "messages", "arguments"),
+    ({"messages": [{"role": "user", "content": "hi", "audio": {"id": "x"}}]}, "messages", "`audio`"),
+    ({"messages": [{"role": "tool", "content": "5"}]}, "messages", "tool_call_id"),
+    ({"continue_final_message": True}, "continue_final_message", "add_generation_prompt"),
+    ({"chat_template_kwargs": {"add_generation_prompt": False}}, "chat_template_kwargs", "add_generation_prompt"),
+    ({"response_format": {"type": "json_schema"}}, "response_format", "json_schema"),
+    ({"response_format": {"type": "json_object"}, "guided_regex": "[0-9]+"}, "response_format", "both"),
+    ({"messages": [{"role": "user", "content": [{"type": "image_url", "image_url": {"url": "x"}}]}]},
+     "messages", "image_url"),
+])
+def test_malformed_chat_fields_are_400_naming_the_field(api, payload, param, needle):
+    """Every field the chat route accepts takes effect or is refused by name: never a silent drop, never a 500."""
+    status, body = api.post("/v1/chat/completions", {"messages": USER, "max_tokens": 4, **payload})
+    assert status == 400, body
+    assert body["error"]["param"] == param, body
+    assert needle in body["error"]["message"], body
+
+
+def test_unknown_top_level_fields_are_ignored_as_vllm_does_and_reported(api):
+    status, body = api.post("/v1/chat/completions", {"messages": USER, "max_tokens": 4, "frobnicate": 1})
+    assert status == 200, body
+    reply = api.session.post(api.base_url + "/v1/completions", json={"prompt": "1+1=", "max_tokens": 2,
+                                                                     "frobnicate": 1, "zest": None}, timeout=60)
+    assert reply.status_code == 200 and reply.headers["X-Nemo-Ignored-Fields"] == "frobnicate,zest"
+    status, health = api.get("/v1/health")
+    assert {"frobnicate", "zest"} <= set(health["ignored_request_fields"])
 
 
 def test_unknown_route_is_404_in_openai_shape(api):
