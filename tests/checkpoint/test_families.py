@@ -231,3 +231,146 @@ def test_family_in_megatron_bridge_layout_matches_transformers(name, tokenizer, 
     print(f"{name} (Megatron-Bridge layout): max |logprob diff| over {loaded.config.seq_length} positions = "
           f"{difference:.2e}")
     assert difference < TOLERANCE
+
+
+# --- megatron-core itself as the oracle of the activation the flags select (issue 29, item 3) -----------------
+
+def _te_gelu(x: torch.Tensor) -> torch.Tensor:
+    """Transformer Engine's GELU kernel transcribed (transformer_engine/common/util/math.h `gelu`):
+    x * (0.5 + 0.5 * tanh(x * (0.79788456 + 0.03567741 * x^2))), the tanh form. TE itself needs CUDA."""
+    return x * (0.5 + 0.5 * torch.tanh(x * (0.79788456 + 0.03567741 * x * x)))
+
+
+class _TEActivationStandIn(torch.nn.Module):
+    """Stands in for megatron-core's TEActivationOp (te.pytorch.ops.GELU for F.gelu), built as it is
+    (`build_module(submodules.activation_func, config=...)`)."""
+
+    def __init__(self, config):
+        super().__init__()
+
+    def forward(self, x):
+        return _te_gelu(x)
+
+
+def _megatron_mlp_as_written(served_mlp, **flags):
+    """megatron-core's own MLP with the config the checkpoint wrote (exact F.gelu plus `flags`), on the served
+    layer's weights."""
+    import dataclasses
+
+    import torch.nn.functional as F
+    from megatron.core.models.gpt.gpt_layer_specs import get_gpt_layer_local_spec
+    from megatron.core.transformer.mlp import MLPSubmodules
+    from megatron.core.transformer.spec_utils import ModuleSpec, build_module
+
+    config = dataclasses.replace(served_mlp.config, activation_func=F.gelu, **flags)  # megatron-core validates it
+    spec = get_gpt_layer_local_spec(normalization="LayerNorm").submodules.mlp
+    if flags.get("use_te_activation_func"):
+        spec = ModuleSpec(module=spec.module, submodules=MLPSubmodules(
+            linear_fc1=spec.submodules.linear_fc1, linear_fc2=spec.submodules.linear_fc2,
+            activation_func=_TEActivationStandIn))
+    oracle = build_module(spec, config=config).eval()
+    oracle.load_state_dict(served_mlp.state_dict())
+    return oracle
+
+
+def _mlp_outputs(served_mlp, oracle) -> tuple[torch.Tensor, torch.Tensor]:
+    hidden = torch.randn(16, 2, served_mlp.config.hidden_size, generator=torch.Generator().manual_seed(5)) * 3
+    with torch.no_grad():
+        ours, our_bias = served_mlp(hidden)
+        theirs, their_bias = oracle(hidden)
+    return ours + our_bias, theirs + their_bias
+
+
+def test_served_gelu_equals_megatron_cores_fused_bias_gelu(tokenizer, tmp_path, monkeypatch):
+    """What NeMo writes for Starcoder2 (exact F.gelu, bias_activation_fusion: true, a bias) run by megatron-core's
+    own MLP on the CPU (it calls bias_gelu_impl) equals the served layer on the same weights; megatron-core's
+    MLP without the fusion flag (exact GELU) does not, so the comparison can tell them apart."""
+    import megatron.core.transformer.mlp as megatron_mlp
+
+    warnings.filterwarnings("ignore", message=".*Transformer Engine.*")
+    folder = write_nemo_checkpoint(make_hf_model("starcoder2"), tokenizer, FAMILIES["starcoder2"], tmp_path / "s")
+    served_mlp = load_checkpoint(folder, device="cpu").model.decoder.layers[0].mlp
+    calls = []
+    fused = megatron_mlp.bias_gelu_impl
+    monkeypatch.setattr(megatron_mlp, "bias_gelu_impl", lambda *a: calls.append(1) or fused(*a))
+    ours, theirs = _mlp_outputs(served_mlp, _megatron_mlp_as_written(served_mlp, bias_activation_fusion=True))
+    assert calls, "megatron-core's MLP did not take the bias_gelu_impl branch"
+    difference = (ours - theirs).abs().max().item()
+    print(f"served MLP vs megatron-core's fused bias GELU: max |diff| = {difference:.2e}")
+    assert difference < 1e-5
+    ours, exact = _mlp_outputs(served_mlp, _megatron_mlp_as_written(served_mlp, bias_activation_fusion=False))
+    assert (ours - exact).abs().max().item() > 1e-3  # the negative control: the two GELUs differ visibly here
+
+
+def test_transformer_engine_activation_branches_as_megatron_core_takes_them(tokenizer, tmp_path):
+    """`use_te_activation_func: true` with F.gelu: megatron-core's MLP adds the bias and calls TE's activation
+    module (TEActivationOp -> te.pytorch.ops.GELU, the tanh kernel; a transcription stands in for it, TE needs
+    CUDA), which equals the served layer. `use_transformer_engine_op_fuser: true` builds TEFusedMLP, whose
+    _make_activation_op maps (F.gelu, not gated) to the same te.pytorch.ops.GELU: served the same."""
+    from pytest_nemo_eval.checkpoint.config import read_architecture
+
+    warnings.filterwarnings("ignore", message=".*Transformer Engine.*")
+    hf_model = make_hf_model("starcoder2")
+    exact = {"activation_func": {"_call_": False, "_target_": "torch._C._nn.gelu"}, "bias_activation_fusion": False}
+    te_func = write_nemo_checkpoint(hf_model, tokenizer, FAMILIES["starcoder2"], tmp_path / "te",
+                                    field_overrides={**exact, "use_te_activation_func": True})
+    served_mlp = load_checkpoint(te_func, device="cpu").model.decoder.layers[0].mlp
+    ours, theirs = _mlp_outputs(served_mlp, _megatron_mlp_as_written(served_mlp, use_te_activation_func=True))
+    difference = (ours - theirs).abs().max().item()
+    print(f"served MLP vs megatron-core's MLP with a TE GELU: max |diff| = {difference:.2e}")
+    assert difference < 1e-5
+    # The op fuser's mapping, read from megatron-core's source (the class exists only with TE installed)
+    import megatron.core.extensions.transformer_engine as te_extension
+
+    source = Path(te_extension.__file__).read_text()
+    assert "if (activation_func, gated_linear_unit) == (F.gelu, False):\n                op_type = te.pytorch.ops.GELU" \
+        in source
+    assert "if config.activation_func == F.gelu:\n                    layer_type = te.pytorch.ops.GELU" in source
+    for fields in ({**exact, "use_transformer_engine_op_fuser": True},
+                   {**exact, "use_te_activation_func": True}):
+        context = write_nemo_checkpoint(hf_model, tokenizer, FAMILIES["starcoder2"], tmp_path / str(len(fields)),
+                                        field_overrides=fields) / "context"
+        assert read_architecture(context).activation == "gelu_tanh", fields
+    plain = write_nemo_checkpoint(hf_model, tokenizer, FAMILIES["starcoder2"], tmp_path / "plain",
+                                  field_overrides=exact) / "context"
+    assert read_architecture(plain).activation == "gelu"  # no flag: exact GELU, as megatron-core's MLP computes
+
+
+@pytest.mark.parametrize("flags", [
+    {"bias_activation_fusion": True, "use_te_activation_func": True},
+    {"bias_activation_fusion": True, "add_bias_linear": False},
+    {"use_te_activation_func": True, "activation": "squared_relu"},
+    {"bias_activation_fusion": True, "activation": "squared_relu"},
+    {"bias_activation_fusion": True}, {"use_te_activation_func": True}, {},
+], ids=lambda flags: "+".join(f"{k}={v}" for k, v in flags.items()) or "none")
+def test_flag_pairings_are_refused_exactly_where_megatron_core_refuses_them(flags):
+    """The written flags are refused iff megatron-core's TransformerConfig refuses the same config (its
+    __post_init__), with a message naming the flag."""
+    import torch.nn.functional as F
+    from megatron.core.activations import squared_relu
+    from megatron.core.transformer.transformer_config import TransformerConfig
+
+    from pytest_nemo_eval.checkpoint.config import architecture_from_fields
+
+    flags = dict(flags)
+    activation = flags.pop("activation", "gelu")
+    try:
+        TransformerConfig(num_layers=1, hidden_size=64, num_attention_heads=4, ffn_hidden_size=128,
+                          activation_func={"gelu": F.gelu, "squared_relu": squared_relu}[activation],
+                          **{"add_bias_linear": True, **flags})
+        megatron_refuses = False
+    except ValueError:
+        megatron_refuses = True
+    from pytest_nemo_eval.checkpoint.nemo_config import full_config_dump
+
+    targets = {"gelu": "torch._C._nn.gelu", "squared_relu": "megatron.core.activations.squared_relu"}
+    family = FAMILIES["starcoder2"]
+    written = {**family.class_defaults, **family.importer_fields(_hf_config("starcoder2")),
+               "bias_activation_fusion": False, "use_te_activation_func": False, "add_bias_linear": True,
+               "activation_func": {"_call_": False, "_target_": targets[activation]}, **flags}
+    raw = full_config_dump(None, config_target=family.config_target, overrides=written)  # as nemo_writer writes it
+    if megatron_refuses:
+        with pytest.raises(CheckpointError, match=next(iter(flags))):
+            architecture_from_fields(raw, Path("model.yaml"))
+    else:
+        architecture_from_fields(raw, Path("model.yaml"))
