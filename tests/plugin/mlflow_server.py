@@ -51,7 +51,7 @@ def mlflow_server(tmp_path_factory):
             try:
                 if requests.get(f"{uri}/health", timeout=2).ok:
                     break
-            except requests.ConnectionError:
+            except (requests.ConnectionError, requests.Timeout):  # a loaded machine: still starting
                 pass
             if process.poll() is not None or time.monotonic() > deadline:
                 raise RuntimeError(f"mlflow server did not start: {(folder / 'server.log').read_text()[-2000:]}")

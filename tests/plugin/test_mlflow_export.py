@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import shutil
 
+import numpy as np
 import pytest
 
 from pytest_nemo_eval.report.cli import main as report_main
@@ -39,7 +40,8 @@ def test_report_cli_exports_and_a_second_export_updates_the_same_run(mlflow_serv
     run = runs[0]
     values = list(before.values())
     assert run.data.metrics["smoke/addition/exact_match"] == pytest.approx(sum(values) / len(values))
-    assert "smoke/addition/exact_match.stderr" in run.data.metrics
+    stderr = float(np.std(values, ddof=1) / np.sqrt(len(values)))  # the per-sample scores' own stderr
+    assert run.data.metrics["smoke/addition/exact_match.stderr"] == pytest.approx(stderr, rel=1e-12)
     assert run.data.tags["smoke/addition/status"] == "passed" and RUN_KEY_TAG in run.data.tags
     artifacts = {a.path for a in client.list_artifacts(run.info.run_id)}
     assert "junit.xml" in artifacts
@@ -66,14 +68,20 @@ def test_a_pytest_session_is_one_mlflow_run_with_every_score(mlflow_server, run_
     client, runs = _runs(mlflow_server, "session")
     assert len(runs) == 1
     run = runs[0]
+    stderrs = 0
     for name, (_, props) in junit_cases(pytester.path / "junit.xml").items():
         for key, value in props.items():
             if key.startswith("nemo.metric.") and key.endswith(".value"):
                 metric = key[len("nemo.metric."):-len(".value")]
                 assert run.data.metrics[mlflow_name(f"smoke::{name}", metric)] == float(value)
+            if key.startswith("nemo.metric.") and key.endswith(".stderr"):  # the value, not only the key
+                metric = key[len("nemo.metric."):-len(".stderr")]
+                assert run.data.metrics[mlflow_name(f"smoke::{name}", metric) + ".stderr"] == float(value)
+                stderrs += 1
             if key.endswith(".verdict"):
                 metric = key[len("nemo.metric."):-len(".verdict")]
                 assert run.data.tags[mlflow_name(f"smoke::{name}", metric, "verdict")] == value
+    assert stderrs > 0
     assert run.data.params["nemo.endpoint"] == endpoint
     artifacts = {a.path for a in client.list_artifacts(run.info.run_id)}
     assert {"junit.xml", "junit.results.json", "junit.html"} <= artifacts
