@@ -14,6 +14,15 @@ Cluster ownership:
   with a name unique to this run, and delete only that application in stop();
   the cluster and other applications are never touched.
 
+Token authentication (Ray 2.60: `ray start --head` turns it on when the head has a
+token, e.g. ~/.ray/auth_token): Ray's driver sends a token to an explicitly named
+address only with RAY_AUTH_MODE=token. A token the user gives explicitly
+(RAY_AUTH_TOKEN, or a file named by RAY_AUTH_TOKEN_PATH) turns that mode on for
+this process; before ray.init one GCS call with exactly the metadata Ray will
+send says whether the cluster takes it, so a missing or wrong token is one
+diagnosis naming the variables in milliseconds, not 20 s of InvalidAuthToken
+retries ending in "start a cluster". The token itself is never printed.
+
 Health: Serve calls each replica's `check_health`, which fails when its engine is
 dead, so Serve replaces it; /v1/health answers 503 while no replica runs.
 Replicas report their request counts to a small named actor (`StatsBoard`) so
@@ -53,6 +62,7 @@ LOGGER = logging.getLogger(__name__)
 DEPLOYMENT_NAME = "EngineReplica"
 OWN_HEAD_OBJECT_STORE_BYTES = 200 * 1024**2  # the replicas exchange small JSON-like objects only
 CONNECT_TIMEOUT_S = 10.0
+AUTH_MODE_ENV, AUTH_TOKEN_ENV, AUTH_TOKEN_PATH_ENV = "RAY_AUTH_MODE", "RAY_AUTH_TOKEN", "RAY_AUTH_TOKEN_PATH"
 REQUEST_TIMEOUT_S = 600.0
 REPORT_EVERY_S = 0.25
 HEAD_EXIT_GRACE_S = 5.0
@@ -196,10 +206,12 @@ class RayBackend:
         self._handle = None
         self._stream_handle = None
         self._board = None
+        self._auth_mode_ours = False
 
     # -- lifecycle ----------------------------------------------------------------------------------
     def start(self) -> ModelInfo:
         os.environ["RAY_ENABLE_AUTO_CONNECT"] = "0"  # no Ray call of this process may start a cluster by itself
+        self._auth_mode_ours = self.settings.ray_address is not None and _use_given_token(self.settings.ray_address)
         import ray
         from ray import serve
 
@@ -233,13 +245,16 @@ class RayBackend:
                           object_store_memory=OWN_HEAD_OBJECT_STORE_BYTES)
         else:
             _check_reachable(address)
+            _check_auth(address, mode_set_by_us=self._auth_mode_ours)
             kwargs["address"] = address
         handlers = _signal_handlers()
         try:
             ray.init(**kwargs)
-        except (ConnectionError, RuntimeError, ValueError) as exc:
+        except (ConnectionError, RuntimeError, ValueError, ray.exceptions.AuthenticationError) as exc:
             if address is None:
                 raise
+            if isinstance(exc, ray.exceptions.AuthenticationError) or "InvalidAuthToken" in str(exc):
+                raise BackendUnavailable(_auth_diagnosis(address, sent_token=_auth_enabled())) from None
             raise BackendUnavailable(
                 f"Cannot connect to the Ray cluster at --nemo-ray-address {address} ({type(exc).__name__}: {exc}). "
                 "Start it (`ray start --head` on the head node), or fix the address (auto, HOST:PORT of the "
@@ -412,6 +427,111 @@ def _check_reachable(address: str) -> None:
         raise BackendUnavailable(
             f"The Ray cluster at --nemo-ray-address {address} is unreachable ({exc}). Start it (`ray start --head` "
             "on the head node) or fix the address; drop the option to run a private local head.") from None
+
+
+def _token_source() -> str | None:
+    """Where Ray's token loader takes the token from, in its order (never the token itself)."""
+    if os.environ.get(AUTH_TOKEN_ENV, "").strip():
+        return f"the {AUTH_TOKEN_ENV} environment variable"
+    if os.environ.get(AUTH_TOKEN_PATH_ENV):
+        return f"{AUTH_TOKEN_PATH_ENV}={os.environ[AUTH_TOKEN_PATH_ENV]}"
+    default = Path.home() / ".ray" / "auth_token"
+    return str(default) if default.is_file() else None
+
+
+def _use_given_token(address: str) -> bool:
+    """RAY_AUTH_MODE unset and a token given explicitly (RAY_AUTH_TOKEN, RAY_AUTH_TOKEN_PATH; for `auto`, as Ray
+    itself does, ~/.ray/auth_token too): token mode for this process. -> whether we set it."""
+    if AUTH_MODE_ENV in os.environ:
+        return False  # the user's explicit choice
+    given = os.environ.get(AUTH_TOKEN_ENV, "").strip() or os.environ.get(AUTH_TOKEN_PATH_ENV)
+    if not given and not (address == "auto" and _token_source()):
+        return False
+    os.environ[AUTH_MODE_ENV] = "token"
+    return True
+
+
+def _refresh_auth_config() -> None:
+    """Ray's config and token loader re-read RAY_AUTH_MODE and the token (as Ray's own _enable_token_auth does)."""
+    from ray._raylet import AuthenticationTokenLoader, Config
+
+    Config.initialize("")
+    AuthenticationTokenLoader.instance().reset_cache()
+
+
+def _auth_enabled() -> bool:
+    from ray._private.authentication.authentication_utils import is_token_auth_enabled
+
+    return is_token_auth_enabled()
+
+
+def _check_auth(address: str, mode_set_by_us: bool) -> None:
+    """One GCS call with the metadata Ray's driver will send: a cluster that wants a token this run lacks, or gets
+    a wrong one, is one clear error at once. A token mode we set ourselves is dropped for a cluster without auth
+    (the driver's own servers would otherwise demand a token the cluster does not send)."""
+    import grpc
+    from ray._private import services
+    from ray._private.authentication.grpc_authentication_client_interceptor import (
+        _get_authentication_metadata_tuple,
+    )
+    from ray.core.generated import gcs_service_pb2, gcs_service_pb2_grpc
+    from ray.exceptions import AuthenticationError
+
+    if address.startswith("ray://"):
+        return  # Ray Client's server, not the GCS: ray.init's own auth error is diagnosed
+    target = services.canonicalize_bootstrap_address(address) if address == "auto" else address
+    if target is None:
+        return  # no cluster found: ray.init says so
+    _refresh_auth_config()
+
+    def refused(metadata) -> bool:
+        with grpc.insecure_channel(target) as channel:
+            try:
+                gcs_service_pb2_grpc.NodeInfoGcsServiceStub(channel).GetClusterId(
+                    gcs_service_pb2.GetClusterIdRequest(), metadata=metadata, timeout=CONNECT_TIMEOUT_S)
+            except grpc.RpcError as exc:
+                return exc.code() == grpc.StatusCode.UNAUTHENTICATED
+        return False  # answered, or failed otherwise: ray.init reports that
+
+    try:
+        metadata = _get_authentication_metadata_tuple()
+    except AuthenticationError:  # token mode but no readable token (RAY_AUTH_TOKEN_PATH names no file)
+        metadata = None
+    if refused(metadata or ()):
+        raise BackendUnavailable(_auth_diagnosis(address, sent_token=bool(metadata)))
+    if metadata != () and mode_set_by_us and not refused(()):
+        os.environ.pop(AUTH_MODE_ENV, None)
+        _refresh_auth_config()
+
+
+def _holds_text(path: Path) -> bool:
+    try:
+        return bool(path.read_text().strip())
+    except OSError:
+        return False
+
+
+def _auth_diagnosis(address: str, sent_token: bool) -> str:
+    source = _token_source()
+    mode = os.environ.get(AUTH_MODE_ENV)
+    if sent_token:
+        what = (f"rejected this run's authentication token (taken from {source}): it is not the token the cluster "
+                "was started with.")
+    else:
+        what = "requires token authentication and this run sent no token"
+        if mode is not None and mode.lower() != "token":
+            what += f" ({AUTH_MODE_ENV}={mode} here)"
+        elif os.environ.get(AUTH_TOKEN_PATH_ENV) and not _holds_text(Path(os.environ[AUTH_TOKEN_PATH_ENV])):
+            what += f" ({AUTH_TOKEN_PATH_ENV} names {os.environ[AUTH_TOKEN_PATH_ENV]}, which is missing or empty)"
+        elif source:
+            what += (f" ({source} exists here, but Ray sends it to an explicitly named address only with "
+                     f"{AUTH_MODE_ENV}=token)")
+        what += "."
+    return (f"The Ray cluster at --nemo-ray-address {address} {what} Give the cluster's token (print it on the head "
+            f"node with `ray get-auth-token`): set {AUTH_TOKEN_ENV} to it, or {AUTH_TOKEN_PATH_ENV} to a file that "
+            f"holds it, or put it in ~/.ray/auth_token and set {AUTH_MODE_ENV}=token. (`ray start --head` in Ray "
+            f"2.60 turns token authentication on when the head has a token; {AUTH_MODE_ENV}=disabled before "
+            "`ray start` turns it off.)")
 
 
 def _check_fit(ray, need: dict[str, float], replicas: int) -> None:
