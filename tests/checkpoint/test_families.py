@@ -5,6 +5,9 @@ nemo_writer.py (NeMo 2.7 importers' config and convert_state, full config dump, 
 then read by `load_checkpoint`; the oracle is transformers' float32 log-softmax of the same model.
 Weights are drawn wider than transformers' init (std 0.2, norms perturbed) so that a missed detail
 (RoPE scaling, zero-centred gamma, a bias) shows as a large difference, not a rounding error.
+
+These checkpoints are the test writer's reading of NeMo's importers; the ground truth beside them is what
+NeMo's importer itself wrote for every family (test_nemo_written_families.py, shared/nemo-written/families).
 """
 
 from __future__ import annotations
@@ -217,8 +220,9 @@ def test_starcoder2_sliding_window_dropped_by_nemo_can_be_set_in_model_yaml(toke
 
 @pytest.mark.parametrize("name", ["qwen2", "nemotron", "starcoder2"])
 def test_family_in_megatron_bridge_layout_matches_transformers(name, tokenizer, tmp_path):
-    """Families beyond the Llama that Megatron-Bridge itself wrote, laid out as it lays them out (no common.pt:
-    read with torch.distributed.checkpoint), against transformers."""
+    """Families beyond the Llama in Megatron-Bridge's layout (no common.pt: read with torch.distributed.checkpoint),
+    against transformers. The test writer laid these out as Megatron-Bridge lays out a run (write_bridge_checkpoint);
+    Megatron-Bridge itself wrote only the Llama in tests/data/megatron-bridge-written."""
     from .nemo_writer import write_bridge_checkpoint
 
     warnings.filterwarnings("ignore", message=".*Transformer Engine.*")
