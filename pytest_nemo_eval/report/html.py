@@ -75,7 +75,8 @@ def score_plot_svg(run: RunResult) -> str:
                 colour = {"pass": "#2e7d32", "fail": "#c62828", "inconclusive": "#ef6c00"}.get(metric.verdict or "", "#455a64")
                 interval = _interval(metric)
                 if interval is not None:
-                    ax.plot(interval, [y, y], color=colour, linewidth=2.5, solid_capstyle="butt")
+                    ax.plot(interval, [y, y], color=colour, linewidth=2.5, solid_capstyle="butt",
+                            gid=f"interval-{result.benchmark}-{name}")  # <g id=...> in the SVG: tests read it
                 ax.plot([metric.value], [y], "o", color=colour, markersize=6)
                 for bound in (metric.threshold.min, metric.threshold.max) if metric.threshold else ():
                     if bound is not None:

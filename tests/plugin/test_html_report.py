@@ -6,7 +6,11 @@ Screenshots are kept in each test's pytester/tmp dir."""
 from __future__ import annotations
 
 import json
+import math
 import re
+from statistics import NormalDist
+
+import pytest
 
 from pytest_nemo_eval.report.cli import main as report_main
 
@@ -14,6 +18,29 @@ from .browser import open_page
 from .inner_run import LIMIT, junit_cases
 from .test_baseline_paired import _pair, write_run
 from .test_verdicts import _half_wrong_sums_task
+
+
+def plot_intervals(dom: str) -> dict[str, tuple[float, float]]:
+    """The interval bars of the page's score plot in score units: each bar's `<g id="interval-<benchmark>-<metric>">`
+    path, its pixel ends mapped back through the x axis' tick positions and labels."""
+    ticks = [(float(x), float(label.replace("\u2212", "-"))) for x, label in re.findall(
+        r'<g id="xtick_\d+">\s*<g id="line2d_\d+">\s*<path d="M ([-\d.]+) .*?<text[^>]*>([^<]+)</text>', dom, re.S)]
+    assert len(ticks) >= 2, ticks
+    (x0, v0), (x1, v1) = ticks[0], ticks[-1]
+
+    def score(x: str) -> float:
+        return v0 + (float(x) - x0) * (v1 - v0) / (x1 - x0)
+
+    return {gid: (score(a), score(b)) for gid, a, b in re.findall(
+        r'<g id="interval-([^"]+)">\s*<path d="M ([-\d.]+) [-\d.]+\s+L ([-\d.]+) ', dom)}
+
+
+def wilson(successes: int, n: int, confidence: float = 0.95) -> tuple[float, float]:
+    """Wilson's score interval, written out (the oracle; the product calls scipy's binomtest)."""
+    z = NormalDist().inv_cdf(0.5 + confidence / 2)
+    p = successes / n
+    centre, half = p + z * z / (2 * n), z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n))
+    return (centre - half) / (1 + z * z / n), (centre + half) / (1 + z * z / n)
 
 
 def test_the_browser_check_sees_console_errors(tmp_path):
@@ -47,8 +74,17 @@ def test_report_beside_the_junit_file_renders_the_run_in_chromium(run_inner, sui
     rows = {m.group(1): m.group(2) for m in re.finditer(
         r'data-benchmark="html::(\w+)" data-metric="exact_match">.*?<td class="num value">([0-9.]+)</td>',
         page.dom, re.S)}
+    bars, normal_differs = plot_intervals(page.dom), False
     for name, (_, props) in junit_cases(pytester.path / "junit.xml").items():
         assert rows[name] == f"{float(props['nemo.metric.exact_match.value']):.4f}"  # the JUnit file's numbers
+        # the plot's bar is the gate's Wilson interval of the JUnit file's value and count (with and without
+        # a confidence gate), not value ± 1.96·stderr
+        value, count = float(props["nemo.metric.exact_match.value"]), int(props["nemo.metric.exact_match.count"])
+        expected = wilson(round(value * count), count)
+        assert bars[f"html::{name}-exact_match"] == pytest.approx(expected, abs=1e-5), (name, bars)
+        half = 1.96 * float(props["nemo.metric.exact_match.stderr"])
+        normal_differs |= abs(value - half - expected[0]) > 0.01 or abs(value + half - expected[1]) > 0.01
+    assert normal_differs  # this run can tell the two intervals apart
     assert "<svg" in page.dom and "FAIL" in page.dom and "Failed samples" in page.dom
     assert f"curl -s {endpoint}/v1/completions" in page.dom and "Authorization" not in page.dom
     requests = (pytester.path / "nemo-out" / "proxy-logs" / "html.addition" / "requests.jsonl").read_text()
