@@ -238,9 +238,10 @@ def demo_trained() -> Path:
 
 
 def prebuilt_venv_bin(package_set: str) -> Path:
-    """bin/ of a heavy eval-factory venv (torch inside) when scripts/test_heavy_harnesses.sh built it in the user
-    cache; .ci/run never builds these, so the test skips on a machine without them (and runs where they are:
-    CI's run of stop 22 found them and ran the garak test)."""
+    """bin/ of a heavy eval-factory venv (torch inside) when scripts/test_heavy_harnesses.sh built it earlier in the
+    user cache. .ci/run never builds these: on a fresh machine, CI's included, the test skips. It runs only where
+    an earlier run of that script left the venv (a reused machine: CI's run of stop 22 found them there and ran
+    the garak test). docs/ci-skips.md lists the claims only these tests prove."""
     sys.path.insert(0, str(EVAL_FACTORY_VENV.parent))
     try:
         from eval_factory_venv import built_venv
