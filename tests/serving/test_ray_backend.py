@@ -72,6 +72,36 @@ def prompts(heldout_addition) -> list[str]:
     return [item["prompt"] for item in heldout_addition][:48]
 
 
+LONG_PROMPT, LONG_TOKENS = "12+34=", 800  # ignore_eos, no stop: seconds of decoding
+
+
+def _long_answer(url: str, model: str) -> str:
+    reply = requests.post(f"{url}/v1/completions", timeout=600, json={
+        "model": model, "prompt": LONG_PROMPT, "max_tokens": LONG_TOKENS, "temperature": 0, "ignore_eos": True})
+    assert reply.status_code == 200, reply.text
+    body = reply.json()
+    assert body["usage"]["completion_tokens"] == LONG_TOKENS, body["usage"]  # long: exactly max_tokens
+    return body["choices"][0]["text"]
+
+
+def _replica_decoding(url: str, timeout_s: float = 120) -> dict:
+    """The replica that reports a request decoding now (replicas report every 0.25 s)."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        replicas = requests.get(f"{url}/v1/health", timeout=30).json()["replicas"]
+        decoding = [r for r in replicas.values() if r["engine"]["active_rows"] > 0]
+        if decoding:
+            assert len(decoding) == 1, replicas  # one request in flight: on one replica
+            return decoding[0]
+        time.sleep(0.1)
+    raise AssertionError(f"no replica reported the long request decoding within {timeout_s} s")
+
+
+@pytest.fixture(scope="module")
+def pytriton_long_answer(demo_deployment) -> str:
+    return _long_answer(demo_deployment.url, demo_deployment.model_id)
+
+
 @pytest.fixture(scope="module")
 def pytriton_answers(demo_deployment, prompts) -> list[str]:
     return _answers(demo_deployment.url, demo_deployment.model_id, prompts)
@@ -146,7 +176,7 @@ def two_node_cluster():
 
 
 def test_two_node_cluster_serves_from_both_nodes_survives_a_replica_death_and_keeps_no_app_of_ours(
-        two_node_cluster, demo_checkpoint, prompts, pytriton_answers, tmp_path):
+        two_node_cluster, demo_checkpoint, prompts, pytriton_answers, pytriton_long_answer, tmp_path):
     from pytest_nemo_eval.adapters.server import ProxyServer
 
     settings = DeploymentSettings(checkpoint=demo_checkpoint, backend="ray", replicas=2, replica_cpus=1,
@@ -157,21 +187,23 @@ def test_two_node_cluster_serves_from_both_nodes_survives_a_replica_death_and_ke
         assert len(replicas) == 2 and len({r["node_id"] for r in replicas.values()}) == 2, replicas
         assert all(r["requests"] > 0 for r in replicas.values()), replicas  # both nodes served
 
-        # a replica dies mid-run: its requests fail with a 5xx, the proxy's retries carry them to the other
+        # a replica dies with a request known to be on it: one long greedy generation, the only request in
+        # flight, is seen decoding on a replica (its active_rows in /v1/health); that replica is SIGKILLed. Its
+        # 5xx must be retried by the proxy onto the other replica, with PyTriton's answer.
         proxy = ProxyServer(deployment.url).start()
         try:
             route = proxy.register_benchmark("replica-death")
-            victim = next(iter(replicas.values()))["pid"]
             with ThreadPoolExecutor(1) as pool:
-                running = pool.submit(_answers, route, deployment.model_id, prompts * 2, 8)
-                time.sleep(1.0)
-                os.kill(victim, signal.SIGKILL)
-                assert running.result(timeout=600) == pytriton_answers * 2
+                running = pool.submit(_long_answer, route, deployment.model_id)
+                victim = _replica_decoding(deployment.url)
+                os.kill(victim["pid"], signal.SIGKILL)
+                answer = running.result(timeout=600)
             stats = proxy.stats("replica-death")
         finally:
             proxy.stop()
-        assert stats.requests == 2 * len(prompts) and stats.errors == 0, stats
-        print(f"replica {victim} killed mid-run: {stats.retries} proxy retries carried its requests")
+        assert answer == pytriton_long_answer
+        assert stats.requests == 1 and stats.errors == 0 and stats.retries > 0, stats
+        print(f"replica pid {victim['pid']} killed while decoding: {stats.retries} proxy retries")
     # the cluster we did not start is still up, and holds no application of ours
     from ray import serve
 

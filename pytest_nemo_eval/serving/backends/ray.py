@@ -102,7 +102,7 @@ class EngineReplica:
         self.node_id = ray.get_runtime_context().get_node_id()
         self.requests = 0
         self._board = ray.get_actor(board_name, namespace=namespace)
-        self._reported = -1
+        self._reported: tuple[int, int] | None = None
         self._reporter: asyncio.Task | None = None
 
     def _state(self) -> dict[str, Any]:
@@ -115,10 +115,14 @@ class EngineReplica:
             self._reporter = asyncio.get_running_loop().create_task(self._report_loop())
 
     async def _report_loop(self) -> None:
+        """Report when the finished count or the requests decoding now change (so /v1/health shows where a
+        request is running, not only where it ran)."""
         while True:
-            if self.requests != self._reported:
-                self._reported = self.requests
-                self._board.report.remote(self.replica, self._state())
+            state = self._state()
+            now = (state["requests"], state["engine"]["active_rows"])
+            if now != self._reported:
+                self._reported = now
+                self._board.report.remote(self.replica, state)
             await asyncio.sleep(REPORT_EVERY_S)
 
     async def generate(self, requests: list[dict]) -> list[dict]:
