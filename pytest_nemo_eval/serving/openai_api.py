@@ -163,7 +163,9 @@ def create_app(served: ServedModel) -> Flask:
         prompts = _prompt_ids(body.prompt, served)
         max_tokens = _max_tokens(body.max_tokens, DEFAULT_COMPLETION_MAX_TOKENS, prompts, served)
         asked = [ids for ids in prompts for _ in range(body.n)]  # prompt-major, as OpenAI orders the choices
-        requests = [_generation_request(ids, body, max_tokens, body.logprobs, body.echo, choice=i % body.n)
+        structured = _requested_constraint(body)
+        requests = [_generation_request(ids, body, max_tokens, body.logprobs, body.echo, choice=i % body.n,
+                                        structured=structured)
                     for i, ids in enumerate(asked)]
         if body.stream:
             return _stream_response(served, requests, _CompletionChunks(served, body, asked), prompts, body)
@@ -264,12 +266,20 @@ def _tool_parser_for(body: ChatCompletionRequest, served: ServedModel) -> ToolPa
     return parser
 
 
-def _chat_constraint(body: ChatCompletionRequest) -> StructuredOutput | None:
-    """The one constraint on a chat reply's tokens: a forced tool call, or a requested structured output."""
+def _requested_constraint(body: Any) -> StructuredOutput | None:
+    return (_requested(body) or (None, None))[1]
+
+
+def _requested(body: Any) -> tuple[str, StructuredOutput] | None:
     try:
-        requested = requested_constraint(body)
+        return requested_constraint(body)
     except ValueError as exc:
         raise OpenAIError(400, f"Invalid structured output: {exc}.", param="response_format") from None
+
+
+def _chat_constraint(body: ChatCompletionRequest) -> StructuredOutput | None:
+    """The one constraint on a chat reply's tokens: a forced tool call, or a requested structured output."""
+    requested = _requested(body)
     forced = tool_constraint(body.tools or [], body.tool_choice, body.parallel_tool_calls)
     if forced is not None and requested is not None:
         raise OpenAIError(400, f"tool_choice {body.tool_choice if isinstance(body.tool_choice, str) else 'naming a function'} "

@@ -62,7 +62,18 @@ class SamplingParams(BaseModel):
         return [self.stop] if isinstance(self.stop, str) else list(self.stop)
 
 
-class CompletionRequest(SamplingParams):
+class StructuredFields(BaseModel):
+    """What constrains the output, on both routes as in vLLM (serving/chat/constraints.py reads them)."""
+
+    response_format: ResponseFormat | None = None
+    guided_json: dict[str, Any] | str | None = None
+    guided_regex: str | None = None
+    guided_choice: list[str] | None = None
+    guided_grammar: str | None = None
+    structured_outputs: StructuredOutputsParams | None = None
+
+
+class CompletionRequest(SamplingParams, StructuredFields):
     """POST /v1/completions. `prompt`: a string, a list of strings, token ids, or lists of token ids."""
 
     prompt: str | list[str] | list[int] | list[list[int]]
@@ -77,7 +88,7 @@ class CompletionRequest(SamplingParams):
         return value
 
 
-class ChatCompletionRequest(SamplingParams):
+class ChatCompletionRequest(SamplingParams, StructuredFields):
     """POST /v1/chat/completions: every field vLLM's chat route takes that this server can honour.
 
     Tools reach the checkpoint's chat template; `tool_choice` "auto" parses calls out of the reply with the
@@ -92,12 +103,6 @@ class ChatCompletionRequest(SamplingParams):
     tools: list[ToolDefinition] | None = None
     tool_choice: ToolChoice | None = None
     parallel_tool_calls: bool | None = None
-    response_format: ResponseFormat | None = None
-    guided_json: dict[str, Any] | str | None = None
-    guided_regex: str | None = None
-    guided_choice: list[str] | None = None
-    guided_grammar: str | None = None
-    structured_outputs: StructuredOutputsParams | None = None
     chat_template_kwargs: dict[str, Any] | None = None
     add_generation_prompt: bool = True
     continue_final_message: bool = False
