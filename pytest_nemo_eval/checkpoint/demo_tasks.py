@@ -40,6 +40,69 @@ def chat_user_message(a: int, b: int) -> str:
     return f"What is {a}+{b}?"
 
 
+TOOL_NAME = "add"
+TOOL_CALL_ID = "chatcmpl-tool-0"
+# Short descriptions the training varies over, so the model reads the tool's name and parameters, not one string.
+TOOL_DESCRIPTIONS = ("Add two numbers.", "Add two integers.", "Adds a and b.", "Return the sum of a and b.",
+                     "Sum two numbers.", "Addition.")
+PARAMETER_DESCRIPTIONS = (("First number to add.", "Second number to add."), ("The first number.", "The second number."),
+                          ("First addend.", "Second addend."), ("a", "b"), ("Left operand.", "Right operand."))
+
+
+def tool_user_message(a: int, b: int) -> str:
+    return f"What is {a} plus {b}?"
+
+
+def add_tool(description: str | None = "Add two numbers.",
+             parameter_descriptions: tuple[str, str] | None = ("First number to add.", "Second number to add."),
+             *, required: bool = True, closed: bool = True, number_type: str = "integer",
+             null_description: bool = False) -> dict:
+    """The `add(a, b)` tool in OpenAI's shape; the defaults are what inspect_ai's @tool writes for it.
+    `null_description`: no description given, rendered as vLLM's `tool.model_dump()` does (`null`)."""
+    properties = {name: {"type": number_type} for name in ("a", "b")}
+    if parameter_descriptions:
+        for name, text in zip(("a", "b"), parameter_descriptions):
+            properties[name]["description"] = text
+    parameters: dict = {"type": "object", "properties": properties}
+    if required:
+        parameters["required"] = ["a", "b"]
+    if closed:
+        parameters["additionalProperties"] = False
+    function: dict = {"name": TOOL_NAME}
+    if description is not None or null_description:
+        function["description"] = description
+    function["parameters"] = parameters
+    return {"type": "function", "function": function}
+
+
+def random_add_tool(rng: random.Random) -> dict:
+    """An `add` definition with its details drawn at random: description or not (absent or null), parameter
+    descriptions or not, `required` or not, `additionalProperties: false` or not."""
+    described = rng.random() < 0.6
+    return add_tool(
+        rng.choice(TOOL_DESCRIPTIONS) if described else None,
+        rng.choice(PARAMETER_DESCRIPTIONS) if rng.random() < 0.35 else None,
+        required=rng.random() < 0.5, closed=rng.random() < 0.4,
+        number_type="integer" if rng.random() < 0.8 else "number", null_description=not described and rng.random() < 0.5,
+    )
+
+
+def tool_call(a: int, b: int) -> dict:
+    """The expected call, `{name, arguments}` with the arguments as a JSON object."""
+    return {"name": TOOL_NAME, "arguments": {"a": a, "b": b}}
+
+
+def tool_call_turn(a: int, b: int) -> dict:
+    """The assistant message that makes the call, as vLLM hands it to the template (arguments decoded)."""
+    return {"role": "assistant", "content": None,
+            "tool_calls": [{"id": TOOL_CALL_ID, "type": "function", "function": tool_call(a, b)}]}
+
+
+def tool_result_turn(a: int, b: int) -> dict:
+    """The tool's answer to that call: the correct sum, as a string."""
+    return {"role": "tool", "tool_call_id": TOOL_CALL_ID, "name": TOOL_NAME, "content": str(a + b)}
+
+
 def random_pair(rng: random.Random) -> tuple[int, int]:
     return rng.randint(10, 99), rng.randint(10, 99)
 
@@ -67,10 +130,11 @@ class HeldOut:
         self.addition = _distinct(random_pair, per_task, rng, pairs)
         self.multiple_choice = _distinct(random_pair, per_task, rng, pairs)
         self.code = _distinct(random_pair, per_task, rng, pairs)
-        self.pairs = frozenset(pairs)
         self.words = frozenset(_distinct(random_word, per_task, rng, set()))
         self.reversal = sorted(self.words, key=lambda w: (len(w), w))
-        self._rng = rng
+        self._rng = rng  # mc_choices draws from it: the tool-call pairs below use their own generator
+        self.tool_call = _distinct(random_pair, per_task, random.Random(f"{HELDOUT_SEED}-tool_call"), pairs)
+        self.pairs = frozenset(pairs)
 
     def mc_choices(self, a: int, b: int) -> tuple[list[str], int]:
         """Four choices: the sum and three near misses (±1, ±10), shuffled; returns (choices, label)."""
@@ -101,6 +165,11 @@ def heldout_records() -> dict[str, list[dict]]:
                 "test": f"def check(candidate):\n    assert candidate() == {a + b}\n",
             }
             for i, (a, b) in enumerate(held.code)
+        ],
+        "demo_tool_call.jsonl": [
+            {"id": f"tool-{i}", "messages": [{"role": "user", "content": tool_user_message(a, b)}],
+             "tools": [add_tool()], "call": tool_call(a, b)}
+            for i, (a, b) in enumerate(held.tool_call)
         ],
     }
     for i, (a, b) in enumerate(held.multiple_choice):

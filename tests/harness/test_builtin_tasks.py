@@ -17,7 +17,7 @@ from pytest_nemo_eval.harness.builtin.tasks import (
 from pytest_nemo_eval.harness.errors import HarnessError, UnknownTask
 
 CLI = [sys.executable, "-m", "pytest_nemo_eval.harness.builtin.cli"]
-DEMO_TASKS = {"demo_addition", "demo_reversal", "demo_addition_mc", "demo_addition_code"}
+DEMO_TASKS = {"demo_addition", "demo_reversal", "demo_addition_mc", "demo_addition_code", "demo_tool_call"}
 
 
 def test_ls_prints_one_harness_task_per_line():

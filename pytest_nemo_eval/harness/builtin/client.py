@@ -1,4 +1,4 @@
-"""HTTP client for the model endpoint: completions, chat, and loglikelihood via echo+logprobs.
+"""HTTP client for the model endpoint: completions, chat (with tools too), and loglikelihood via echo+logprobs.
 
 Connection errors, 429 and 5xx are retried with exponential backoff (the proxy
 or server may still be warming up); anything else fails the run loudly, since
@@ -92,6 +92,30 @@ class ModelClient:
         except (KeyError, IndexError, TypeError):
             raise EndpointError(f"{self.url} answered without choices[0] text: {str(body)[:300]}") from None
         return text or ""
+
+    def chat_with_tools(self, messages: list[dict[str, Any]], tools: list[dict[str, Any]], *, max_tokens: int,
+                        temperature: float, top_p: float | None = None, seed: int | None = None) -> dict[str, Any]:
+        """The reply message (`content`, `tool_calls`) to a chat request offering `tools` (no tool_choice:
+        the server's `auto`, as BFCL and inspect_ai send it)."""
+        if self.model_type != "chat":
+            raise EndpointError(
+                "Tool-call tasks need a chat endpoint: run them with --model_type chat and a "
+                "/v1/chat/completions URL (the server renders the tools with the model's chat template)."
+            )
+        payload: dict[str, Any] = {"model": self.model_id, "messages": messages, "tools": tools,
+                                   "max_tokens": max_tokens, "temperature": temperature}
+        if top_p is not None:
+            payload["top_p"] = top_p
+        if seed is not None:
+            payload["seed"] = seed
+        body = self._post(payload)
+        try:
+            message = body["choices"][0]["message"]
+        except (KeyError, IndexError, TypeError):
+            raise EndpointError(f"{self.url} answered without choices[0].message: {str(body)[:300]}") from None
+        if not isinstance(message, dict):
+            raise EndpointError(f"{self.url} answered a choices[0].message that is not an object: {str(body)[:300]}")
+        return message
 
     def loglikelihood(self, context: str, continuation: str) -> float:
         """Sum of log P(continuation tokens | context), scored by the server with echo+logprobs."""

@@ -11,13 +11,14 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from ..results import EvalResults, Metric, Score, ScoreStats, TaskResult
-from . import code_generation, exact_match, multiple_choice
+from . import code_generation, exact_match, multiple_choice, tool_call
 from .client import ModelClient
 from .dataset import load_jsonl
 from .isolation import Isolation, resolve_isolation
 from .sample import GenerationParams, SampleOutcome
 
-SCORERS = {"exact_match": exact_match, "multiple_choice": multiple_choice, "code": code_generation}
+SCORERS = {"exact_match": exact_match, "multiple_choice": multiple_choice, "code": code_generation,
+           "tool_call": tool_call}
 
 
 def samples_file(output_dir: Path, task_name: str) -> Path:

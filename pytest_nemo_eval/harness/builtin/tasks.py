@@ -2,7 +2,7 @@
 
 A task is one small YAML file pointing at JSONL data:
 
-    type: exact_match            # or multiple_choice, code
+    type: exact_match            # or multiple_choice, code, tool_call
     description: two-digit addition
     data: ../data/demo_addition.jsonl      # relative to this YAML file
     prompt_template: "{prompt}"            # formatted with the record's fields
@@ -91,11 +91,24 @@ class CodeSpec(_SpecBase):
     max_processes: int = Field(default=8, ge=2)  # tasks per sample under bubblewrap (its init + python + 6)
 
 
-TaskSpec = Annotated[ExactMatchSpec | MultipleChoiceSpec | CodeSpec, Field(discriminator="type")]
+class ToolCallSpec(_SpecBase):
+    """Chat with `tools` offered (tool_choice absent, so `auto`); the reply's first tool call must have the
+    record's expected name and arguments (compared as parsed JSON). Needs a chat endpoint."""
+
+    type: Literal["tool_call"]
+    messages_field: str = Field(default="messages", description="the conversation, OpenAI chat messages")
+    tools_field: str = Field(default="tools", description="the tools offered, OpenAI's shape")
+    call_field: str = Field(default="call", description="the expected call: {name, arguments}")
+    max_tokens: int = 256
+    temperature: float = 0.0
+
+
+AnySpec = ExactMatchSpec | MultipleChoiceSpec | CodeSpec | ToolCallSpec
+TaskSpec = Annotated[AnySpec, Field(discriminator="type")]
 _SPEC_ADAPTER: TypeAdapter = TypeAdapter(TaskSpec)
 
 
-def load_spec(path: Path, name: str | None = None) -> ExactMatchSpec | MultipleChoiceSpec | CodeSpec:
+def load_spec(path: Path, name: str | None = None) -> AnySpec:
     """Parse one task YAML; `name` overrides the file's own name."""
     path = Path(path).resolve()
     if not path.is_file():
@@ -105,7 +118,7 @@ def load_spec(path: Path, name: str | None = None) -> ExactMatchSpec | MultipleC
         spec = _SPEC_ADAPTER.validate_python(document)
     except (yaml.YAMLError, ValidationError) as exc:
         raise InvalidTaskSpec(
-            f"Task spec {path} is invalid: {exc}\nA spec needs `type` (exact_match, multiple_choice, code) "
+            f"Task spec {path} is invalid: {exc}\nA spec needs `type` (exact_match, multiple_choice, code, tool_call) "
             "and `data` (a JSONL path); see pytest_nemo_eval/harness/builtin/tasks.py."
         ) from None
     spec.spec_path = path
