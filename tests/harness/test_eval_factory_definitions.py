@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import os
 import subprocess
+from pathlib import Path
 
 import pytest
 
@@ -20,6 +21,7 @@ from pytest_nemo_eval.harness.framework_definitions import (
 from pytest_nemo_eval.harness.overrides import join_overrides, split_overrides
 
 BIGCODE = "bigcode-evaluation-harness"
+LM_EVAL = "lm-evaluation-harness"
 
 
 @pytest.fixture
@@ -37,6 +39,23 @@ def test_code_execution_is_read_from_the_installed_framework_definition(bigcode_
     assert runs_model_code(BIGCODE, "humaneval", {})
     monkeypatch.setenv("PATH", str(tmp_path))  # not installed and not in the table: nothing says so
     assert installed_definition(BIGCODE) is None and not runs_model_code(BIGCODE, "humaneval", {})
+
+
+def test_lm_eval_tasks_that_run_model_code_are_read_from_the_installed_package(eval_factory_bin, monkeypatch):
+    """For every task of the installed nvidia-lm-eval's framework.yml, the package itself decides whether it
+    runs model-written code (lm_eval_code_tasks.py, in its venv): the lm_eval task config's `unsafe_code`, a
+    metric that loads HF evaluate's `code_eval` (the adlr_* tasks, silently), or a code flag in framework.yml.
+    `runs_model_code` (framework.yml flags plus our table of silent tasks) must agree on every task, both ways."""
+    monkeypatch.setenv("PATH", f"{eval_factory_bin}{os.pathsep}{os.environ['PATH']}")
+    out = subprocess.run([str(eval_factory_bin / "python"), str(Path(__file__).parent / "lm_eval_code_tasks.py")],
+                         capture_output=True, text=True, timeout=600)
+    assert out.returncode == 0, out.stderr[-3000:]
+    package = json.loads(out.stdout.splitlines()[-1])
+    assert len(package) > 100 and all(found["resolved"] for found in package.values())  # every task resolved
+    says = {task for task, found in package.items() if found["unsafe_code"] or found["code_eval"] or found["flags"]}
+    assert {"humaneval_instruct", "mbpp_plus_chat", "adlr_humaneval_greedy"} <= says  # the reading finds them
+    ours = {task for task in package if runs_model_code(LM_EVAL, task, {})}
+    assert ours == says, {"we miss": sorted(says - ours), "we add": sorted(ours - says)}
 
 
 def test_task_name_is_checked_against_the_installed_package(bigcode_on_path):
