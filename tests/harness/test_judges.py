@@ -3,9 +3,14 @@
 
 from __future__ import annotations
 
+import os
+import re
 import socket
+import subprocess
+from pathlib import Path
 
 import pytest
+import yaml
 
 from pytest_nemo_eval.harness.judge import chat_url, judge_overrides
 from pytest_nemo_eval.suite import SuiteError, load_suite
@@ -31,7 +36,9 @@ benchmarks:
 
 
 def test_each_framework_gets_its_own_judge_parameter_names():
-    """As their framework.yml files read them: mtbench's key variable is `api_key_name`, the others' `api_key`."""
+    """mtbench's key variable is `api_key_name`, the others' `api_key` (literals: the judged packages are not
+    installed in CI; test_judge_overrides_render_into_the_installed_frameworks_command checks them against the
+    installed framework.yml files and nemo-evaluator's rendering where their venvs are built)."""
     assert judge_overrides("mtbench", url="u", model_id="m", api_key_env="K") == {
         "config.params.extra.judge.url": "u", "config.params.extra.judge.model_id": "m",
         "config.params.extra.judge.api_key_name": "K"}
@@ -39,6 +46,47 @@ def test_each_framework_gets_its_own_judge_parameter_names():
                                                                   api_key_env="K")
     assert chat_url("http://h:1/b/x.judge/v1") == "http://h:1/b/x.judge/v1/chat/completions"
     assert chat_url("http://h:1/v1/chat/completions") == "http://h:1/v1/chat/completions"
+
+
+JUDGED_FRAMEWORKS = {"mtbench": "mtbench", "safety-harness": "aegis_v2", "simple-evals": "AIME_2025"}  # -> a judged task
+
+
+@pytest.fixture(params=sorted(JUDGED_FRAMEWORKS))
+def judged_framework(request, monkeypatch) -> tuple[str, Path]:
+    """A judged eval-factory package's venv on PATH, when scripts/test_heavy_harnesses.sh built it (never in
+    .ci/run: a fresh machine skips; docs/ci-skips.md)."""
+    from .conftest import prebuilt_venv_bin
+
+    bin_dir = prebuilt_venv_bin(request.param)
+    monkeypatch.setenv("PATH", f"{bin_dir}{os.pathsep}{os.environ['PATH']}")
+    return request.param, bin_dir
+
+
+def test_judge_overrides_render_into_the_installed_frameworks_command(judged_framework, tmp_path):
+    """The overrides name parameters the installed framework.yml declares (config.params.extra.judge.*), and
+    nemo-evaluator itself (`run_eval --dry_run`) renders them into the harness's command: the judge's URL and
+    model, and the key variable passed by NAME (never its value)."""
+    from pytest_nemo_eval.harness.framework_definitions import installed_definition
+    from pytest_nemo_eval.harness.judge import JUDGE_PARAM_PREFIX
+    from pytest_nemo_eval.harness.overrides import join_overrides
+
+    harness, bin_dir = judged_framework
+    definition = installed_definition(harness)
+    assert definition is not None, harness
+    declared = yaml.safe_load(definition.path.read_text())["defaults"]["config"]["params"]["extra"]["judge"]
+    overrides = judge_overrides(harness, url="http://judge.test:9/v1/chat/completions", model_id="the-judge-model",
+                                api_key_env="MY_JUDGE_KEY")
+    assert {key.removeprefix(JUDGE_PARAM_PREFIX) for key in overrides} <= set(declared), (harness, declared)
+    dry = subprocess.run(
+        [str(bin_dir / "nemo-evaluator"), "run_eval", "--eval_type", f"{definition.name}.{JUDGED_FRAMEWORKS[harness]}",
+         "--model_id", "m", "--model_url", "http://model.test:8/v1/chat/completions", "--model_type", "chat",
+         "--output_dir", str(tmp_path), "--overrides", join_overrides(overrides), "--dry_run"],
+        capture_output=True, text=True, timeout=300, env={**os.environ, "MY_JUDGE_KEY": "sk-secret-value"})
+    assert "Rendered command:" in dry.stdout, dry.stdout[-2000:] + dry.stderr[-2000:]
+    command = " ".join(dry.stdout.split("Rendered command:", 1)[1].split())
+    assert "http://judge.test:9/v1/chat/completions" in command and "the-judge-model" in command, command
+    assert re.search(r"--judge_api_key_name MY_JUDGE_KEY\b|=\$MY_JUDGE_KEY\b", command), command
+    assert "sk-secret-value" not in command
 
 
 def test_unreachable_judge_errors_before_the_harness_starts(run_inner, suite_file, pytester):  # noqa: F811
