@@ -37,6 +37,9 @@ class ProxyStats(BaseModel):
     tool_call_replies: int = 0
     tool_calls: int = 0
     tool_call_errors: int = 0
+    # requests carrying top-level fields the server ignored (it names them in X-Nemo-Ignored-Fields), and the names
+    ignored_field_requests: int = 0
+    ignored_fields: list[str] = []
     status_counts: dict[str, int] = {}
     last_error: str | None = None
 
@@ -85,7 +88,7 @@ class StatsRecorder:
 
     _COUNTERS = ("requests", "errors", "in_flight", "cache_hits", "cache_errors", "retries", "upstream_calls",
                  "prompt_tokens", "completion_tokens", "reasoning_tokens", "tool_call_replies", "tool_calls",
-                 "tool_call_errors")
+                 "tool_call_errors", "ignored_field_requests")
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
@@ -93,6 +96,15 @@ class StatsRecorder:
         self._counts = dict.fromkeys(self._COUNTERS, 0)
         self._status_counts: dict[str, int] = {}
         self._last_error: str | None = None
+        self.ignored_fields: set[str] = set()
+
+    def ignored(self, names: list[str]) -> list[str]:
+        """Count a request whose fields the server ignored; returns the names not seen before (logged once)."""
+        with self._lock:
+            self._counts["ignored_field_requests"] += 1
+            new = [name for name in names if name not in self.ignored_fields]
+            self.ignored_fields.update(new)
+            return new
 
     def add(self, counter: str, amount: int = 1) -> None:
         with self._lock:
@@ -140,7 +152,9 @@ def merge_stats(recorders: Iterable[StatsRecorder]) -> ProxyStats:
     statuses: dict[str, int] = {}
     latencies: list[float] = []
     last_error = None
+    ignored: set[str] = set()
     for recorder in recorders:
+        ignored |= recorder.ignored_fields
         rc, rs, rl, re_ = recorder._raw()
         for key, value in rc.items():
             counts[key] += value
@@ -149,5 +163,5 @@ def merge_stats(recorders: Iterable[StatsRecorder]) -> ProxyStats:
         latencies.extend(rl)
         last_error = re_ or last_error
     latencies.sort()
-    return ProxyStats(**counts, status_counts=statuses, last_error=last_error,
+    return ProxyStats(**counts, status_counts=statuses, last_error=last_error, ignored_fields=sorted(ignored),
                       latency_p50_ms=_percentile(latencies, 0.50), latency_p99_ms=_percentile(latencies, 0.99))

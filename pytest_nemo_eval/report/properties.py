@@ -48,6 +48,7 @@ PROXY_FIELDS = (
     "tool_call_replies",
     "tool_calls",
     "tool_call_errors",
+    "ignored_field_requests",
 )
 # BenchmarkResult fields written as `nemo.<field>` (in this order), and read back by name.
 FACT_FIELDS = (

@@ -23,7 +23,6 @@ from pytest_nemo_eval.report.properties import PROXY_FIELDS, to_properties
 from pytest_nemo_eval.results import BenchmarkResult
 from pytest_nemo_eval.runner.execute import _numbers
 
-from .openai_calls import chat
 
 WEATHER = {"type": "function", "function": {
     "name": "get_weather", "description": "Weather of a city.",

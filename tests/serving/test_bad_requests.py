@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import pytest
 
+from pytest_nemo_eval.adapters import ProxyServer
+
 pytestmark = pytest.mark.serving_backends("pytriton", "ray")  # the same answers from either backend
 
 
@@ -110,7 +112,7 @@ def test_malformed_chat_fields_are_400_naming_the_field(api, payload, param, nee
     assert needle in body["error"]["message"], body
 
 
-def test_unknown_top_level_fields_are_ignored_as_vllm_does_and_reported(api):
+def test_unknown_top_level_fields_are_ignored_as_vllm_does_and_reported(api, tmp_path):
     status, body = api.post("/v1/chat/completions", {"messages": USER, "max_tokens": 4, "frobnicate": 1})
     assert status == 200, body
     reply = api.session.post(api.base_url + "/v1/completions", json={"prompt": "1+1=", "max_tokens": 2,
@@ -118,6 +120,14 @@ def test_unknown_top_level_fields_are_ignored_as_vllm_does_and_reported(api):
     assert reply.status_code == 200 and reply.headers["X-Nemo-Ignored-Fields"] == "frobnicate,zest"
     status, health = api.get("/v1/health")
     assert {"frobnicate", "zest"} <= set(health["ignored_request_fields"])
+    # the proxy counts such requests (a JUnit property) and keeps the names
+    with ProxyServer(api.base_url, log_dir=tmp_path / "proxy") as proxy:
+        for _ in range(2):
+            reply = api.session.post(proxy.url + "/v1/completions", json={"prompt": "1+1=", "max_tokens": 2,
+                                                                          "frobnicate": 1}, timeout=60)
+            assert reply.status_code == 200
+        stats = proxy.stats()
+    assert stats.ignored_field_requests == 2 and stats.ignored_fields == ["frobnicate"]
 
 
 def test_unknown_route_is_404_in_openai_shape(api):

@@ -8,12 +8,16 @@ tool calls from the replies' `message.tool_calls` and vLLM's `stop_reason`
 
 from __future__ import annotations
 
+import logging
 import time
 
 from ..exchange import ProxyRequest, ProxyResponse
 from ..registry import Handler, Interceptor, register_interceptor
 from ..stats import tool_counts
 from ..streaming import assemble
+
+LOGGER = logging.getLogger(__name__)
+IGNORED_FIELDS_HEADER = "x-nemo-ignored-fields"  # our server names the top-level request fields it ignored
 
 
 @register_interceptor("stats")
@@ -31,6 +35,8 @@ class StatsInterceptor(Interceptor):
             return response
         finally:
             latency_ms = (time.perf_counter() - start) * 1000.0
+            if response is not None:
+                self._note_ignored(response)
             if response is not None and response.stream is not None:  # counted when the stream ends
                 response.stream.on_finish(lambda body, complete: self._finish_stream(request, response, start, body))
             elif response is None:  # an interceptor raised: the server turns it into a 500
@@ -49,6 +55,13 @@ class StatsInterceptor(Interceptor):
                     tools=tool_counts(reply),
                 )
 
+
+    def _note_ignored(self, response: ProxyResponse) -> None:
+        header = next((v for k, v in response.headers.items() if k.lower() == IGNORED_FIELDS_HEADER), "")
+        names = [name for name in header.split(",") if name]
+        if names:
+            for name in self.context.stats.ignored(names):
+                LOGGER.warning("the model server ignored the request field %r (logged once per name)", name)
 
     def _finish_stream(self, request: ProxyRequest, response: ProxyResponse, start: float, body: bytes) -> None:
         """Latency: to the stream's last byte; tokens: its include_usage chunk (none without it)."""
