@@ -16,7 +16,9 @@ own run and deploys the demo once (~12 s)."""
 
 from __future__ import annotations
 
+import json
 import os
+from pathlib import Path
 
 from tests.plugin.conftest import run_inner, suite_file  # noqa: F401 - fixtures of the plugin tests
 
@@ -67,8 +69,7 @@ def test_simple_evals_mgsm_on_the_demo(run_inner, suite_file, pytester, monkeypa
 def test_bfcl_ast_prompting_on_the_demo_under_bubblewrap(run_inner, suite_file, pytester, monkeypatch,  # noqa: F811
                                                          demo_trained, bfcl_bin):  # noqa: F811
     """`bfclv2_ast_prompting`: BFCL writes the functions into the system prompt (its stock prompt, hundreds of
-    tokens). `bfclv2_ast` would offer them as `tools`, which this server refuses (it does no native function
-    calling; before, it dropped them silently and BFCL scored a model that never saw the functions)."""
+    tokens); test_bfcl_native_ast_on_the_demo is the native-calling form."""
     with_package(monkeypatch, bfcl_bin)
     result = run_on_demo(run_inner, suite_file, "bfcl", """\
         benchmarks:
@@ -89,6 +90,38 @@ def test_bfcl_ast_prompting_on_the_demo_under_bubblewrap(run_inner, suite_file, 
     overall = metric(props, "non_live_overall_acc", 0.0, 100.0)  # BFCL scores in percent
     irrelevance = metric(props, "irrelevance_detection_non_live", 0.0, 100.0)
     print(summary("bfcl bfclv2_ast_prompting", props, non_live_overall_acc=overall, irrelevance_non_live=irrelevance))
+
+
+def test_bfcl_native_ast_on_the_demo(run_inner, suite_file, pytester, monkeypatch, demo_trained,  # noqa: F811
+                                     bfcl_bin):  # noqa: F811
+    """`bfclv2_ast`: BFCL's OpenAI function-calling handler offers the functions as `tools` (no tool_choice, so
+    auto), the demo's template renders them and the hermes parser reads its replies. Every model request is
+    answered 200 and BFCL's own checker scores what came back (the demo only knows `add`, so the score is
+    meaningless; a 400 for any of BFCL's tool schemas would show as a proxy error)."""
+    with_package(monkeypatch, bfcl_bin)
+    result = run_on_demo(run_inner, suite_file, "bfcl_fc", """\
+        benchmarks:
+          - name: bfcl_fc
+            harness: bfcl
+            task: bfclv2_ast
+            endpoint_type: chat
+            runtime: local
+            limit_samples: 3
+            params: {config.params.parallelism: 2}
+            thresholds: {non_live_overall_acc: {min: 0.0}}
+    """)
+    props = demo_case(pytester, result, "bfcl_fc")
+    deployed_by_the_plugin(pytester)
+    assert int(props["nemo.proxy.requests"]) == 3
+    responses = [json.loads(line) for line in (Path(props["nemo.proxy_log"]) / "responses.jsonl").read_text()
+                 .splitlines()]
+    requests = [json.loads(line) for line in (Path(props["nemo.proxy_log"]) / "requests.jsonl").read_text()
+                .splitlines()]
+    assert all(entry["body"].get("tools") for entry in requests)  # native: the functions travel as tools
+    assert min(prompt_tokens(props)) > 128  # and the template rendered them into the prompt
+    print(summary("bfcl bfclv2_ast (native)", props,
+                  non_live_overall_acc=metric(props, "non_live_overall_acc", 0.0, 100.0),
+                  tool_call_replies=sum(bool(r["body"]["choices"][0]["message"].get("tool_calls")) for r in responses)))
 
 
 def test_garak_test_probe_on_the_demo(run_inner, suite_file, pytester, monkeypatch, demo_trained,  # noqa: F811
