@@ -30,7 +30,9 @@ SETTINGS: list[tuple[str, str, tuple[str, ...] | None]] = [
     ("ray-address", "Deployment (ray): an existing Ray cluster (auto, HOST:PORT, ray://HOST:PORT); default: a "
      "private local head, shut down at the end.", None),
     ("tool-parser", "Deployment: the tool-call output format to parse (hermes, llama3_json, mistral, pythonic, as "
-     "vLLM's --tool-call-parser); default: chosen from the checkpoint's chat template.", None),
+     "vLLM's --tool-call-parser; none: off); default: chosen from the checkpoint's chat template.", None),
+    ("reasoning-parser", "Deployment: how replies' thought is split from their answer (deepseek_r1, qwen3, as vLLM's "
+     "--reasoning-parser; none: off); default: chosen from the checkpoint's chat template.", None),
     ("startup-timeout", "Deployment: seconds to wait for the server to become ready.", None),
     ("progress-interval", "Seconds between progress lines for a running benchmark (0 = off).", None),
     ("mlflow-uri", "Export the run to this MLflow tracking server (default: $MLFLOW_TRACKING_URI when set).", None),

@@ -247,6 +247,7 @@ class LocalResources:
             replica_cpus=opts.replica_cpus,
             ray_address=opts.ray_address,
             tool_parser=opts.tool_parser,
+            reasoning_parser=opts.reasoning_parser,
             startup_timeout_s=opts.startup_timeout,
             log_path=output_dir / "deploy.log",
         )

@@ -35,6 +35,7 @@ class NemoOptions(BaseModel):
     replica_cpus: float = Field(default=1.0, gt=0)
     ray_address: str | None = None
     tool_parser: str | None = None
+    reasoning_parser: str | None = None
     startup_timeout: float = Field(default=600.0, gt=0)
     progress_interval: float = Field(default=30.0, ge=0)
     allow_unsandboxed_code: bool = False

@@ -61,6 +61,9 @@ def build_parser(prog: str) -> argparse.ArgumentParser:
     parser.add_argument("--tool-parser", "--nemo-tool-parser", default=None,
                         help="tool-call output format (hermes, llama3_json, mistral, pythonic: vLLM's names); "
                              "default: chosen from the checkpoint's chat template")
+    parser.add_argument("--reasoning-parser", "--nemo-reasoning-parser", default=None,
+                        help="thought/answer split of replies (deepseek_r1, qwen3: vLLM's names; none: off); "
+                             "default: chosen from the checkpoint's chat template")
     parser.add_argument("--settings-json", metavar="JSON",
                         help="every setting above as one JSON object (serving.settings.ServeSettings); used by the "
                              "launcher instead of the flags")
@@ -96,7 +99,7 @@ def _settings(args: argparse.Namespace) -> "StackSettings":
                          tensor_parallel=args.tensor_parallel, pipeline_parallel=args.pipeline_parallel,
                          device=args.device, http_threads=args.http_threads, backend=args.backend,
                          replicas=args.replicas, replica_cpus=args.replica_cpus, ray_address=args.ray_address,
-                         tool_parser=args.tool_parser)
+                         tool_parser=args.tool_parser, reasoning_parser=args.reasoning_parser)
 
 
 def _startup_error(exc: BaseException, settings: "StackSettings | None") -> str | None:

@@ -61,6 +61,7 @@ from pytest_nemo_eval.serving.openai_schema import (
     TokenizeRequest,
 )
 from pytest_nemo_eval.serving.token_text import TokenText
+from pytest_nemo_eval.serving.reasoning_parsers import ReasoningParser, choose_reasoning_parser
 from pytest_nemo_eval.serving.tool_parsers import ToolParser, choose_parser
 
 LOGGER = logging.getLogger(__name__)
@@ -80,28 +81,39 @@ class ServedModel:
     stream: Callable[[GenerationRequest], Iterator[GenerationDelta]] | None = None
     cancel: Callable[[str], Any] = lambda request_id: None
     health: Callable[[], Health] = lambda: Health(True)
-    tool_parser_name: str | None = None  # --nemo-tool-parser; None: chosen from the chat template
+    tool_parser_name: str | None = None  # --nemo-tool-parser; None: chosen from the chat template; "none": off
+    reasoning_parser_name: str | None = None  # --nemo-reasoning-parser, likewise
     ignored_fields: set[str] = field(default_factory=set)  # unknown request fields seen (each logged once)
     _text: TokenText | None = field(default=None, repr=False)
-    _tool_parser: ToolParser | None = field(default=None, repr=False)
+    _formats: tuple[Any, ToolParser | None, ReasoningParser | None] | None = field(default=None, repr=False)
 
     @classmethod
-    def of_backend(cls, backend: GenerationBackend, *, tool_parser: str | None = None) -> "ServedModel":
+    def of_backend(cls, backend: GenerationBackend, *, tool_parser: str | None = None,
+                   reasoning_parser: str | None = None) -> "ServedModel":
         """The front for `backend`, before it is started (model_id/tokenizer/max_context come with set_model)."""
-        choose_parser(tool_parser, None)  # an unknown parser name fails before the model loads
-        return cls(model_id="", tokenizer=None, max_context=0, generate=backend.generate, stats=backend.stats,
-                   stream=backend.stream, cancel=backend.cancel, health=backend.health, tool_parser_name=tool_parser)
+        served = cls(model_id="", tokenizer=None, max_context=0, generate=backend.generate, stats=backend.stats,
+                     stream=backend.stream, cancel=backend.cancel, health=backend.health,
+                     tool_parser_name=tool_parser, reasoning_parser_name=reasoning_parser)
+        served.output_formats()  # an unknown parser name fails before the model loads
+        return served
 
     def set_model(self, info: ModelInfo) -> None:
         self.model_id, self.tokenizer, self.max_context = info.model_id, info.tokenizer, info.max_context
-        self._tool_parser = None
+
+    def output_formats(self) -> tuple[ToolParser | None, ReasoningParser | None]:
+        """The tool-call and reasoning parsers: the ones named at deployment, else the ones the chat template's
+        format picks (None: no known format, or named "none")."""
+        template = getattr(self.tokenizer, "chat_template", None)
+        if self._formats is None or self._formats[0] is not self.tokenizer:
+            tools = None if self.tool_parser_name == "none" else choose_parser(self.tool_parser_name, template)
+            reasoning = (None if self.reasoning_parser_name == "none"
+                         else choose_reasoning_parser(self.reasoning_parser_name, template))
+            self._formats = (self.tokenizer, tools, reasoning)
+        return self._formats[1], self._formats[2]
 
     @property
     def tool_parser(self) -> ToolParser | None:
-        """The parser named at deployment, or the one the chat template's format picks (None: no known format)."""
-        if self._tool_parser is None:
-            self._tool_parser = choose_parser(self.tool_parser_name, getattr(self.tokenizer, "chat_template", None))
-        return self._tool_parser
+        return self.output_formats()[0]
 
     def note_ignored(self, body: Any) -> None:
         """Unknown top-level fields are ignored as vLLM ignores them; each name is logged once and reported
@@ -180,7 +192,8 @@ def create_app(served: ServedModel) -> Flask:
     def chat_completions() -> Response:
         body = _parse(ChatCompletionRequest)
         served.note_ignored(body)
-        shaper = ReplyShaper(body, _tool_parser_for(body, served), served.text, served.tokenizer.eos_id)
+        shaper = ReplyShaper(body, _tool_parser_for(body, served), served.text, served.tokenizer.eos_id,
+                             served.output_formats()[1])
         structured = _chat_constraint(body)
         prompt = render_prompt(served.tokenizer, body.messages, tools=body.tools,
                                add_generation_prompt=body.add_generation_prompt,
@@ -196,9 +209,13 @@ def create_app(served: ServedModel) -> Flask:
             return _stream_response(served, requests, _ChatChunks(shaper, body), prompts, body)
         results = _run(served, requests)
         choices = [_chat_choice(j, shaper, result, body.logprobs) for j, result in enumerate(results)]
+        usage = _usage(prompts, results)
+        if shaper.reasoning is not None:
+            usage["completion_tokens_details"] = {
+                "reasoning_tokens": sum(shaper.reasoning_tokens(r.output_ids) for r in results)}
         return _json_reply(served, body, {"id": f"chatcmpl-{uuid.uuid4().hex}", "object": "chat.completion",
                                           "created": int(time.time()), "model": served.model_id, "choices": choices,
-                                          "usage": _usage(prompts, results)})
+                                          "usage": usage})
 
     # -- vLLM's tokenizer routes (lm-eval's RemoteTokenizer reads these when given no tokenizer) --
     @app.get("/tokenizer_info")
@@ -366,7 +383,8 @@ def _run(served: ServedModel, requests: list[GenerationRequest]) -> list[Generat
 
 def _chat_choice(index: int, shaper: ReplyShaper, result: GenerationResult, logprobs: bool | None) -> dict[str, Any]:
     reply = shaper.reply(result)
-    choice: dict[str, Any] = {"index": index, "message": reply.message(), "finish_reason": reply.finish_reason,
+    choice: dict[str, Any] = {"index": index, "message": reply.message(shaper.include_reasoning),
+                              "finish_reason": reply.finish_reason,
                               "logprobs": None}
     if reply.stop_reason is not None:
         choice["stop_reason"] = reply.stop_reason
@@ -469,6 +487,12 @@ class _ChatChunks:
         stream = self.streams.setdefault(index, self.shaper.stream(bool(self.body.logprobs)))
         return stream.feed(index, delta)
 
+    def usage_details(self) -> dict[str, Any]:
+        if self.shaper.reasoning is None:
+            return {}
+        return {"completion_tokens_details": {
+            "reasoning_tokens": sum(self.shaper.reasoning_tokens(s.ids) for s in self.streams.values())}}
+
 
 def _sse(payload: Any) -> bytes:
     return b"data: " + json.dumps(payload, separators=(",", ":")).encode() + b"\n\n"
@@ -516,9 +540,10 @@ def _stream_response(served: ServedModel, requests: list[GenerationRequest], chu
                     yield _sse(chunk)
             if include_usage and not failed:
                 prompt_tokens = sum(len(ids) for ids in prompts)
+                details = chunks.usage_details() if hasattr(chunks, "usage_details") else {}
                 yield _sse({**head, "choices": [], "usage": {
                     "prompt_tokens": prompt_tokens, "completion_tokens": completion_tokens,
-                    "total_tokens": prompt_tokens + completion_tokens}})
+                    "total_tokens": prompt_tokens + completion_tokens, **details}})
             yield b"data: [DONE]\n\n"
         finally:
             events.close()  # a client gone mid-stream: cancels what still runs

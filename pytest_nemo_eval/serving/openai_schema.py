@@ -107,6 +107,7 @@ class ChatCompletionRequest(SamplingParams, StructuredFields):
     add_generation_prompt: bool = True
     continue_final_message: bool = False
     echo: bool = False  # vLLM: the reply's content starts with the last message's when that is the assistant's
+    include_reasoning: bool = True  # vLLM: false leaves the thought (reasoning_content) out of the reply
 
     @model_validator(mode="after")
     def _tool_choice_needs_tools(self):

@@ -28,6 +28,7 @@ class ServeSettings(BaseModel):
     replica_cpus: float = Field(default=1.0, gt=0)  # ray, on CPU: the CPUs Ray reserves for each replica
     ray_address: str | None = None  # ray: an existing cluster (auto, host:port, ray://host:port); None: own head
     tool_parser: str | None = None  # serving/tool_parsers/<name>.py; None: chosen from the chat template
+    reasoning_parser: str | None = None  # serving/reasoning_parsers/<name>.py; likewise ("none": off)
 
     @model_validator(mode="after")
     def _replicas_need_ray(self) -> "ServeSettings":

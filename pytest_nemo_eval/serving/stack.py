@@ -34,7 +34,7 @@ class ServingStack:
         s = self.settings
         try:
             backend = self.backend = load_backend(s.backend, s)  # a missing extra fails before anything starts
-            served = ServedModel.of_backend(backend, tool_parser=s.tool_parser)
+            served = ServedModel.of_backend(backend, tool_parser=s.tool_parser, reasoning_parser=s.reasoning_parser)
             # Bind the HTTP port first: a taken port fails in milliseconds, not after loading the model.
             self._http = ServerThread(create_app(served), host=s.host, port=s.port, threads=s.http_threads,
                                       name="nemo-eval-openai")
