@@ -2,13 +2,16 @@
 redeployed once and the running benchmark re-run, or — when the redeploy fails too — every remaining
 benchmark errors within seconds naming the exit status and the deploy.log tail, with nothing left running.
 
-Inner pytest runs deploy the demo through the plugin (PyTriton; the watch is the same for either backend).
+Inner pytest runs deploy the demo through the plugin: PyTriton, and Ray Serve with its own head (the watch is
+the same for either backend; what a killed deploy leaves behind is not).
 """
 
 from __future__ import annotations
 
 import json
 import shutil
+import socket
+import threading
 import signal
 import subprocess
 import sys
@@ -16,6 +19,7 @@ import time
 from pathlib import Path
 
 import psutil
+import pytest
 
 from tests.plugin.inner_run import junit_cases, junit_suite_properties
 
@@ -49,20 +53,45 @@ def _harness_running(children: list[psutil.Process]) -> bool:
     return False
 
 
-def _run_and_kill_the_deployment(workdir: Path, checkpoint: str, before_kill=lambda: None):
+def _ray_ports(processes) -> tuple[set[int], set[str]]:
+    """The ports the Ray processes among `processes` listen on (GCS, raylet, object manager, agents, workers),
+    and their names."""
+    ports, names = set(), set()
+    for proc in processes:
+        try:
+            if not any(name in proc.name() + " ".join(proc.cmdline()) for name in ("raylet", "gcs_server", "ray::")):
+                continue
+            names.add(proc.name())
+            ports.update(c.laddr.port for c in proc.net_connections(kind="inet") if c.status == psutil.CONN_LISTEN)
+        except psutil.Error:
+            pass
+    return ports, names
+
+
+def _run_and_kill_the_deployment(workdir: Path, checkpoint: str, before_kill=lambda: None, extra_args=()):
     """Run the suite; once the first harness runs, SIGKILL the deployment. -> (returncode, output, kill time,
-    end time, every process the run had)."""
+    end time, every process the run had, {output line: time.time() it appeared}, Ray ports listening before the
+    kill)."""
     (workdir / "s.yaml").write_text(SUITE)
     out = workdir / "out"
     process = subprocess.Popen(
         [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "s.yaml", f"--nemo-checkpoint={checkpoint}",
-         f"--nemo-output-dir={out}", "--nemo-cache=off", "-rA", "--junitxml", str(workdir / "junit.xml")],
+         f"--nemo-output-dir={out}", "--nemo-cache=off", "-rA", "-v", "--junitxml", str(workdir / "junit.xml"),
+         *extra_args],
         cwd=workdir, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    lines: dict[str, float] = {}
+
+    def read() -> None:
+        for line in process.stdout:
+            lines.setdefault(line.rstrip("\n"), time.time())
+
+    reader = threading.Thread(target=read, daemon=True)
+    reader.start()
     seen: set[psutil.Process] = set()
     try:
         deadline = time.monotonic() + 600
         while True:
-            assert process.poll() is None, process.stdout.read()
+            assert process.poll() is None, "\n".join(lines)
             assert time.monotonic() < deadline, "the first harness never started"
             children = psutil.Process(process.pid).children(recursive=True)
             seen.update(children)
@@ -70,20 +99,21 @@ def _run_and_kill_the_deployment(workdir: Path, checkpoint: str, before_kill=lam
                 break
             time.sleep(0.1)
         before_kill()
+        ports = _ray_ports(psutil.Process(process.pid).children(recursive=True))
         _deploy_process(children).send_signal(signal.SIGKILL)
-        killed = time.monotonic()
+        killed = time.time()
         while process.poll() is None:  # keep collecting: the redeploy's processes must end too
             try:
                 seen.update(psutil.Process(process.pid).children(recursive=True))
             except psutil.Error:
                 pass
             time.sleep(0.2)
-        output = process.stdout.read()
-        ended = time.monotonic()
+        reader.join(30)
+        ended = time.time()
     finally:
         if process.poll() is None:
             process.kill()
-    return process.returncode, output, killed, ended, seen
+    return process.returncode, "\n".join(lines), killed, ended, seen, lines, ports
 
 
 def _events(workdir: Path) -> list[dict]:
@@ -95,7 +125,7 @@ def _left_running(processes) -> list:
 
 
 def test_a_killed_deployment_is_redeployed_once_and_the_running_benchmark_runs_again(pytester, demo_checkpoint):
-    code, output, _killed, _ended, seen = _run_and_kill_the_deployment(pytester.path, "demo")
+    code, output, _killed, _ended, seen, _lines, _ports = _run_and_kill_the_deployment(pytester.path, "demo")
     assert code == 0, output
     assert [e["event"] for e in _events(pytester.path)] == ["died", "redeployed"]
     assert _events(pytester.path)[0]["exit_status"] == -signal.SIGKILL
@@ -106,15 +136,26 @@ def test_a_killed_deployment_is_redeployed_once_and_the_running_benchmark_runs_a
     assert not _left_running(seen), [p.cmdline() for p in _left_running(seen)]
 
 
-def test_when_the_redeploy_fails_every_remaining_benchmark_errors_within_seconds(pytester, demo_checkpoint):
+NOTICED_WITHIN_S = 1.0  # the README's "noticed within a second": the watch polls every 0.5 s
+# kill -> first errored benchmark (README: "within a minute"): ending what the dead deploy left (SIGTERM, SIGKILL
+# after the 30 s stop grace: Ray's orphaned head outlives SIGTERM) and the failed redeploy's start. Measured on Ray's
+# own head: 43.5 s, with five other test runs on the 2 cores
+FIRST_ERROR_WITHIN_S = 60.0
+
+
+@pytest.mark.parametrize("backend", ["pytriton", pytest.param("ray", marks=pytest.mark.ray_backend)])
+def test_when_the_redeploy_fails_every_remaining_benchmark_errors_within_seconds(pytester, demo_checkpoint, backend):
+    if backend == "ray":
+        pytest.importorskip("ray.serve", reason="the ray extra is not installed (pip install -e '.[ray]')")
     checkpoint = pytester.path / "ckpt"
     shutil.copytree(demo_checkpoint, checkpoint)
 
     def break_the_checkpoint():  # the redeploy then fails on load, as after a disk or node loss
         shutil.rmtree(checkpoint / "weights")
 
-    code, output, killed, ended, seen = _run_and_kill_the_deployment(pytester.path, str(checkpoint),
-                                                                     break_the_checkpoint)
+    extra = ("--nemo-serving-backend", "ray", "--nemo-replicas", "1") if backend == "ray" else ()
+    code, output, killed, ended, seen, lines, ports = _run_and_kill_the_deployment(
+        pytester.path, str(checkpoint), break_the_checkpoint, extra)
     assert code == 1, output
     events = _events(pytester.path)
     assert [e["event"] for e in events] == ["died", "lost"]
@@ -122,7 +163,20 @@ def test_when_the_redeploy_fails_every_remaining_benchmark_errors_within_seconds
     assert set(cases.values()) == {"error"} and len(cases) == 3, cases  # the running one and every later one
     assert output.count(f"exited with status {-signal.SIGKILL} during the run") >= len(cases), output
     assert "deploy.log, last lines" in output
-    # noticed at once: no minutes of retries against a dead server (the kill-to-end time includes the
-    # failed redeploy's start and pytest's teardown)
-    assert ended - killed < 120, ended - killed
+    noticed = events[0]["time"] - killed
+    first_error = min(at for line, at in lines.items() if "s.yaml::" in line and "FAILED" in line) - killed
+    print(f"{backend}: death noticed {noticed:.2f} s after the kill, first benchmark errored after {first_error:.1f} s,"
+          f" run ended after {ended - killed:.1f} s")
+    assert noticed < NOTICED_WITHIN_S, noticed
+    assert first_error < FIRST_ERROR_WITHIN_S, first_error
     assert not _left_running(seen), [p.cmdline() for p in _left_running(seen)]
+    if backend == "ray":  # its own head was among them: raylet, GCS and workers
+        ports, names = ports
+        assert "raylet" in names and "gcs_server" in names, names
+        assert ports, "the head listened somewhere"
+        assert not [port for port in ports if _port_open(port)], ports
+
+
+def _port_open(port: int) -> bool:
+    with socket.socket() as sock:
+        return sock.connect_ex(("127.0.0.1", port)) == 0
