@@ -22,7 +22,7 @@ import time
 from pathlib import Path
 from typing import Callable, TypeVar
 
-from pytest_nemo_eval.runner.resources import TargetUnavailable
+from pytest_nemo_eval.runner.target_errors import TargetUnavailable
 
 EVENTS_FILE = "deployment-events.jsonl"
 POLL_S = 0.5

@@ -15,6 +15,7 @@ from pydantic import BaseModel, ConfigDict
 from pytest_nemo_eval.gate import Comparison, GateResult, ScoreValue, evaluate, name_scores, require_metrics, short_names
 from pytest_nemo_eval.report.properties import PROXY_FIELDS, to_properties
 from pytest_nemo_eval.results import BenchmarkResult, MetricResult, Status, direction_of
+from pytest_nemo_eval.runner.prerequisites import BenchmarkSetup
 from pytest_nemo_eval.suite import ResolvedBenchmark, Threshold
 
 if TYPE_CHECKING:
@@ -39,16 +40,6 @@ class BenchmarkError(Exception):
 
 class BenchmarkFailed(AssertionError):
     """Scores missed their thresholds or regressed versus the baseline."""
-
-
-class BenchmarkSetup(BaseModel):
-    """What was decided before the harness ran: where it runs and behind which boundary."""
-
-    runtime: str
-    runtime_reason: str
-    image: str | None = None
-    code_isolation: str | None = None
-    suite_sha256: str | None = None
 
 
 class HarnessOutcome(BaseModel):

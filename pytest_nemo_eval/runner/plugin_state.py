@@ -109,7 +109,7 @@ class NemoState:
         if benchmark.harness == "builtin":
             return "local", "runtime auto -> local: the builtin harness runs as a local process"
         from pytest_nemo_eval.harness.eval_factory import EVALUATOR_COMMANDS
-        from pytest_nemo_eval.runner.prerequisites import docker_problem, image_present
+        from pytest_nemo_eval.runner.machine_probes import docker_problem, image_present
 
         image = benchmark.image_for_docker()
         daemon_problem = docker_problem()

@@ -21,16 +21,13 @@ from typing import Any
 from pydantic import BaseModel
 
 from pytest_nemo_eval.runner.settings import NemoOptions
+from pytest_nemo_eval.runner.target_errors import TargetUnavailable  # noqa: F401 - re-exported
 
 DEPLOYMENTS_LOG = "deployments.log"
 MAX_HARNESS_PARALLELISM = 256  # the builtin harness's limit
 
 
 PROXY_LOG_DIR = "proxy-logs"
-
-
-class TargetUnavailable(RuntimeError):
-    """The endpoint cannot be reached or the checkpoint cannot be deployed."""
 
 
 class Target(BaseModel):
