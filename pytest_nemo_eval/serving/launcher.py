@@ -129,6 +129,9 @@ class Deployment:
         if process is None:
             return
         atexit.unregister(self.stop)
-        kill_process_group(process, grace_s=self.settings.stop_grace_s)
+        # a deploy process that already died left only orphans (a Ray head's raylet, GCS, workers): nothing is
+        # unloading in an orderly way, so they get a short grace, not the one a live server's shutdown needs
+        grace = self.settings.stop_grace_s if process.poll() is None else min(self.settings.stop_grace_s, 2.0)
+        kill_process_group(process, grace_s=grace)
         if self._reader is not None:
             self._reader.join(5)
