@@ -12,7 +12,7 @@ import threading
 from array import array
 from typing import Any, Iterable, NamedTuple
 
-from pydantic import BaseModel
+from pydantic import BaseModel, computed_field
 
 
 class ProxyStats(BaseModel):
@@ -40,12 +40,27 @@ class ProxyStats(BaseModel):
     # requests carrying top-level fields the server ignored (it names them in X-Nemo-Ignored-Fields), and the names
     ignored_field_requests: int = 0
     ignored_fields: list[str] = []
+    # reasoning models: answers (choices) the model generated (echo scoring requests excluded), those cut off
+    # by the token cap inside their thinking (`truncated_in_thinking`), NeMo Evaluator's finish_reason checks
+    # (stop at the cap relabeled "length"; answers with no text and no tool call), and earlier turns'
+    # reasoning put back into a conversation a harness sent again (interceptors/reasoning_replay.py)
+    generations: int = 0
+    truncated_reasoning: int = 0
+    finish_reason_relabeled: int = 0
+    empty_generations: int = 0
+    reasoning_replayed: int = 0
     status_counts: dict[str, int] = {}
     last_error: str | None = None
 
     @property
     def successes(self) -> int:
         return self.requests - self.errors
+
+    @computed_field  # type: ignore[prop-decorator]
+    @property
+    def truncated_reasoning_share(self) -> float | None:
+        """The share of generated answers cut off inside their thinking (None before any answer)."""
+        return round(self.truncated_reasoning / self.generations, 6) if self.generations else None
 
 
 class ToolCounts(NamedTuple):
@@ -75,6 +90,89 @@ def tool_counts(body: Any) -> ToolCounts:
     return ToolCounts(replies, calls, errors)
 
 
+THINK_START, THINK_END = "<think>", "</think>"
+
+
+def reasoning_text(holder: Any) -> str:
+    """A message's (or completion choice's) separate reasoning: `reasoning_content`, else vLLM's newer `reasoning`."""
+    if not isinstance(holder, dict):
+        return ""
+    for key in ("reasoning_content", "reasoning"):
+        if isinstance(holder.get(key), str) and holder[key]:
+            return holder[key]
+    return ""
+
+
+def answer_text(choice: Any) -> str:
+    """The answer text of a choice: chat `message.content` (text parts joined) or completion `text`; "" if none."""
+    if not isinstance(choice, dict):
+        return ""
+    message = choice.get("message")
+    content = message.get("content") if isinstance(message, dict) else choice.get("text")
+    if isinstance(content, list):
+        return "".join(p["text"] for p in content if isinstance(p, dict) and isinstance(p.get("text"), str))
+    return content if isinstance(content, str) else ""
+
+
+def truncated_in_thinking(choice: Any, start: str = THINK_START, end: str = THINK_END) -> bool:
+    """A choice the token cap cut off inside its thinking: `finish_reason` "length" and either no answer but a
+    reasoning (a server that splits reasoning sends `content: ""` then) or an answer that opens `start` and
+    never closes it (an endpoint that does not split). Tool calls are an answer."""
+    if not isinstance(choice, dict) or choice.get("finish_reason") != "length":
+        return False
+    message = choice.get("message")
+    if isinstance(message, dict) and message.get("tool_calls"):
+        return False
+    text = answer_text(choice)
+    if not text.strip():
+        return bool(reasoning_text(message if isinstance(message, dict) else choice).strip())
+    return text.lstrip().startswith(start) and end not in text
+
+
+def server_reasoning_tokens(usage: Any) -> int | None:
+    """The server's own count (OpenAI's `usage.completion_tokens_details.reasoning_tokens`), None without one."""
+    details = usage.get("completion_tokens_details") if isinstance(usage, dict) else None
+    value = details.get("reasoning_tokens") if isinstance(details, dict) else None
+    return value if isinstance(value, int) and not isinstance(value, bool) else None
+
+
+def share_of_tokens(completion_tokens: Any, reasoning_chars: int, total_chars: int) -> int:
+    """`completion_tokens` split by the reasoning's share of the characters (the proxy has no tokenizer):
+    exact when the model's tokens are characters, an estimate otherwise."""
+    if not reasoning_chars or not total_chars or not isinstance(completion_tokens, int):
+        return 0
+    return round(completion_tokens * reasoning_chars / total_chars)
+
+
+class ReplyCounts(NamedTuple):
+    generations: int = 0  # choices of a generation reply
+    truncated_reasoning: int = 0  # of them cut off inside their thinking
+    reasoning_tokens: int = 0
+
+
+def reply_counts(body: Any, *, echo: bool = False, estimated_reasoning_tokens: int | None = None) -> ReplyCounts:
+    """The reasoning facts of one completion/chat reply as the client gets it (or a stream's assembly).
+
+    Reasoning tokens: the server's `completion_tokens_details.reasoning_tokens`; else
+    `estimated_reasoning_tokens` (the reasoning interceptor's count of what it split off itself); else, for
+    a reply whose reasoning came in separate fields, `completion_tokens` split by character share."""
+    choices = body.get("choices") if isinstance(body, dict) else None
+    if not isinstance(choices, list) or echo:
+        return ReplyCounts()
+    choices = [c for c in choices if isinstance(c, dict)]
+    usage = body.get("usage")
+    tokens = server_reasoning_tokens(usage)
+    if tokens is None:
+        tokens = estimated_reasoning_tokens
+    if tokens is None:
+        reasoning = sum(len(reasoning_text(c.get("message") if isinstance(c.get("message"), dict) else c))
+                        for c in choices)
+        answers = sum(len(answer_text(c)) for c in choices)
+        tokens = share_of_tokens((usage or {}).get("completion_tokens") if isinstance(usage, dict) else None,
+                                 reasoning, reasoning + answers)
+    return ReplyCounts(len(choices), sum(truncated_in_thinking(c) for c in choices), tokens)
+
+
 def _percentile(sorted_values: list[float], fraction: float) -> float | None:
     """Nearest-rank percentile: a value that really occurred."""
     if not sorted_values:
@@ -88,7 +186,8 @@ class StatsRecorder:
 
     _COUNTERS = ("requests", "errors", "in_flight", "cache_hits", "cache_errors", "retries", "upstream_calls",
                  "prompt_tokens", "completion_tokens", "reasoning_tokens", "tool_call_replies", "tool_calls",
-                 "tool_call_errors", "ignored_field_requests")
+                 "tool_call_errors", "ignored_field_requests", "generations", "truncated_reasoning",
+                 "finish_reason_relabeled", "empty_generations", "reasoning_replayed")
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
@@ -114,7 +213,7 @@ class StatsRecorder:
         self.add("in_flight")
 
     def finished(self, *, status: int, latency_ms: float | None, error: str | None, cache_hit: bool,
-                 prompt_tokens: int = 0, completion_tokens: int = 0, reasoning_tokens: int = 0,
+                 prompt_tokens: int = 0, completion_tokens: int = 0, replies: "ReplyCounts | None" = None,
                  tools: "ToolCounts | None" = None) -> None:
         """Record one finished request; everything in one critical section, so totals add up."""
         key = str(status)
@@ -129,7 +228,10 @@ class StatsRecorder:
                 counts["cache_hits"] += 1
             counts["prompt_tokens"] += prompt_tokens
             counts["completion_tokens"] += completion_tokens
-            counts["reasoning_tokens"] += reasoning_tokens
+            if replies is not None:
+                counts["reasoning_tokens"] += replies.reasoning_tokens
+                counts["generations"] += replies.generations
+                counts["truncated_reasoning"] += replies.truncated_reasoning
             if tools is not None:
                 counts["tool_call_replies"] += tools.replies
                 counts["tool_calls"] += tools.calls

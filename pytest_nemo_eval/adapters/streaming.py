@@ -53,7 +53,9 @@ class StreamBody:
         self._closed = True
         self._release(self._complete)
         body = b"".join(self._parts)
-        for finisher in reversed(self._finishers):  # innermost interceptor first, as for ordinary replies
+        # innermost interceptor first, as for ordinary replies: each registers its finisher on the way back up,
+        # so the registration order is already innermost first (reasoning's token count before stats' record)
+        for finisher in self._finishers:
             finisher(body, self._complete)
 
 

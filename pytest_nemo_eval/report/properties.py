@@ -12,7 +12,10 @@ Test case properties (one test case = one benchmark):
     nemo.code_isolation        the boundary a code benchmark's model-written code ran behind:
                                container | bubblewrap | unsandboxed, or none (harness/code_isolation.py)
     nemo.proxy.<counter>       requests, cache_hits, errors, retries, latency_p50_ms, tokens ...,
-                               tool_call_replies, tool_calls, tool_call_errors (adapters/stats.py)
+                               tool_call_replies, tool_calls, tool_call_errors, reasoning_tokens,
+                               generations, truncated_reasoning, truncated_reasoning_share,
+                               finish_reason_relabeled, empty_generations, reasoning_replayed
+                               (adapters/stats.py)
     nemo.judge.model, nemo.judge.url, nemo.judge.<counter>   a judged benchmark's judge route (runner/judge.py)
     nemo.metric.<metric>.<field>   field = value | stderr | threshold | direction | verdict | ci
 
@@ -49,6 +52,12 @@ PROXY_FIELDS = (
     "tool_calls",
     "tool_call_errors",
     "ignored_field_requests",
+    "generations",
+    "truncated_reasoning",
+    "truncated_reasoning_share",
+    "finish_reason_relabeled",
+    "empty_generations",
+    "reasoning_replayed",
 )
 # BenchmarkResult fields written as `nemo.<field>` (in this order), and read back by name.
 FACT_FIELDS = (

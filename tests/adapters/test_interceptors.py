@@ -22,9 +22,10 @@ from .openai_calls import chat, completion
 
 
 def test_empty_chain_preserves_upstream_bytes_exactly(upstream, start_proxy, http):
-    """With no interceptor changing the reply, the client gets the upstream's bytes unchanged."""
+    """With no interceptor changing the reply, the client gets the upstream's bytes unchanged. (The scripted
+    upstream ignores max_tokens: a cap below its 11-token echo would be relabeled "length" by finish_reason.)"""
     proxy = start_proxy(upstream.url)
-    body = b'{"prompt":  "caf\\u00e9 \xe2\x98\x95",   "model":"m", "max_tokens": 3}'
+    body = b'{"prompt":  "caf\\u00e9 \xe2\x98\x95",   "model":"m", "max_tokens": 30}'
     via_proxy = http.post(f"{proxy.url}/v1/completions", data=body, headers={"Content-Type": "application/json"})
     direct = http.post(f"{upstream.url}/v1/completions", data=body, headers={"Content-Type": "application/json"})
     assert via_proxy.status_code == 200

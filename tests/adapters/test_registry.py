@@ -30,8 +30,10 @@ from pytest_nemo_eval.adapters.registry import CUSTOM_SLOT
 from .openai_calls import completion
 
 README = Path(pytest_nemo_eval.__file__).parent / "adapters" / "README.md"
-DOCUMENTED_ORDER = ("stats", "response_logging", "reasoning", "system_message", "modify_tools", "payload_modifier",
-                    CUSTOM_SLOT, "request_logging", "cache", "retry")
+DOCUMENTED_ORDER = ("stats", "response_logging", "reasoning_replay", "reasoning", "system_message", "modify_tools",
+                    "chat_template_kwargs", "payload_modifier", CUSTOM_SLOT, "request_logging", "finish_reason", "cache",
+                    "retry")
+AFTER_PAYLOAD_MODIFIER = DOCUMENTED_ORDER.index("payload_modifier") + 1
 
 # One self-contained file: its config model, its name, its place (between payload_modifier, 40, and the
 # custom slot, 50), its shorthand. Nothing else in the package mentions it.
@@ -79,8 +81,8 @@ class PassThrough(Interceptor):
 def test_a_route_built_with_everything_on_nests_in_that_order(upstream, start_proxy):
     config = AdapterConfig.parse_user({
         "system_message": "S", "modify_tools": {"strip_properties": ["x"]}, "payload_modifier": {}, "request_logging": {}, "response_logging": {},
-        "reasoning": {}, "cache": "reuse", "retry": {"max_retries": 0},
-        "custom": [{"name": "test_registry_pass"}],
+        "reasoning": {}, "cache": "reuse", "retry": {"max_retries": 0}, "reasoning_replay": {},
+        "chat_template_kwargs": {"kwargs": {"enable_thinking": False}}, "custom": [{"name": "test_registry_pass"}],
     })
     proxy = start_proxy(upstream.url, config)
     names = [i.name for i in proxy._require_started().get("default").interceptors]
@@ -88,9 +90,11 @@ def test_a_route_built_with_everything_on_nests_in_that_order(upstream, start_pr
 
 
 @pytest.mark.parametrize(("config", "expected"), [
-    ({}, ["stats", "retry"]),  # stats: always on, no key; retry: on by default
-    ({"cache": "off", "reasoning": {"enabled": False}, "request_logging": None}, ["stats", "retry"]),
-    ({"cache": "refresh", "response_logging": {"enabled": True}}, ["stats", "response_logging", "cache", "retry"]),
+    ({}, ["stats", "finish_reason", "retry"]),  # stats: always on, no key; finish_reason and retry: on by default
+    ({"cache": "off", "reasoning": {"enabled": False}, "request_logging": None, "finish_reason": {"enabled": False}},
+     ["stats", "retry"]),
+    ({"cache": "refresh", "response_logging": {"enabled": True}},
+     ["stats", "response_logging", "finish_reason", "cache", "retry"]),
 ])
 def test_each_interceptor_decides_when_it_is_on(upstream, start_proxy, config, expected):
     proxy = start_proxy(upstream.url, AdapterConfig.parse_user(config))
@@ -137,7 +141,8 @@ def test_a_new_interceptor_is_one_new_file(upstream, tmp_path):
             assert reply.status_code == 200, reply.text
             assert reply.json()["received"]["prompt"] == "hi!!" and reply.json()["received"]["max_tokens"] == 3
             chain = _run_in_copy(env, "from pytest_nemo_eval.adapters.builtins import chain_order; print(*chain_order())")
-            assert chain.split() == [*DOCUMENTED_ORDER[:6], "prompt_suffix", *DOCUMENTED_ORDER[6:]]
+            assert chain.split() == [*DOCUMENTED_ORDER[:AFTER_PAYLOAD_MODIFIER], "prompt_suffix",
+                                     *DOCUMENTED_ORDER[AFTER_PAYLOAD_MODIFIER:]]
     finally:
         process.send_signal(signal.SIGINT)
         assert process.wait(timeout=60) == 0

@@ -1,24 +1,47 @@
-"""Reasoning: strip `<think>…</think>` from replies and count reasoning tokens.
+"""Reasoning: split `<think>…</think>` off the answer for endpoints that do not, and count reasoning.
 
-Harnesses score the answer, not the thinking. Reasoning tokens are the
-server's own count when its `usage` reports one; otherwise `completion_tokens`
-split by character share (the proxy has no tokenizer) — exact when the model's
-tokens are characters, an estimate otherwise.
+Harnesses score the answer, not the thinking. A server with a reasoning parser
+(ours with `--nemo-reasoning-parser`, vLLM's `deepseek_r1` / `qwen3`) already
+sends the thought in `message.reasoning_content` (newer vLLM: `reasoning`): such
+a reply is left as it is (only `reasoning` is copied to `reasoning_content` when
+that is missing, so a harness reading either finds it). For an endpoint that
+does not split, the interceptor does what those parsers do:
+
+- `<think>` is optional: everything before the first `</think>` is reasoning
+  (DeepSeek-R1's template opens `<think>` in the prompt), the rest the answer;
+- a reply that opens `<think>` and never closes it while the token cap stopped
+  it (`finish_reason: "length"`) was cut off in its thinking: its answer becomes
+  "" and the partial thought goes to `reasoning_content`, so a half-thought is
+  never scored as an answer (lm-evaluation-harness #3382). Opened and not closed
+  with any other finish reason, it is left unchanged.
+
+Counting (stats.py): answers cut off inside their thinking are counted by the
+stats interceptor from the reply as the client gets it (`truncated_reasoning`),
+reasoning tokens from the server's `usage.completion_tokens_details.reasoning_tokens`;
+where the server gives none and this interceptor split the text itself,
+`completion_tokens` split by the reasoning's share of the characters (tags
+included: they are tokens too) — exact when the model's tokens are characters,
+an estimate otherwise. Streams are relayed unchanged (a stream is not split
+here); their reasoning tokens are counted when the stream ends.
 """
 
 from __future__ import annotations
 
+from typing import Any
+
 from ..exchange import ProxyRequest, ProxyResponse
 from ..registry import Handler, Interceptor, StrictConfig, register_interceptor
+from ..stats import server_reasoning_tokens, share_of_tokens
+from ..streaming import assemble
 
 
 class ReasoningConfig(StrictConfig):
-    """Strip `start_token`…`end_token` from completions and count reasoning tokens.
+    """Split `start_token`…`end_token` off completions that the server did not split; count reasoning tokens.
 
-    Everything up to and including the first `end_token` is removed (models often
-    omit the start token). A reply that opens reasoning but never closes it is left
-    unchanged and counted as all reasoning. `reasoning_field` (chat only) keeps the
-    stripped text under that message key; None drops it.
+    Everything up to and including the first `end_token` is reasoning (the start token is optional). An
+    unclosed start token at `finish_reason: "length"` is a thought cut off by the token cap: the answer
+    becomes "". `reasoning_field` keeps the split-off text under that key of the message (chat) or choice
+    (completions); None drops it.
     """
 
     enabled: bool = True
@@ -35,55 +58,86 @@ class ReasoningInterceptor(Interceptor):
 
     def handle(self, request: ProxyRequest, call_next: Handler) -> ProxyResponse:
         response = call_next(request)
-        if not response.ok or (request.json or {}).get("echo") or response.stream is not None:
-            return response  # echo replies contain the prompt; streams are relayed as they come, unchanged
+        if not response.ok or (request.json or {}).get("echo"):
+            return response  # echo replies contain the prompt
+        if response.stream is not None:  # relayed as it comes; its token share is counted once whole
+            response.stream.on_finish(lambda body, complete: self._count_stream(request, body))
+            return response
         body = response.json()
         if not isinstance(body, dict) or not isinstance(body.get("choices"), list):
             return response
-        reasoning_chars = total_chars = 0
-        changed = False
+        if self.normalize(body, request.meta):
+            response.set_json(body)
+        return response
+
+    def normalize(self, body: dict[str, Any], meta: dict[str, Any]) -> bool:
+        """Split each choice that needs it; note in `meta` what was split here. True when `body` changed."""
+        reasoning_chars = total_chars = cut = 0
+        changed = split_here = False
         for choice in body["choices"]:
+            message = choice.get("message") if isinstance(choice, dict) else None
+            if isinstance(message, dict) and _server_split(message):
+                if not isinstance(message.get("reasoning_content"), str):  # vLLM >= 0.19 sends only `reasoning`
+                    message["reasoning_content"] = message["reasoning"]
+                    changed = True
+                continue
             holder, key = _text_slot(choice)
             if holder is None:
                 continue
             text = holder[key]
-            answer, reasoning = self.split(text)
+            split = self.split(text, truncated=choice.get("finish_reason") == "length")
             total_chars += len(text)
-            reasoning_chars += len(text) - len(answer) if answer != text else len(reasoning)  # tags count too
-            if answer != text:
-                changed = True
-                holder[key] = answer
-                if key == "content" and self.config.reasoning_field:
-                    holder[self.config.reasoning_field] = reasoning
-        if changed:
-            response.set_json(body)
-        request.meta["reasoning_tokens"] = _reasoning_tokens(body.get("usage"), reasoning_chars, total_chars)
-        return response
+            if split is None:
+                continue
+            answer, reasoning, closed = split
+            split_here = changed = True
+            reasoning_chars += len(text) - len(answer)
+            cut += not closed
+            holder[key] = answer
+            if self.config.reasoning_field:
+                holder[self.config.reasoning_field] = reasoning
+        if split_here:
+            meta["reasoning_tokens"] = _tokens(body.get("usage"), reasoning_chars, total_chars)
+            meta["truncated_reasoning"] = cut
+        return changed
 
-    def split(self, text: str) -> tuple[str, str]:
-        """(answer, reasoning). Unclosed reasoning stays in the answer but counts as reasoning."""
+    def split(self, text: str, *, truncated: bool) -> tuple[str, str, bool] | None:
+        """(answer, reasoning, whether the thought was closed), or None when there is nothing to split:
+        no end token, and either no start token or a reply that was not cut by the token cap."""
         start, end = self.config.start_token, self.config.end_token
         cut = text.find(end)
+        opened = text.lstrip().startswith(start)
         if cut < 0:
-            opened = text.lstrip().startswith(start)
-            return text, (text if opened else "")
-        reasoning = text[:cut]
-        if reasoning.lstrip().startswith(start):
-            reasoning = reasoning.lstrip()[len(start):]
-        return text[cut + len(end):].lstrip(), reasoning.strip()
+            if not (opened and truncated):
+                return None
+            return "", text.lstrip()[len(start):].strip(), False
+        reasoning = text[:cut].lstrip()
+        if reasoning.startswith(start):
+            reasoning = reasoning[len(start):]
+        return text[cut + len(end):].lstrip(), reasoning.strip(), True
+
+    def _count_stream(self, request: ProxyRequest, body: bytes) -> None:
+        """A streamed reply is not rewritten; where the endpoint did not split it, its reasoning tokens are
+        what this interceptor would have split off (the stats interceptor's finisher runs after this one)."""
+        assembled = assemble(body)
+        if not isinstance(assembled, dict) or server_reasoning_tokens(assembled.get("usage")) is not None:
+            return
+        copy = {"choices": assembled.get("choices") or [], "usage": assembled.get("usage")}
+        self.normalize(copy, request.meta)
 
 
-def _reasoning_tokens(usage: object, reasoning_chars: int, total_chars: int) -> int:
-    """The server's own count when it reports one (OpenAI's `completion_tokens_details`),
-    else `completion_tokens` split by the reasoning's share of the characters."""
-    usage = usage if isinstance(usage, dict) else {}
-    details = usage.get("completion_tokens_details")
-    if isinstance(details, dict) and isinstance(details.get("reasoning_tokens"), int):
-        return details["reasoning_tokens"]
-    completion_tokens = usage.get("completion_tokens")
-    if not reasoning_chars or not total_chars or not isinstance(completion_tokens, int):
-        return 0
-    return round(completion_tokens * reasoning_chars / total_chars)
+def _server_split(message: dict) -> bool:
+    """The server put the reasoning in a field of its own (even an empty one: it parsed the reply)."""
+    return isinstance(message.get("reasoning_content"), str) or isinstance(message.get("reasoning"), str)
+
+
+def _tokens(usage: object, reasoning_chars: int, total_chars: int) -> int:
+    """The server's own count when it reports one, else `completion_tokens` split by character share."""
+    own = server_reasoning_tokens(usage)
+    if own is not None:
+        return own
+    return share_of_tokens(usage.get("completion_tokens") if isinstance(usage, dict) else None,
+                           reasoning_chars, total_chars)
 
 
 def _text_slot(choice: object) -> tuple[dict | None, str]:

@@ -1,9 +1,12 @@
-"""Stats: count every exchange, its latency, tokens, cache hits, errors and tool calls.
+"""Stats: count every exchange, its latency, tokens, cache hits, errors, tool calls and reasoning.
 
 Outermost in the chain, so its latency is the proxy's whole turnaround and no
 request escapes the count. Token counts come from the OpenAI `usage` block;
 tool calls from the replies' `message.tool_calls` and vLLM's `stop_reason`
 (stats.tool_counts), cache hits included: they are what the harness got.
+Reasoning (stats.reply_counts) is read from the reply as the client gets it, so
+answers cut off inside their thinking are counted whether the server split the
+reasoning or the `reasoning` interceptor did (or neither: an unclosed `<think>`).
 """
 
 from __future__ import annotations
@@ -13,7 +16,7 @@ import time
 
 from ..exchange import ProxyRequest, ProxyResponse
 from ..registry import Handler, Interceptor, register_interceptor
-from ..stats import tool_counts
+from ..stats import ReplyCounts, reply_counts, tool_counts
 from ..streaming import assemble
 
 LOGGER = logging.getLogger(__name__)
@@ -51,7 +54,7 @@ class StatsInterceptor(Interceptor):
                     cache_hit=response.from_cache,
                     prompt_tokens=usage.get("prompt_tokens", 0),
                     completion_tokens=usage.get("completion_tokens", 0),
-                    reasoning_tokens=request.meta.get("reasoning_tokens", 0),
+                    replies=_replies(request, reply),
                     tools=tool_counts(reply),
                 )
 
@@ -74,9 +77,18 @@ class StatsInterceptor(Interceptor):
             cache_hit=False,
             prompt_tokens=usage.get("prompt_tokens", 0) if isinstance(usage.get("prompt_tokens"), int) else 0,
             completion_tokens=usage.get("completion_tokens", 0) if isinstance(usage.get("completion_tokens"), int) else 0,
-            reasoning_tokens=0,
+            replies=_replies(request, assembled),
             tools=tool_counts(assembled),
         )
+
+
+def _replies(request: ProxyRequest, reply: object) -> ReplyCounts:
+    """The reply's reasoning counts; the reasoning interceptor's own split (request.meta) counts where it
+    split text itself (its token estimate, and cut thoughts whose text it was told to drop)."""
+    echo = bool((request.json or {}).get("echo"))
+    counts = reply_counts(reply, echo=echo, estimated_reasoning_tokens=request.meta.get("reasoning_tokens"))
+    cut = request.meta.get("truncated_reasoning", 0)
+    return counts._replace(truncated_reasoning=max(counts.truncated_reasoning, cut)) if cut and not echo else counts
 
 
 def _reply(response: ProxyResponse) -> object:
