@@ -91,10 +91,22 @@ class ControllerHooks(ResultReporting):
             return  # collection errors stop the run before any benchmark: do not deploy for nothing
         from pytest_nemo_eval.runner.items import BenchmarkItem
 
-        if any(isinstance(item, BenchmarkItem) for item in session.items):
+        benchmarks = [item for item in session.items if isinstance(item, BenchmarkItem)]
+        if benchmarks:
             problem = self.state.options.target_problem()
             if problem:
                 raise pytest.UsageError(f"pytest-nemo-eval: {problem}")
+            # skips are decided before deploying: a suite this machine can run none of deploys nothing
+            if all(item.prepared().skip for item in benchmarks) and len(benchmarks) == len(session.items):
+                reasons = sorted({item.prepared().skip or "" for item in benchmarks})
+                reporter = self.config.pluginmanager.get_plugin("terminalreporter")
+                line = (f"[nemo-eval] nothing deployed: all {len(benchmarks)} benchmarks will skip "
+                        f"({'; '.join(reasons)[:500]})")
+                if reporter is not None:
+                    reporter.write_line(line)
+                else:
+                    print(line, flush=True)
+                return
             self.state.start_local()
 
     def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:

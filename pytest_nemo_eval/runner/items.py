@@ -14,7 +14,7 @@ never reads as a model that scored too low.
 from __future__ import annotations
 
 import warnings
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pytest
 
@@ -30,6 +30,9 @@ from pytest_nemo_eval.runner.execute import (
     run_benchmark_harness,
 )
 from pytest_nemo_eval.suite import ResolvedBenchmark, SuiteError, load_suite
+
+if TYPE_CHECKING:
+    from pytest_nemo_eval.runner import prerequisites
 
 TIMEOUT_GRACE_S = 30.0  # pytest-timeout backstop beyond the harness's own time limit (it times the whole item)
 API_RESULTS = pytest.StashKey[list[BenchmarkResult]]()  # a Python test's `nemo_benchmark` results
@@ -61,6 +64,7 @@ class BenchmarkItem(pytest.Item):
         super().__init__(**kwargs)
         self.benchmark = benchmark
         self.suite_sha256 = ""
+        self._prepared: Any = None
         self.line = 1
         self.setup_facts: BenchmarkSetup | None = None
         self.harness_outcome: HarnessOutcome | None = None
@@ -74,12 +78,20 @@ class BenchmarkItem(pytest.Item):
     def reportinfo(self):
         return self.path, self.line - 1, self.benchmark.id
 
-    def setup(self) -> None:
-        """Decide where the harness runs and behind which boundary; skip when the machine lacks a prerequisite."""
+    def prepared(self) -> "prerequisites.Prepared":
+        """Where the harness runs and behind which boundary, or why it skips: decided once, before the
+        deployment (a suite that will skip entirely deploys nothing) and used by setup."""
         from pytest_nemo_eval.runner import prerequisites
         from pytest_nemo_eval.runner.plugin_state import state_of
 
-        prepared = prerequisites.prepare(state_of(self.config), self.benchmark, suite_sha256=self.suite_sha256)
+        if self._prepared is None:
+            self._prepared = prerequisites.prepare(state_of(self.config), self.benchmark,
+                                                   suite_sha256=self.suite_sha256)
+        return self._prepared
+
+    def setup(self) -> None:
+        """Decide where the harness runs and behind which boundary; skip when the machine lacks a prerequisite."""
+        prepared = self.prepared()
         self.setup_facts = prepared.setup  # a skipped benchmark's result says where it would have run
         if prepared.skip:
             pytest.skip(prepared.skip)

@@ -55,6 +55,24 @@ def test_xdist_deploys_once_and_workers_share_it(run_inner, pytester, demo_check
     assert_down(deployment["url"])
 
 
+@pytest.mark.skipif(shutil.which("nvidia-smi") is not None, reason="a GPU is visible: the benchmark would run")
+def test_a_suite_that_will_skip_entirely_deploys_nothing(run_inner, suite_file, pytester, demo_checkpoint):
+    """Skips are decided before the deployment: a GPU-only suite on this CPU machine loads no model."""
+    suite_file("gpu_only", """\
+        benchmarks:
+          - name: needs_gpu
+            harness: builtin
+            task: demo_addition
+            requires: [gpu]
+            thresholds: {exact_match: {min: 0}}
+    """)
+    result = run_inner("gpu_only.yaml", "--nemo-checkpoint=demo", subprocess=True)
+    result.assert_outcomes(skipped=1)
+    line = next(line for line in result.stdout.lines if "nothing deployed" in line)
+    assert "all 1 benchmarks will skip" in line and "needs a GPU" in line, line
+    assert deployments(pytester.path / "nemo-out") == []
+
+
 def _harness_running(processes: list[psutil.Process]) -> bool:
     """A harness process (`... run_eval ...`) is among them."""
     for process in processes:
