@@ -27,8 +27,13 @@ import yaml
 from ..third_party_warnings import silenced
 from . import cpu_compat
 from .config import GPTArchitecture
-from .demo_tasks import HeldOut, addition_prompt, chat_user_message, code_prompt, random_pair, random_word, reversal_prompt
-from .demo_tokenizer import CONTEXT_LENGTH, EOS, build_tokenizer, vocabulary, write_tokenizer_files
+from .demo_tasks import (
+    HeldOut, addition_prompt, chat_user_message, code_prompt, random_add_tool, random_pair, random_word, reversal_prompt,
+    tool_call_turn, tool_result_turn, tool_user_message,
+)
+from .demo_tokenizer import (
+    CONTEXT_LENGTH, EOS, ROLE_TOKENS, ChatRenderer, build_tokenizer, vocabulary, write_tokenizer_files,
+)
 from .loader import WEIGHTS_PREFIX, build_model
 from .nemo_config import model_yaml_document
 
@@ -45,9 +50,27 @@ ARCHITECTURE = GPTArchitecture(
     share_embeddings_and_output_weights=False, make_vocab_size_divisible_by=128,
 )
 # Each batch mixes the tasks (one-task batches made Adam oscillate: 11% on held-out addition).
+# tool_use: one tools block, then 1 to tool_rounds questions, each called and answered from the tool's result.
+# Its tokens are expensive (the tools JSON alone is 240-480 characters, one token each, against ~16 tokens for
+# another example), so the block is shared by the rounds and it is in few batches. That alone taught the
+# call's format but not to copy the question's numbers into it (seed 1234, one run each: 0 of 100 held-out
+# calls right with ~620 and with ~1200 rounds), so tool_text teaches the copying cheaply (~110 tokens): the
+# same question, call and result as plain text, without tools, with each role token written as a newline so
+# every token stands as far from the one it copies as in the chat (as "What is {a} plus {b}?\n" then the
+# call, it got 100/100 calls right in that form but only 8/100 in the chat, where the role token between them
+# moved the numbers one further).
+# The answer after the tool's result is learned less well (seed 1234: 58/100 held-out sums): the model may
+# compute the sum rather than read it. Results of any number in tool_text (the answer read, never computed)
+# gave 90/100 there but cost addition (90/100) and the plain chat question (72/100), so they are not used.
 TRAINING = {"steps": 2000, "batch_size": 64, "lr": 3e-3, "warmup": 100, "weight_decay": 0.01,
-            "mix": {"addition": 0.5, "reversal": 0.25, "code": 0.15, "chat": 0.1}}
-RECIPE_VERSION = "7"  # 7: 4096-token context, byte-fallback tokenizer; 6: NeMo's full model.yaml dump
+            "mix": {"addition": 0.5, "reversal": 0.25, "code": 0.15, "chat": 0.1, "tool_use": 0.001,
+                    "tool_text": 0.018},
+            "tool_rounds": 6, "loss_weight": {"tool_use": 4.0, "tool_text": 3.0}}
+# 8: the chat template renders tools (Hermes/Qwen2.5), the mix has tool_use and tool_text, per-task loss
+# weights, chat texts rendered by the template; 7: 4096-token context,
+# byte-fallback tokenizer; 6: NeMo's full model.yaml dump
+RECIPE_VERSION = "8"
+SYSTEM_MESSAGES = ("You are a helpful assistant.", "Use the tools when they help.", "Answer briefly.")
 
 
 def recipe_hash(seed: int) -> str:
@@ -73,10 +96,12 @@ def default_cache_dir() -> Path:
 
 
 class _Corpus:
-    """Training texts in the task formats, never one of the held-out items."""
+    """Training texts in the task formats, never one of the held-out items. Chat texts are rendered by the
+    checkpoint's own chat template (transformers), so they are the characters the server will render."""
 
     def __init__(self, seed: int) -> None:
         self.rng = random.Random(seed)
+        self.chat = ChatRenderer()
         held = HeldOut()
         self.banned_pairs, self.banned_words = held.pairs, held.words
         kinds = TRAINING["mix"]
@@ -90,18 +115,51 @@ class _Corpus:
     def kind(self) -> str:
         return self.rng.choices(self.kinds, self.weights)[0]
 
-    def sample(self, kind: str) -> tuple[str, str]:
-        """(prompt, completion) of one example; the loss is taken on the completion only."""
+    def sample(self, kind: str) -> list[tuple[str, str]]:
+        """One example as its (prompt, completion) turns; the loss is taken on the completions only.
+
+        Each prompt is the whole text before its completion. A tool_use round has two turns, the call (after
+        which the model must end its reply) and the answer from the tool's result; the rounds of one example
+        are one sequence, each prompt holding the turns before it, so by causality that is one example per
+        turn at the cost of the longest."""
         if kind == "reversal":
             while (word := random_word(self.rng)) in self.banned_words:
                 pass
-            return reversal_prompt(word), f"{word[::-1]};{EOS}"
+            return [(reversal_prompt(word), f"{word[::-1]};{EOS}")]
         a, b = self._pair()
         if kind == "addition":
-            return addition_prompt(a, b), f"{a + b};{EOS}"
+            return [(addition_prompt(a, b), f"{a + b};{EOS}")]
         if kind == "code":
-            return code_prompt(a, b), f"{a + b};{EOS}"
-        return f"<|user|>{chat_user_message(a, b)}\n<|assistant|>", f"{a + b}{EOS}"
+            return [(code_prompt(a, b), f"{a + b};{EOS}")]
+        answer = {"role": "assistant", "content": str(a + b)}
+        if kind == "tool_text":  # the conversation as rendered without tools, each role token a newline
+            messages = [{"role": "user", "content": tool_user_message(a, b)}]
+            call = self.chat.prompt_and_completion(messages, tool_call_turn(a, b))
+            messages += [tool_call_turn(a, b), tool_result_turn(a, b)]
+            return [(_plain(prompt), completion)
+                    for prompt, completion in (call, self.chat.prompt_and_completion(messages, answer))]
+        if kind == "chat":
+            return [self.chat.prompt_and_completion([{"role": "user", "content": chat_user_message(a, b)}], answer)]
+        tools = [random_add_tool(self.rng)]
+        messages = [{"role": "system", "content": self.rng.choice(SYSTEM_MESSAGES)}] if self.rng.random() < 0.2 else []
+        turns = []
+        for round_ in range(self.rng.randint(1, TRAINING["tool_rounds"])):
+            if round_:
+                a, b = self._pair()
+                answer = {"role": "assistant", "content": str(a + b)}
+            messages.append({"role": "user", "content": tool_user_message(a, b)})
+            turns.append(self.chat.prompt_and_completion(messages, tool_call_turn(a, b), tools))
+            messages += [tool_call_turn(a, b), tool_result_turn(a, b)]
+            turns.append(self.chat.prompt_and_completion(messages, answer, tools))
+            messages.append(answer)
+        return turns
+
+
+def _plain(text: str) -> str:
+    """Chat text with every role token written as a newline: the same layout, one token for one, as plain text."""
+    for token in ROLE_TOKENS:
+        text = text.replace(token, "\n")
+    return text
 
 
 def _causal_mask(length: int) -> torch.Tensor:
@@ -109,37 +167,54 @@ def _causal_mask(length: int) -> torch.Tensor:
     return torch.triu(torch.ones(length, length, dtype=torch.bool), diagonal=1).view(1, 1, length, length)
 
 
+def _encoded(turns: list[tuple[str, str]], tokenizer, pad_id: int) -> tuple[list[int], list[int]]:
+    """(token ids, labels) of one example: the last turn's text; labels are pad (ignored) except on every
+    turn's completion. An earlier turn's closing end-of-text is a label where its text goes on."""
+    prompt, completion = turns[-1]
+    prompt_ids, completion_ids = tokenizer.encode(prompt).ids, tokenizer.encode(completion).ids
+    tokens = prompt_ids + completion_ids
+    labels = [pad_id] * len(prompt_ids) + completion_ids
+    for prompt, completion in turns[:-1]:
+        start, ids = len(tokenizer.encode(prompt).ids), tokenizer.encode(completion).ids
+        if tokens[start : start + len(ids) - 1] != ids[:-1] or tokens[:start] != tokenizer.encode(prompt).ids:
+            raise ValueError(f"turn {prompt[-40:]!r} -> {completion!r} is not inside the example's text")
+        labels[start : start + len(ids)] = ids
+    return tokens, labels
+
+
 def _padded(encoded: list[tuple[list[int], list[int]]], pad_id: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """(inputs, labels) of same-task examples; labels are pad (ignored) except on completions."""
-    width = max(len(p) + len(c) for p, c in encoded)
+    """(inputs, labels) of same-task examples, padded to the longest; pad labels are ignored."""
+    width = max(len(ids) for ids, _ in encoded)
     tokens = torch.full((len(encoded), width), pad_id, dtype=torch.long)
     labels = torch.full((len(encoded), width), pad_id, dtype=torch.long)
-    for i, (prompt, completion) in enumerate(encoded):
-        tokens[i, : len(prompt) + len(completion)] = torch.tensor(prompt + completion)
-        labels[i, len(prompt) : len(prompt) + len(completion)] = torch.tensor(completion)
+    for i, (ids, targets) in enumerate(encoded):
+        tokens[i, : len(ids)] = torch.tensor(ids)
+        labels[i, : len(targets)] = torch.tensor(targets)
     return tokens[:, :-1], labels[:, 1:]
 
 
-def _micro_batches(corpus: _Corpus, tokenizer, batch_size: int, pad_id: int) -> list[tuple[torch.Tensor, torch.Tensor]]:
-    """One mixed-task batch, split per task so short examples are not padded to the longest (code) one."""
+def _micro_batches(corpus: _Corpus, tokenizer, batch_size: int, pad_id: int) -> list[tuple[torch.Tensor, torch.Tensor, float]]:
+    """One mixed-task batch, split per task so short examples are not padded to the longest (code) one;
+    each with its task's loss weight."""
     by_kind: dict[str, list] = {}
     for _ in range(batch_size):
         kind = corpus.kind()
-        prompt, completion = corpus.sample(kind)
-        by_kind.setdefault(kind, []).append((tokenizer.encode(prompt).ids, tokenizer.encode(completion).ids))
-    return [_padded(by_kind[kind], pad_id) for kind in sorted(by_kind)]
+        by_kind.setdefault(kind, []).append(_encoded(corpus.sample(kind), tokenizer, pad_id))
+    weights = TRAINING.get("loss_weight", {})
+    return [(*_padded(by_kind[kind], pad_id), weights.get(kind, 1.0)) for kind in sorted(by_kind)]
 
 
 def _step_loss(model, micro_batches, pad_id: int) -> float:
-    """Backward of the mean completion-token loss over all micro-batches (gradient accumulation)."""
-    targets = sum(int((labels != pad_id).sum()) for _, labels in micro_batches)
+    """Backward of the completion-token loss over all micro-batches (gradient accumulation): each token's loss
+    times its task's weight, over the number of completion tokens."""
+    targets = sum(int((labels != pad_id).sum()) for _, labels, _ in micro_batches)
     total = 0.0
-    for inputs, labels in micro_batches:
+    for inputs, labels, weight in micro_batches:
         positions = torch.arange(inputs.shape[1]).expand_as(inputs)
         logits = model(inputs, positions, _causal_mask(inputs.shape[1]))
         loss = torch.nn.functional.cross_entropy(
             logits.flatten(0, 1), labels.flatten(), ignore_index=pad_id, reduction="sum"
-        ) / targets
+        ) * weight / targets
         loss.backward()
         total += loss.item()
     return total

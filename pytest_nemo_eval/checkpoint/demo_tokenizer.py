@@ -6,7 +6,9 @@ bytes, one `<0xNN>` token each, the byte fallback of Llama's and Mistral's
 tokenizers (a BPE model with `byte_fallback`, decoded by `ByteFallback` then
 `Fuse`), so every UTF-8 text round-trips and no prompt meets `<unk>`. The chat
 template renders `<|user|>{content}\\n` per message and `<|assistant|>` as the
-generation prompt.
+generation prompt; with `tools` it renders them, the calls and the results as
+Hermes/Qwen2.5 do (see CHAT_TEMPLATE), so a `hermes` tool parser reads the calls.
+`<tool_call>` is plain characters, not a special token, so decoding keeps it.
 """
 
 from __future__ import annotations
@@ -21,9 +23,42 @@ SPECIAL_TOKENS = (EOS, PAD, UNK, *ROLE_TOKENS)
 CHARACTERS = "\n" + "".join(chr(code) for code in range(32, 127))
 BYTE_TOKENS = tuple(f"<0x{byte:02X}>" for byte in range(256))  # the spelling SentencePiece and HF use
 CONTEXT_LENGTH = 4096  # the served context (model.yaml seq_length, tokenizer model_max_length)
+TOOLS_HEADER = "# Tools\n\nYou may call one or more functions to assist with the user query.\n\n<tools>"
+# Turns are `<|role|>content\n`; the generation prompt is `<|assistant|>`. With `tools`, a system turn lists
+# them as Hermes/Qwen2.5 do (one `tojson` line each inside <tools>, after the first system message's content),
+# an assistant's tool_calls are `<tool_call>\n{"name": ..., "arguments": ...}\n</tool_call>` (arguments as
+# vLLM passes them: a decoded object, or a string kept as it is), and tool results go inside a user turn as
+# <tool_response> blocks (consecutive ones share the turn). Whitespace is controlled with `-` and every
+# newline is written out, so transformers' trim_blocks/lstrip_blocks and plain jinja2 render alike.
 CHAT_TEMPLATE = (
-    "{% for message in messages %}<|{{ message['role'] }}|>{{ message['content'] }}\n{% endfor %}"
-    "{% if add_generation_prompt %}<|assistant|>{% endif %}"
+    "{%- if tools %}"
+    "{{- '<|system|>' }}"
+    "{%- if messages and messages[0]['role'] == 'system' %}{{- messages[0]['content'] }}{{- '\\n\\n' }}{%- endif %}"
+    "{{- '" + TOOLS_HEADER.replace("\n", "\\n") + "' }}"
+    "{%- for tool in tools %}{{- '\\n' }}{{- tool | tojson }}{%- endfor %}"
+    "{{- '\\n</tools>\\n' }}"
+    "{%- endif %}"
+    "{%- for message in messages %}"
+    "{%- if tools and loop.first and message['role'] == 'system' %}"
+    "{%- elif message['role'] == 'assistant' and message.tool_calls %}"
+    "{{- '<|assistant|>' }}"
+    "{%- if message['content'] %}{{- message['content'] }}{%- endif %}"
+    "{%- for call in message.tool_calls %}"
+    "{%- if call.function is defined %}{%- set call = call.function %}{%- endif %}"
+    "{%- if message['content'] or not loop.first %}{{- '\\n' }}{%- endif %}"
+    "{{- '<tool_call>\\n{\"name\": ' }}{{- call.name | tojson }}{{- ', \"arguments\": ' }}"
+    "{%- if call.arguments is string %}{{- call.arguments }}{%- else %}{{- call.arguments | tojson }}{%- endif %}"
+    "{{- '}\\n</tool_call>' }}"
+    "{%- endfor %}"
+    "{{- '\\n' }}"
+    "{%- elif message['role'] == 'tool' %}"
+    "{%- if loop.first or messages[loop.index0 - 1]['role'] != 'tool' %}{{- '<|user|>' }}{%- endif %}"
+    "{{- '<tool_response>\\n' }}{{- message['content'] }}{{- '\\n</tool_response>\\n' }}"
+    "{%- else %}"
+    "{{- '<|' + message['role'] + '|>' }}{{- message['content'] }}{{- '\\n' }}"
+    "{%- endif %}"
+    "{%- endfor %}"
+    "{%- if add_generation_prompt %}{{- '<|assistant|>' }}{%- endif %}"
 )
 
 
@@ -45,14 +80,40 @@ def build_tokenizer():
     return tokenizer
 
 
-def write_tokenizer_files(folder: Path) -> None:
-    """The Hugging Face tokenizer files, saved by transformers as NeMo's nemo_tokenizer/ holds them
-    (tokenizer.json, tokenizer_config.json, chat_template.jinja)."""
+def hf_tokenizer():
+    """The transformers tokenizer the checkpoint's files are saved from (chat template included)."""
     from transformers import PreTrainedTokenizerFast
 
-    folder.mkdir(parents=True, exist_ok=True)
     tokenizer = PreTrainedTokenizerFast(
         tokenizer_object=build_tokenizer(), eos_token=EOS, pad_token=PAD, unk_token=UNK, model_max_length=CONTEXT_LENGTH,
     )
     tokenizer.chat_template = CHAT_TEMPLATE
-    tokenizer.save_pretrained(str(folder))
+    return tokenizer
+
+
+def write_tokenizer_files(folder: Path) -> None:
+    """The Hugging Face tokenizer files, saved by transformers as NeMo's nemo_tokenizer/ holds them
+    (tokenizer.json, tokenizer_config.json, chat_template.jinja)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    hf_tokenizer().save_pretrained(str(folder))
+
+
+class ChatRenderer:
+    """CHAT_TEMPLATE rendered by transformers' apply_chat_template, as the server renders it, so training
+    texts and served prompts are the same characters."""
+
+    def __init__(self) -> None:
+        self._tokenizer = hf_tokenizer()
+
+    def render(self, messages: list[dict], tools: list[dict] | None = None, add_generation_prompt: bool = False) -> str:
+        return self._tokenizer.apply_chat_template(messages, tools=tools, add_generation_prompt=add_generation_prompt,
+                                                   tokenize=False)
+
+    def prompt_and_completion(self, messages: list[dict], reply: dict, tools: list[dict] | None = None) -> tuple[str, str]:
+        """(generation prompt for `messages`, what the model must generate for the assistant turn `reply`):
+        the template's rendering of that turn without the newline that closes it, then end-of-text."""
+        prompt = self.render(messages, tools, add_generation_prompt=True)
+        full = self.render([*messages, reply], tools)
+        if not full.startswith(prompt) or not full.endswith("\n"):
+            raise ValueError(f"the chat template does not render {reply} as a continuation of {prompt!r}: {full!r}")
+        return prompt, full[len(prompt):-1] + EOS

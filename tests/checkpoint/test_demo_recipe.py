@@ -30,16 +30,17 @@ def test_committed_heldout_files_are_regenerated_identically(tmp_path):
 def test_training_corpus_never_contains_heldout_items():
     corpus, held = demo._Corpus(seed=1234), HeldOut()
     seen_kinds = set()
-    for _ in range(20000):
+    for _ in range(40000):
         kind = corpus.kind()
-        text = "".join(corpus.sample(kind))
+        text = "".join(prompt + completion for prompt, completion in corpus.sample(kind))
         seen_kinds.add(kind)
         if word := re.search(r"rev ([a-z]+)=", text):
             assert word.group(1) not in held.words, text
         else:
-            a, b = re.search(r"(\d+)[+_](\d+)", text).groups()
-            assert (int(a), int(b)) not in held.pairs, text
+            pairs = re.findall(r"(\d+)(?:[+_]| plus )(\d+)", text)  # tool_use: one per round
+            assert pairs and not {(int(a), int(b)) for a, b in pairs} & held.pairs, text
     assert seen_kinds == set(demo.TRAINING["mix"])
+    assert set(held.tool_call) <= held.pairs
 
 
 def test_cached_checkpoint_is_returned_without_training(demo_checkpoint):
