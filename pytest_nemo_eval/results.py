@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import BaseModel, Field
 
@@ -79,6 +79,7 @@ class BenchmarkResult(BaseModel):
     samples_file: str | None = None  # per-sample outputs (samples.py's JSONL), when the harness logged them
     results_file: str | None = None  # the harness's results.yml
     proxy_log: str | None = None  # folder of the proxy's requests.jsonl / responses.jsonl for this benchmark
+    chat_template_kwargs: dict[str, Any] = Field(default_factory=dict)  # the suite's, sent with every chat request
     baseline: list[Comparison] = Field(default_factory=list)  # every metric shared with the baseline
 
     @property

@@ -133,6 +133,12 @@ class SuiteDefaults(_HarnessInputs):
     max_request_errors: float = Field(default=0.0, ge=0, le=1, description=(
         "the share of the model's requests that may end in an error before the benchmark errors: harnesses "
         "score an error reply as a wrong answer, so by default any error makes the scores untrustworthy"))
+    max_truncated_share: float = Field(default=0.0, ge=0, le=1, description=(
+        "the share of the model's answers that may be cut off by the token cap inside their thinking before "
+        "the benchmark errors: such an answer is empty, and scoring it says nothing about the model"))
+    chat_template_kwargs: dict[str, Any] = Field(default={}, description=(
+        "merged into every chat request's `chat_template_kwargs` (the request's own keys win), e.g. "
+        "{enable_thinking: false} to switch a reasoning model's thinking off"))
 
 
 class Benchmark(_HarnessInputs):
@@ -158,6 +164,8 @@ class Benchmark(_HarnessInputs):
     env: list[str] = Field(default=[], description="NAMES of host environment variables passed to the harness")
     judge: Judge | None = Field(default=None, description="the judge model of a judged benchmark (else defaults')")
     max_request_errors: float | None = Field(default=None, ge=0, le=1)
+    max_truncated_share: float | None = Field(default=None, ge=0, le=1)
+    chat_template_kwargs: dict[str, Any] = Field(default={}, description="merged over the defaults' (keys win)")
 
     @field_validator("markers")
     @classmethod
@@ -220,6 +228,8 @@ class ResolvedBenchmark(BaseModel):
     env: list[str] = []
     judge: Judge | None = None
     max_request_errors: float = 0.0
+    max_truncated_share: float = 0.0
+    chat_template_kwargs: dict[str, Any] = {}
     seed: int
 
     image_registry: str
@@ -283,6 +293,9 @@ class LoadedSuite(BaseModel):
                 env=list(dict.fromkeys([*d.env, *b.env])),
                 judge=b.judge if b.judge is not None else d.judge,
                 max_request_errors=b.max_request_errors if b.max_request_errors is not None else d.max_request_errors,
+                max_truncated_share=b.max_truncated_share if b.max_truncated_share is not None
+                else d.max_truncated_share,
+                chat_template_kwargs={**d.chat_template_kwargs, **b.chat_template_kwargs},
                 seed=self.suite.seed,
                 image_registry=d.image_registry,
                 image_tag=d.image_tag,

@@ -9,6 +9,7 @@ Test case properties (one test case = one benchmark):
     nemo.harness, nemo.runtime, nemo.runtime_reason, nemo.image, nemo.image_digest,
     nemo.samples, nemo.duration_s, nemo.suite_sha256, nemo.seed, nemo.outcome, nemo.error,
     nemo.samples_file, nemo.results_file, nemo.proxy_log
+    nemo.chat_template_kwargs  the suite's `chat_template_kwargs` of the benchmark (JSON, keys sorted), when set
     nemo.code_isolation        the boundary a code benchmark's model-written code ran behind:
                                container | bubblewrap | unsandboxed, or none (harness/code_isolation.py)
     nemo.proxy.<counter>       requests, cache_hits, errors, retries, latency_p50_ms, tokens ...,
@@ -18,6 +19,10 @@ Test case properties (one test case = one benchmark):
                                (adapters/stats.py)
     nemo.judge.model, nemo.judge.url, nemo.judge.<counter>   a judged benchmark's judge route (runner/judge.py)
     nemo.metric.<metric>.<field>   field = value | stderr | threshold | direction | verdict | ci
+    nemo.baseline.<metric>.<field> the comparison with --nemo-baseline (written, not read back): method
+                               (mcnemar | permutation | unpaired), baseline, regressed, allowed, note; when
+                               paired also n, p_value, drop, mde, worse, better (counts) and worse_items,
+                               better_items (JSON lists of the flipped item ids, the first MAX_FLIPPED_IDS)
 
 Test suite properties (provenance): nemo.checkpoint, nemo.checkpoint_format (nemo2 | megatron-bridge),
 nemo.checkpoint_iteration (Megatron-Bridge), nemo.checkpoint_sha256 (of the files served),
@@ -28,6 +33,7 @@ nemo.seed, nemo.deployments. Files written before `nemo.status` existed: the JUn
 
 from __future__ import annotations
 
+import json
 import re
 from typing import Any, Iterable, get_args
 
@@ -37,7 +43,10 @@ from pytest_nemo_eval.suite import Threshold
 METRIC_PREFIX = "nemo.metric."
 METRIC_FIELDS = ("value", "stderr", "count", "threshold", "direction", "verdict", "ci")
 PROXY_PREFIX = "nemo.proxy."
+CHAT_TEMPLATE_KWARGS = "nemo.chat_template_kwargs"
 JUDGE_PREFIX = "nemo.judge."
+BASELINE_PREFIX = "nemo.baseline."
+MAX_FLIPPED_IDS = 100
 PROXY_FIELDS = (
     "requests",
     "errors",
@@ -92,6 +101,8 @@ def to_properties(result: BenchmarkResult) -> list[tuple[str, str]]:
     out = [("nemo.benchmark", result.benchmark), ("nemo.status", result.status)]
     out += [(f"nemo.{name}", _fact(getattr(result, name))) for name in FACT_FIELDS
             if getattr(result, name) not in (None, "")]
+    if result.chat_template_kwargs:
+        out.append((CHAT_TEMPLATE_KWARGS, json.dumps(result.chat_template_kwargs, sort_keys=True)))
     out += [(PROXY_PREFIX + key, _fact_proxy(result.proxy[key])) for key in PROXY_FIELDS if key in result.proxy]
     out += [(JUDGE_PREFIX + key, value) for key, value in result.judge.items()]
     for name, metric in result.metrics.items():
@@ -108,6 +119,21 @@ def to_properties(result: BenchmarkResult) -> list[tuple[str, str]]:
             out.append((base + "verdict", metric.verdict))
         if metric.ci_low is not None and metric.ci_high is not None:
             out.append((base + "ci", f"[{metric.ci_low:.6g}, {metric.ci_high:.6g}]"))
+    for c in result.baseline:
+        base = f"{BASELINE_PREFIX}{c.metric}."
+        out += [(base + "method", c.method), (base + "baseline", _num(c.baseline)),
+                (base + "regressed", "true" if c.regressed else "false")]
+        if c.paired is None:
+            out.append((base + "allowed", _num(c.allowed)))
+        else:
+            t = c.paired
+            out += [(base + "n", str(t.n)), (base + "p_value", _num(t.p_value)), (base + "drop", _num(t.drop)),
+                    (base + "mde", _num(t.mde)), (base + "worse", str(len(t.worse))),
+                    (base + "better", str(len(t.better))),
+                    (base + "worse_items", json.dumps(t.worse[:MAX_FLIPPED_IDS])),
+                    (base + "better_items", json.dumps(t.better[:MAX_FLIPPED_IDS]))]
+        if c.note:
+            out.append((base + "note", c.note[:500]))
     if result.outcome is not None:
         out.append(("nemo.outcome", result.outcome))
     if result.status == "error" and result.message:
@@ -162,6 +188,14 @@ def _metric(fields: dict[str, str]) -> MetricResult:
     )
 
 
+def _json_object(text: str | None) -> dict[str, Any]:
+    try:
+        value = json.loads(text) if text else {}
+    except ValueError:
+        return {}
+    return value if isinstance(value, dict) else {}
+
+
 def from_properties(
     pairs: Iterable[tuple[str, Any]], *, status: Status = "passed", message: str | None = None
 ) -> BenchmarkResult | None:
@@ -194,6 +228,7 @@ def from_properties(
     error = facts.get("error")
     return BenchmarkResult.model_validate({
         **known,
+        "chat_template_kwargs": _json_object(facts.get("chat_template_kwargs")),
         "benchmark": facts["benchmark"],
         "status": facts["status"] if facts.get("status") in STATUSES else status,
         "outcome": facts.get("outcome") or None,

@@ -130,7 +130,7 @@ def run_benchmark_harness(
     try:
         target, proxy = state.target_and_proxy()
         adapter = state.adapter_for(benchmark)
-        route = proxy.register(name, adapter)
+        route = proxy.register(name, with_chat_template_kwargs(adapter, benchmark))  # the judge's route: without
         output_dir = Path(target.output_dir) / "runs" / name
         path = "/v1/chat/completions" if benchmark.endpoint_type == "chat" else "/v1/completions"
         judge_dir = output_dir.parent / f"{name}.judge"  # beside the run dir, which each attempt clears
@@ -178,9 +178,21 @@ def run_benchmark_harness(
                        duration_s=run.duration_s, image_digest=run.image_digest,
                        proxy_log=_proxy_log(target.output_dir, name))
     require_metrics_or_error(benchmark, outcome)
-    require_answered_requests(benchmark, {key: value - counted_before.get(key, 0.0) for key, value in stats.items()},
-                              outcome, last_error=route_stats.get("last_error"))
+    attempt = {key: value - counted_before.get(key, 0.0) for key, value in stats.items()}
+    require_answered_requests(benchmark, attempt, outcome, last_error=route_stats.get("last_error"))
+    require_finished_thoughts(benchmark, attempt, outcome)
     return outcome
+
+
+def with_chat_template_kwargs(adapter: dict[str, Any], benchmark: ResolvedBenchmark) -> dict[str, Any]:
+    """The benchmark route's adapter block with the suite's `chat_template_kwargs` (over the block's own
+    `chat_template_kwargs.kwargs`); a judge's route keeps the block without them (another model, or an API
+    that refuses the field)."""
+    if not benchmark.chat_template_kwargs:
+        return adapter
+    block = adapter.get("chat_template_kwargs")
+    own = block.get("kwargs") if isinstance(block, dict) and isinstance(block.get("kwargs"), dict) else {}
+    return {**adapter, "chat_template_kwargs": {"kwargs": {**own, **benchmark.chat_template_kwargs}}}
 
 
 def error_message(exc: Exception) -> str:
@@ -300,6 +312,23 @@ def require_answered_requests(benchmark: ResolvedBenchmark, attempt: dict[str, f
         f"with `max_request_errors: {min(1.0, round(errors / requests + 0.005, 2))}` on the benchmark.", harness)
 
 
+def require_finished_thoughts(benchmark: ResolvedBenchmark, attempt: dict[str, float], harness: HarnessOutcome) -> None:
+    """`BenchmarkError` (keeping the scores as evidence) when more of the model's answers were cut off by the
+    token cap inside their thinking than the benchmark's `max_truncated_share` allows: such an answer is
+    empty (or a half-thought), so accuracy drops to nothing while the model never answered
+    (lm-evaluation-harness #3400, #3382). `attempt`: the route's counters of the attempt that scored."""
+    answers, cut = attempt.get("generations", 0.0), attempt.get("truncated_reasoning", 0.0)
+    if not answers or cut / answers <= benchmark.max_truncated_share:
+        return
+    raise BenchmarkError(
+        f"Diagnosis: {cut:.0f} of the model's {answers:.0f} answers were cut off by the token cap inside their "
+        f"thinking (finish_reason \"length\" before the thought ended), so {benchmark.id}'s scores say nothing "
+        "about the model. Give the thinking room with a larger max_tokens (the harness's `max_new_tokens` / "
+        "`max_tokens` in the benchmark's `params`), or switch thinking off with "
+        "`chat_template_kwargs: {enable_thinking: false}` on the benchmark; or allow a share with "
+        f"`max_truncated_share: {min(1.0, round(cut / answers + 0.005, 2))}`.", harness)
+
+
 def reported_scores(benchmark: ResolvedBenchmark, harness: HarnessOutcome) -> dict[str, ScoreValue]:
     """The metrics a benchmark reports: its thresholded ones first (those the harness produced), then
     every other main-task score once, by its shortest name."""
@@ -391,5 +420,6 @@ def benchmark_result(
         samples_file=harness.samples_file if harness else None,
         proxy_log=harness.proxy_log if harness else None,
         results_file=harness.results_file if harness else None,
+        chat_template_kwargs=benchmark.chat_template_kwargs,
         baseline=gate.comparisons if gate is not None else [],
     )

@@ -5,8 +5,8 @@ Reasoning models switch their thinking in the chat template
 which vLLM and our server take as a top-level request field. A harness seldom
 lets you set it; this interceptor merges `kwargs` into each chat request's own
 `chat_template_kwargs`, the request's keys winning (a harness that sets one on
-purpose keeps it). Completions requests (no `messages`) are left alone: they
-have no chat template. The pytest plugin sets it from a suite's
+purpose keeps it). Requests to `/v1/chat/completions` (or carrying `messages`)
+get them; completions requests are left alone: they have no chat template. The pytest plugin sets it from a suite's
 `chat_template_kwargs` field (next to `params`).
 """
 
@@ -41,7 +41,7 @@ class ChatTemplateKwargsInterceptor(Interceptor):
 
     def handle(self, request: ProxyRequest, call_next: Handler) -> ProxyResponse:
         body = request.json
-        if isinstance(body, dict) and isinstance(body.get("messages"), list):
+        if isinstance(body, dict) and (request.path.endswith("/chat/completions") or isinstance(body.get("messages"), list)):
             own = body.get("chat_template_kwargs")
             own = own if isinstance(own, dict) else {}
             merged = {**self.config.kwargs, **own}
