@@ -4,7 +4,9 @@ suite; different items). JUnit and per-sample files are written here in the plug
 
 from __future__ import annotations
 
+import html
 import json
+import re
 import shutil
 from pathlib import Path
 
@@ -123,3 +125,75 @@ def test_samples_kept_beside_the_baseline_report_win_over_an_overwritten_output_
     shutil.copy(tmp_path / "now" / "per_sample.jsonl", tmp_path / "base" / "per_sample.jsonl")  # the later run
     assert main([str(now), "--baseline", str(base)]) == 1
     assert "REGRESSED mcnemar" in " ".join(capsys.readouterr().out.split())
+
+
+def _per_sample(path: Path, metric: str) -> dict[str, tuple[float, str]]:
+    """{item id: (score, response)} of a per-sample file, read as plain JSON lines (not through samples.py)."""
+    rows = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+    return {str(row["item_id"]): (float(row["scores"][metric]), row["response"]) for row in rows}
+
+
+def test_paired_gate_in_a_real_session_junit_and_html(run_inner, pytester, endpoint):
+    """The smoke suite on the demo twice through the plugin: a greedy baseline, then a candidate that samples
+    at a temperature with a seed (suite `params`), gated with `--nemo-baseline` on the first run's JUnit (and the
+    `.samples/` kept beside it, as a CI artifact travels). The comparison of a 0/1 metric must be paired: the
+    JUnit properties and the HTML report name the method (McNemar), the items paired and the items that
+    flipped each way, and those flips are the ones the two runs' per-sample files show (the oracle, read here
+    as plain JSON), with McNemar's p from the discordant counts."""
+    from scipy.stats import binomtest
+
+    from .inner_run import LIMIT, REPO, junit_cases
+
+    smoke = (REPO / "suites" / "smoke.yaml").read_text()
+    (pytester.path / "smoke.yaml").write_text(smoke)
+    args = ("smoke.yaml", f"--nemo-endpoint={endpoint}", f"--nemo-limit-samples={LIMIT}")
+    first = run_inner(*args)
+    assert first.ret == 0, first.stdout.str()[-3000:]
+    baseline = pytester.path / "baseline.xml"
+    shutil.move(pytester.path / "junit.xml", baseline)
+    shutil.move(pytester.path / "junit.samples", pytester.path / "baseline.samples")
+    before = _per_sample(pytester.path / "baseline.samples" / Path(
+        junit_cases(baseline)["demo_addition"][1]["nemo.samples_file"]).name, "exact_match")
+
+    # the candidate: the same suite, sampling hot with a seed (a model that really answers differently)
+    assert "  timeout_s: 180" in smoke
+    (pytester.path / "smoke.yaml").write_text(smoke.replace(
+        "  timeout_s: 180", "  timeout_s: 180\n  params: {config.params.temperature: 3.0, config.params.seed: 11}"))
+    run_inner(*args, f"--nemo-baseline={baseline}")
+    cases = junit_cases(pytester.path / "junit.xml")
+    status, props = cases["demo_addition"]
+    now = _per_sample(Path(props["nemo.samples_file"]), "exact_match")
+    assert set(now) == set(before) and len(now) == int(LIMIT)
+    assert any(now[i][1] != before[i][1] for i in now), "the candidate must answer differently on some items"
+    worse = sorted(i for i in now if before[i][0] == 1 and now[i][0] == 0)
+    better = sorted(i for i in now if before[i][0] == 0 and now[i][0] == 1)
+    assert worse or better, "no item flipped: the candidate does not differ on exact_match"
+
+    key = "nemo.baseline.exact_match."
+    assert props[key + "method"] == "mcnemar" and props[key + "n"] == LIMIT
+    assert props[key + "baseline"] == junit_cases(baseline)["demo_addition"][1]["nemo.metric.exact_match.value"]
+    assert int(props[key + "worse"]) == len(worse) and int(props[key + "better"]) == len(better)
+    assert sorted(json.loads(props[key + "worse_items"])) == worse
+    assert sorted(json.loads(props[key + "better_items"])) == better
+    p = binomtest(len(worse), len(worse) + len(better), 0.5, alternative="greater").pvalue
+    assert float(props[key + "p_value"]) == pytest.approx(p, rel=1e-9)
+    assert props[key + "regressed"] == ("true" if p < 0.05 else "false")
+    # every benchmark of the suite was compared, each one paired on the same LIMIT items
+    for name, (_, case_props) in cases.items():
+        methods = {k: v for k, v in case_props.items() if k.startswith("nemo.baseline.") and k.endswith(".method")}
+        assert methods and set(methods.values()) <= {"mcnemar", "permutation"}, (name, methods)
+
+    # the HTML report beside the JUnit file: the same paired comparison and the flipped items with both responses
+    page = (pytester.path / "junit.html").read_text()
+    section = page.split('<h2 id="smoke::demo_addition">', 1)[1].split("<h2 ", 1)[0]
+    flat = " ".join(html.unescape(re.sub(r"<[^>]+>", " ", section)).split())
+    assert f"paired mcnemar on {LIMIT} items" in flat
+    assert f"{len(worse)} worse / {len(better)} better" in flat
+    for way, ids in (("worse", worse), ("better", better)):
+        if ids:
+            assert f"Items that got {way} ({len(ids)}) on exact_match" in flat
+            table = section.split(f"Items that got {way} ({len(ids)}) on exact_match", 1)[1].split("</table>", 1)[0]
+            for i in ids:
+                rows = [html.unescape(r) for r in re.findall(rf"<tr><td>{re.escape(i)}</td>.*?</tr>", table, re.S)]
+                assert len(rows) == 1, (way, i, table[:2000])
+                assert f"<pre>{before[i][1]}</pre><td><pre>{now[i][1]}</pre>".replace("<td>", "</td><td>") in rows[0]
