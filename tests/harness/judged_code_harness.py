@@ -6,7 +6,8 @@ it asks the model (U) once, sends the reply to its judge (`config.params.extra.j
 and reads the judge's `Rating: [[N]]`, as MT-Bench does; then it tries to connect to
 `config.params.extra.forbidden_port` on 127.0.0.1, as hostile model code would. It writes `results.yml`
 (`rating` = the judge's N, `reached_forbidden` = 1.0 if that connection succeeded) and `probe.json` with
-what it saw. A test double: the real judged harnesses (mtbench, safety-harness) run no model code.
+what it saw (its whole environment included). A test double: the real judged harnesses (mtbench,
+safety-harness) run no model code.
 """
 
 import json
@@ -49,7 +50,7 @@ def main(args: list[str]) -> int:
     os.makedirs(output_dir, exist_ok=True)
     with open(os.path.join(output_dir, "probe.json"), "w") as handle:
         json.dump({"model_url": option["--model_url"], "judge_url": overrides[JUDGE_URL],
-                   "reached_forbidden": reached}, handle)
+                   "reached_forbidden": reached, "env": dict(os.environ)}, handle)
     with open(os.path.join(output_dir, "results.yml"), "w") as handle:
         handle.write("results:\n  tasks:\n    judged_code:\n      metrics:\n"
                      f"        rating: {{scores: {{rating: {{value: {rating}}}}}}}\n"

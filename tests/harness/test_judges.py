@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import socket
@@ -169,11 +170,15 @@ def test_mtbench_judged_through_its_own_proxy_route(run_inner, suite_file, pytes
 
 @pytest.mark.parametrize("judge", ["endpoint", "deployment"])
 def test_judged_code_benchmark_under_bubblewrap_reaches_its_judge(run_inner, suite_file, pytester,  # noqa: F811
-                                                                  judged_code_harness, judge):
+                                                                  judged_code_harness, judge, monkeypatch):
     """A judged benchmark whose task runs model code (simple-evals `humaneval*`), `runtime: local`: the whole
     harness (judged_code_harness.py) runs under bubblewrap, and both its model route and its judge route are
     relayed in — endpoint: the judge's own proxy (another port), deployment: a second route of the run's
-    proxy (the same port, one relay). The judge's rating is the score; a host listener stays out of reach."""
+    proxy (the same port, one relay). The judge's rating is the score; a host listener stays out of reach.
+    endpoint also carries the judge's API key (`api_key_env`), as CI runs it (no heavy venv needed): the judge's
+    proxy injects it (the judge sees `Bearer <key>`; the harness sent no key), and its value is in no file the
+    run leaves (logs, proxy logs, the harness's output with its whole environment in probe.json, JUnit, HTML,
+    JSON) nor in pytest's output."""
     from pytest_nemo_eval.harness.harness_sandbox import harness_sandbox_problem
 
     from .scripted_judge import ScriptedJudge
@@ -181,11 +186,13 @@ def test_judged_code_benchmark_under_bubblewrap_reaches_its_judge(run_inner, sui
     problem = harness_sandbox_problem()
     if problem:
         pytest.skip(problem)
+    secret = "sk-judge-secret-4c1e9"
+    monkeypatch.setenv("JUDGE_KEY_FOR_CI", secret)
     with ScriptedUpstream() as echo, ScriptedJudge("Rating: [[7]]") as judge_server, \
             socket.create_server(("127.0.0.1", 0)) as listener:
         model_url = echo.url if judge == "endpoint" else judge_server.url
-        judge_yaml = (f'{{url: "{judge_server.url}/v1", model_id: scripted-judge}}' if judge == "endpoint"
-                      else "deployment")
+        judge_yaml = (f'{{url: "{judge_server.url}/v1", model_id: scripted-judge, api_key_env: JUDGE_KEY_FOR_CI}}'
+                      if judge == "endpoint" else "deployment")
         suite_file("judged_code", f"""\
             benchmarks:
               - name: judged_code
@@ -199,6 +206,7 @@ def test_judged_code_benchmark_under_bubblewrap_reaches_its_judge(run_inner, sui
         """)
         result = run_inner("judged_code.yaml", f"--nemo-endpoint={model_url}")
         served = len(judge_server.requests)
+        keys = list(judge_server.authorizations)
         listener.settimeout(0)
         with pytest.raises(BlockingIOError):
             listener.accept()
@@ -210,3 +218,11 @@ def test_judged_code_benchmark_under_bubblewrap_reaches_its_judge(run_inner, sui
     assert served == (1 if judge == "endpoint" else 2)  # deployment: the same server is model and judge
     if judge == "deployment":
         assert props["nemo.judge.url"] == "deployment" and " and " not in log.split("network: only ", 1)[1][:80]
+    else:  # the key: injected by the judge's proxy, never held by the harness, never written anywhere
+        assert keys == [f"Bearer {secret}"]
+        probe = json.loads(next((pytester.path / "nemo-out").rglob("probe.json")).read_text())
+        assert "JUDGE_KEY_FOR_CI" not in probe["env"] and secret not in json.dumps(probe)
+        written = [p for p in pytester.path.rglob("*") if p.is_file()]
+        assert any(p.name == "junit.html" for p in written) and any(p.suffix == ".jsonl" for p in written)
+        assert [p for p in written if secret.encode() in p.read_bytes()] == []
+        assert secret not in result.stdout.str() + result.stderr.str()
