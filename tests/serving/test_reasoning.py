@@ -127,3 +127,17 @@ def test_the_parser_is_chosen_from_real_templates():
     with pytest.raises(ValueError, match="qwen3"):
         choose_reasoning_parser("qwen4", qwen3)
     assert Path  # (imported for the fixtures' paths)
+
+
+def test_our_own_reply_sent_back_is_accepted(front):
+    """Clients send the assistant message back as they got it (reasoning_content and reasoning both set)."""
+    client, model, _parser = front
+    model.output, model.finish = "<think>12+34</think>46", "stop"
+    message = _ask(client).choices[0].message.model_dump(exclude_none=True)
+    assert message["reasoning"] == message["reasoning_content"] == "12+34"
+    again = client.chat.completions.create(model="m", messages=[*QUESTION, message, {"role": "user", "content": "Sure?"}],
+                                           max_tokens=100)
+    assert again.choices[0].message.content == "46"
+    with pytest.raises(openai.BadRequestError, match="reasoning"):
+        client.chat.completions.create(model="m", max_tokens=10, messages=[
+            *QUESTION, {**message, "reasoning": "something else"}, {"role": "user", "content": "Sure?"}])

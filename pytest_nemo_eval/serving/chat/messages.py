@@ -77,10 +77,16 @@ class ChatMessage(BaseModel):
     @model_validator(mode="before")
     @classmethod
     def _reasoning_alias(cls, data: Any) -> Any:
-        """vLLM's newer name `reasoning` is the same field as `reasoning_content`."""
-        if isinstance(data, dict) and data.get("reasoning") is not None and data.get("reasoning_content") is None:
-            data = {**data, "reasoning_content": data["reasoning"]}
-            data.pop("reasoning")
+        """vLLM's newer name `reasoning` is the same field as `reasoning_content` (our replies carry both, and
+        clients send them back as they got them); two different thoughts in one message are refused."""
+        if not isinstance(data, dict) or "reasoning" not in data:
+            return data
+        data = dict(data)
+        reasoning = data.pop("reasoning")
+        if reasoning is not None:
+            if data.get("reasoning_content") not in (None, reasoning):
+                raise ValueError("`reasoning` and `reasoning_content` are the same field and differ here; send one")
+            data["reasoning_content"] = reasoning
         return data
 
     @model_validator(mode="after")
