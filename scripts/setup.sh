@@ -52,6 +52,17 @@ if [[ ",${NEMO_EVAL_EXTRAS:-}," == *",test,"* ]] && [ ! -x .venv-mlflow/bin/mlfl
         || echo "[setup] the MLflow server venv is incomplete: the MLflow export tests will be skipped" >&2
 fi
 
+# inspect_ai, the tool-use client of tests/clients/test_inspect_tools.py: its pins conflict with ours (fsspec), so
+# it lives in its own venv, pinned by fixtures/inspect/constraints.txt. About 40 s; only with the test extra.
+if [[ ",${NEMO_EVAL_EXTRAS:-}," == *",test,"* ]] && [ ! -x .venv-inspect/bin/inspect ]; then
+    echo "[setup] creating .venv-inspect (inspect_ai, the tool-use client the tests run)"
+    "$PYTHON" -m venv .venv-inspect
+    .venv-inspect/bin/pip install -q --disable-pip-version-check -c fixtures/inspect/constraints.txt \
+        "inspect-ai==0.3.285" openai 2>&1 | grep -v "is ignored: it is neither" || true
+    .venv-inspect/bin/inspect --version >/dev/null \
+        || echo "[setup] the inspect_ai venv is incomplete: the inspect_ai tool-use test will be skipped" >&2
+fi
+
 if [ "${NEMO_EVAL_SKIP_DOCKER:-0}" != "1" ]; then
     bash scripts/start_docker.sh || echo "[setup] no Docker daemon: the container tests will be skipped, with a reason"
 fi
