@@ -13,6 +13,7 @@ import sys
 
 import pytest
 
+from pytest_nemo_eval.checkpoint.demo_tasks import DATA_DIR
 from pytest_nemo_eval.harness.errors import HarnessFailed
 from pytest_nemo_eval.harness.runtime import HarnessInvocation, run_harness
 
@@ -143,3 +144,21 @@ def test_chat_endpoint_generation_matches_direct_chat_requests(tmp_path, demo_de
         }, timeout=60).json()["choices"][0]["message"]["content"]
         assert record["prompt"].startswith("What is ") and reply == record["response"]
     assert run.results.get_score("exact_match").stats.count == 3
+
+
+def test_demo_calls_the_offered_tool_through_the_server(tmp_path, demo_deployment):
+    """Tools rendered by the checkpoint's template, the model's Hermes call parsed by the server into
+    OpenAI's tool_calls, scored by the harness: far above chance (the demo learned the call)."""
+    import requests
+
+    chat_url = f"{demo_deployment.url}/v1/chat/completions"
+    run, _ = run_builtin(tmp_path, chat_url, "demo_tool_call", model_type="chat", limit_samples=20, parallelism=4)
+    assert run.results.get_score("tool_call_accuracy").value >= 0.6  # recipe 8, all 100: 1.00 / 0.80 (seeds 1234 / 7)
+    scored = next(r for r in samples(run, "demo_tool_call") if r["details"]["status"] == "called")
+    record = next(r for r in map(json.loads, (DATA_DIR / "demo_tool_call.jsonl").read_text().splitlines())
+                  if r["id"] == scored["id"])
+    reply = requests.post(chat_url, json={"model": "demo", "messages": record["messages"], "tools": record["tools"],
+                                          "max_tokens": 96, "temperature": 0.0}, timeout=60).json()["choices"][0]
+    assert reply["finish_reason"] == "tool_calls" and reply["message"]["tool_calls"][0]["type"] == "function"
+    call = reply["message"]["tool_calls"][0]["function"]
+    assert {"name": call["name"], "arguments": json.loads(call["arguments"])} == json.loads(scored["response"])
