@@ -19,7 +19,8 @@ and, on the 4096 engine alone, one prompt of 1000 and of 3500 tokens (real text 
 repository's README, byte-fallback tokens included) generating 32 tokens: its latency.
 Reported: generated tokens/s per engine, the ratio 4096/128 within each round (median over
 rounds), KV cache size. JSON in benchmarks/results/bench_demo_context.json.
-Run: python benchmarks/bench_demo_context.py [--requests N] [--rounds R] [--batch B]
+Run: python benchmarks/bench_demo_context.py [--requests N] [--rounds R] [--batch B] [--quick]
+     (--quick, the CI check: 8 requests in batches of 4, 1 round, the 1000-token prompt only)
 """
 
 from __future__ import annotations
@@ -37,9 +38,12 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+sys.path.insert(0, str(ROOT / "benchmarks"))
+
+from _results import results_path  # noqa: E402
 from pytest_nemo_eval.checkpoint.demo import ensure_demo_checkpoint  # noqa: E402
 
-RESULTS = ROOT / "benchmarks" / "results" / "bench_demo_context.json"
+RESULTS = results_path("bench_demo_context.json")
 DATA = ROOT / "pytest_nemo_eval" / "harness" / "builtin" / "data" / "demo_addition.jsonl"
 OLD_CONTEXT = 128
 
@@ -103,7 +107,10 @@ def main() -> None:
     parser.add_argument("--requests", type=int, default=64)
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--batch", type=int, default=16)
+    parser.add_argument("--quick", action="store_true", help="CI smoke: 8 requests, batch 4, 1 round, one long prompt")
     args = parser.parse_args()
+    if args.quick:
+        args.requests, args.rounds, args.batch = 8, 1, 4
 
     from pytest_nemo_eval.checkpoint.loader import load_checkpoint
     from pytest_nemo_eval.serving.engine import GenerationEngine
@@ -127,7 +134,7 @@ def main() -> None:
                                           for r in rounds) for workload in ("batch", "steady")}
     medians = {context: {workload: statistics.median(r[context][workload]["tokens_per_s"] for r in rounds)
                          for workload in ("batch", "steady")} for context in engines}
-    long_prompts = [long_prompt_latency(engines[big], length) for length in (1000, 3500)]
+    long_prompts = [long_prompt_latency(engines[big], length) for length in ((1000,) if args.quick else (1000, 3500))]
     for engine in engines.values():
         engine.close()
 

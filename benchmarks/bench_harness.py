@@ -20,6 +20,7 @@ PyTriton and the OpenAI front), side by side:
 Ratios: harness samples/s over the ceiling at the same concurrency (medians of --rounds).
 Run: python benchmarks/bench_harness.py [--samples N] [--skip-docker]
      python benchmarks/bench_harness.py --sandbox-only   (no deployment; writes bench_harness_sandbox.json)
+     python benchmarks/bench_harness.py --quick          (the CI check: 8 samples, concurrency 4, 1 round, no docker)
 """
 
 from __future__ import annotations
@@ -39,13 +40,16 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+sys.path.insert(0, str(ROOT / "benchmarks"))
+
+from _results import results_path  # noqa: E402
 from pytest_nemo_eval.harness.builtin.client import ModelClient  # noqa: E402
 from pytest_nemo_eval.harness.builtin.dataset import load_jsonl  # noqa: E402
 from pytest_nemo_eval.harness.builtin.tasks import find_task  # noqa: E402
 from pytest_nemo_eval.harness.runtime import HarnessInvocation, run_harness  # noqa: E402
 
-RESULTS = ROOT / "benchmarks" / "results" / "bench_harness.json"
-SANDBOX_RESULTS = ROOT / "benchmarks" / "results" / "bench_harness_sandbox.json"
+RESULTS = results_path("bench_harness.json")
+SANDBOX_RESULTS = results_path("bench_harness_sandbox.json")
 TASK = "demo_addition"
 CODE_TASK = "demo_addition_code"
 SANDBOX_PARALLELISM = (1, 4)
@@ -105,11 +109,11 @@ def sandbox_rate(programs: list[str], parallelism: int, isolation: str) -> float
     return len(programs) / elapsed
 
 
-def sandbox_table(samples: int, rounds: int) -> dict:
+def sandbox_table(samples: int, rounds: int, startup_repeats: int = 10) -> dict:
     """Sandbox alone, bubblewrap vs unsandboxed, interleaved rounds, medians; plus bwrap's start-up cost."""
     programs = honest_programs(samples)
     sandbox_rate(programs[:2], 1, "bubblewrap")  # warm-up (and the one-time bwrap probe)
-    startup = bwrap_startup_ms(max(10, rounds * 5))
+    startup = bwrap_startup_ms(max(startup_repeats, rounds * 5))
     print(f"python -I -c pass, median ms: sandbox interpreter bare {startup['bare']}, inside bwrap "
           f"{startup['bwrap']} (bwrap adds {startup['bwrap'] - startup['bare']:.1f}); "
           f"harness interpreter bare {startup['harness_python_bare']}")
@@ -169,11 +173,18 @@ def main() -> int:
     parser.add_argument("--skip-docker", action="store_true")
     parser.add_argument("--sandbox-samples", type=int, default=40, help="programs per sandbox measurement")
     parser.add_argument("--sandbox-only", action="store_true", help="only the sandbox table (no deployment)")
+    parser.add_argument("--quick", action="store_true",
+                        help="CI smoke: 8 samples, concurrency 4 only, 1 round, local runtime only, 4 sandbox programs")
     args = parser.parse_args()
+    concurrencies = CONCURRENCY
+    if args.quick:
+        args.samples, args.rounds, args.overhead_samples, args.repeats = 8, 1, 2, 1
+        args.skip_docker, args.sandbox_samples, concurrencies = True, 4, (4,)
 
     machine = {"python": platform.python_version(), "cpus": __import__("os").cpu_count()}
     if args.sandbox_only:
-        report = {"machine": machine, "sandbox": sandbox_table(args.sandbox_samples, args.rounds)}
+        report = {"machine": machine, "quick": args.quick,
+                  "sandbox": sandbox_table(args.sandbox_samples, args.rounds, 3 if args.quick else 10)}
         SANDBOX_RESULTS.parent.mkdir(parents=True, exist_ok=True)
         SANDBOX_RESULTS.write_text(json.dumps(report, indent=2) + "\n")
         print(f"wrote {SANDBOX_RESULTS}")
@@ -183,14 +194,14 @@ def main() -> int:
     from pytest_nemo_eval.serving.launcher import Deployment, DeploymentSettings
 
     prompts = [r["prompt"] for r in load_jsonl(find_task(TASK).data_path(), ["prompt"])][: args.samples]
-    report: dict = {"machine": machine, "task": TASK, "samples": len(prompts), "throughput": [], "overhead": {}}
+    report: dict = {"machine": machine, "quick": args.quick, "task": TASK, "samples": len(prompts), "throughput": [], "overhead": {}}
     with Deployment(DeploymentSettings(checkpoint=ensure_demo_checkpoint())) as deployment, \
             tempfile.TemporaryDirectory(prefix="bench-harness-") as tmp:
         url = f"{deployment.url}/v1/completions"
         work = Path(tmp)
         ceiling(url, prompts[:4], 1)  # warm-up
         print(f"{'concurrency':>11} {'ceiling/s':>10} {'harness/s':>10} {'ratio':>6} {'end-to-end s':>13}")
-        for concurrency in CONCURRENCY:
+        for concurrency in concurrencies:
             tops, rates, walls = [], [], []
             for _ in range(args.rounds):  # interleaved, so background load hits both alike
                 tops.append(ceiling(url, prompts, concurrency))
@@ -214,7 +225,7 @@ def main() -> int:
               + ", ".join(f"{k} {v['min_s']} s" for k, v in report["overhead"].items() if isinstance(v, dict))
               + (f"; docker - local = {report['overhead'].get('docker_minus_local_s')} s"
                  if "docker" in report["overhead"] else " (docker skipped)"))
-        report["sandbox"] = sandbox_table(args.sandbox_samples, args.rounds)
+        report["sandbox"] = sandbox_table(args.sandbox_samples, args.rounds, 3 if args.quick else 10)
         code_rates: dict[str, list[float]] = {iso: [] for iso in ISOLATIONS}
         for _ in range(args.rounds):
             for isolation in ISOLATIONS:

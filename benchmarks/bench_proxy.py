@@ -20,7 +20,8 @@ of the proxy process) — the figure least disturbed by other work on a shared
 machine. Targets are measured in interleaved rounds (every target once per
 round, in rotating order), so background load hits them all alike. Every proxy
 runs in its own process, as in real use.
-Run: python benchmarks/bench_proxy.py [--requests N] [--rounds R] [--skip-nemo]
+Run: python benchmarks/bench_proxy.py [--requests N] [--rounds R] [--skip-nemo] [--quick]
+     (--quick, the CI check: 64 requests in 1 round, NeMo Evaluator skipped)
 """
 
 from __future__ import annotations
@@ -44,11 +45,13 @@ import psutil
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "benchmarks"))
 
+from _results import results_path  # noqa: E402
 from pytest_nemo_eval.adapters import AdapterConfig, CacheConfig, LoggingConfig, RetryConfig  # noqa: E402
 from pytest_nemo_eval.adapters.process import ProxyProcess  # noqa: E402
 
-RESULTS = ROOT / "benchmarks" / "results" / "bench_proxy.json"
+RESULTS = results_path("bench_proxy.json")
 NEMO_VENV = ROOT / "benchmarks" / ".venv-nemo-evaluator"
 NEMO_PACKAGE = "nemo-evaluator"
 
@@ -222,7 +225,10 @@ def main() -> int:
     parser.add_argument("--requests", type=int, default=2400, help="requests per target at concurrency 16 (half at 1)")
     parser.add_argument("--rounds", type=int, default=6, help="interleaved rounds the requests are split into")
     parser.add_argument("--skip-nemo", action="store_true", help="do not install/measure NeMo Evaluator")
+    parser.add_argument("--quick", action="store_true", help="CI smoke: 64 requests, 1 round, --skip-nemo")
     args = parser.parse_args()
+    if args.quick:
+        args.requests, args.rounds, args.skip_nemo = 64, 1, True
 
     nemo_note = "skipped (--skip-nemo)"
     nemo_python = None
@@ -293,6 +299,7 @@ def main() -> int:
     RESULTS.parent.mkdir(parents=True, exist_ok=True)
     RESULTS.write_text(json.dumps({
         "benchmark": "bench_proxy",
+        "quick": args.quick,
         "time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         "machine": {"cpus": os.cpu_count(), "python": platform.python_version(), "platform": platform.platform(),
                     "load_average_1m": {"start": load_at_start, "end": os.getloadavg()[0]}},
@@ -304,7 +311,7 @@ def main() -> int:
         "results": results,
         "ratios": ratios,
     }, indent=2))
-    print(f"wrote {RESULTS.relative_to(ROOT)}")
+    print(f"wrote {RESULTS}")
     return 1 if any(r["errors"] for r in results) else 0
 
 

@@ -27,7 +27,9 @@ while the direct engine runs), in --rounds interleaved rounds; each ratio is
 taken within a round and the median over rounds is reported, because this
 shared machine's speed drifts by tens of percent between minutes. The JSON
 keeps every round with the machine's description.
-Run: python benchmarks/bench_serving.py [--requests N] [--rounds R] [--batch B] [--max-queue-delay-us US]
+Run: python benchmarks/bench_serving.py [--requests N] [--rounds R] [--batch B] [--max-queue-delay-us US] [--quick]
+     (--quick, the CI check: the short workload, 16 requests, 1 and 16 clients, 1 round; with --backend ray
+     1 replica, the short workload)
 
 Backends side by side: python benchmarks/bench_serving.py --backend ray --replicas 1,2
   PyTriton and Ray Serve with 1 and 2 replicas (1 CPU each), served@16 on both workloads, in
@@ -54,10 +56,13 @@ import requests
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+sys.path.insert(0, str(ROOT / "benchmarks"))
+
+from _results import results_path  # noqa: E402
 from pytest_nemo_eval.checkpoint.demo import ensure_demo_checkpoint  # noqa: E402
 from pytest_nemo_eval.serving.launcher import Deployment, DeploymentSettings  # noqa: E402
 
-RESULTS = ROOT / "benchmarks" / "results" / "bench_serving.json"
+RESULTS = results_path("bench_serving.json")
 DATA = ROOT / "pytest_nemo_eval" / "harness" / "builtin" / "data" / "demo_addition.jsonl"
 CONCURRENCY = (1, 4, 16)
 WORKLOADS = {"short": {"max_tokens": 16, "ignore_eos": False}, "fixed": {"max_tokens": 64, "ignore_eos": True}}
@@ -191,7 +196,13 @@ def main() -> None:
     parser.add_argument("--backend", choices=("pytriton", "ray"), default="pytriton",
                         help="ray: compare PyTriton with Ray Serve at each --replicas count")
     parser.add_argument("--replicas", default="1,2", help="with --backend ray: replica counts (default 1,2)")
+    parser.add_argument("--quick", action="store_true", help="CI smoke: short workload, 16 requests, 1 round")
     args = parser.parse_args()
+    workloads, concurrencies = WORKLOADS, CONCURRENCY
+    if args.quick:
+        args.requests, args.rounds, args.replicas = 16, 1, "1"
+        workloads, concurrencies = {"short": WORKLOADS["short"]}, (1, 16)
+    args.workloads, args.concurrencies = workloads, concurrencies
     if args.backend == "ray":
         compare_backends(args)
         return
@@ -210,10 +221,10 @@ def main() -> None:
             startup_s = deployment.startup_s
             for round_index in range(args.rounds):
                 measured = {}
-                for name, workload in WORKLOADS.items():
+                for name, workload in workloads.items():
                     table = [run_direct(engine, prompts, workload, args.batch)]
-                    table += [run_served(deployment.url, prompts, workload, c) for c in CONCURRENCY]
-                    table += [run_streamed(deployment.url, prompts, workload, c) for c in CONCURRENCY]
+                    table += [run_served(deployment.url, prompts, workload, c) for c in concurrencies]
+                    table += [run_streamed(deployment.url, prompts, workload, c) for c in concurrencies]
                     for row in table:
                         row["ratio_to_direct"] = row["tokens_per_s"] / table[0]["tokens_per_s"]
                     measured[name] = table
@@ -223,7 +234,7 @@ def main() -> None:
     finally:
         engine.close()
 
-    summary = {name: summarize([r[name] for r in rounds]) for name in WORKLOADS}
+    summary = {name: summarize([r[name] for r in rounds]) for name in workloads}
     print(f"\nmedians of {args.rounds} rounds")
     print(f"{'workload':<10}{'target':<15}{'tokens/s':>9}{'x direct':>9}{'p50 ms':>8}{'p99 ms':>8}"
           f"{'TTFT p50':>9}{'TTFT p99':>9}{'ITL p50':>8}{'ITL p99':>8}{'rows/step':>10}")
@@ -243,7 +254,7 @@ def main() -> None:
 
     RESULTS.parent.mkdir(parents=True, exist_ok=True)
     RESULTS.write_text(json.dumps({
-        "benchmark": "bench_serving", "checkpoint": checkpoint.name, "workloads": WORKLOADS,
+        "benchmark": "bench_serving", "quick": args.quick, "checkpoint": checkpoint.name, "workloads": workloads,
         "requests": args.requests, "batch": args.batch, "max_queue_delay_us": settings.max_queue_delay_us,
         "deployment_startup_s": startup_s, "summary": summary, "rounds": rounds,
         "machine": {"platform": platform.platform(), "cpus": os.cpu_count(), "python": platform.python_version()},
@@ -251,7 +262,7 @@ def main() -> None:
     print(f"wrote {RESULTS}")
 
 
-BACKEND_RESULTS = ROOT / "benchmarks" / "results" / "bench_serving_backends.json"
+BACKEND_RESULTS = results_path("bench_serving_backends.json")
 BACKEND_CLIENTS = 16
 
 
@@ -271,7 +282,7 @@ def compare_backends(args) -> None:
             print(f"{name}: up in {deployments[name].startup_s:.1f} s", flush=True)
         for round_index in range(args.rounds):
             measured: dict[str, dict[str, dict]] = {}
-            for workload_name, workload in WORKLOADS.items():
+            for workload_name, workload in args.workloads.items():
                 for name, deployment in deployments.items():
                     row = run_served(deployment.url, prompts, workload, BACKEND_CLIENTS)
                     measured.setdefault(workload_name, {})[name] = row
@@ -288,7 +299,7 @@ def compare_backends(args) -> None:
             deployment.stop()
     summary = {w: {name: {key: statistics.median(r[w][name][key] for r in rounds)
                           for key in ("tokens_per_s", "ratio_to_pytriton", "p50_ms", "p99_ms")}
-                   for name in targets} for w in WORKLOADS}
+                   for name in targets} for w in args.workloads}
     print(f"\nmedians of {args.rounds} rounds, {BACKEND_CLIENTS} clients, {args.requests} requests per target")
     print(f"{'workload':<10}{'target':<12}{'tokens/s':>9}{'x pytriton':>11}{'p50 ms':>8}{'p99 ms':>8}{'startup s':>10}")
     for w, rows in summary.items():
@@ -297,7 +308,8 @@ def compare_backends(args) -> None:
                   f"{row['p50_ms']:>8.1f}{row['p99_ms']:>8.1f}{startup[name]:>10.1f}")
     BACKEND_RESULTS.parent.mkdir(parents=True, exist_ok=True)
     BACKEND_RESULTS.write_text(json.dumps({
-        "benchmark": "bench_serving --backend ray", "checkpoint": checkpoint.name, "workloads": WORKLOADS,
+        "benchmark": "bench_serving --backend ray", "quick": args.quick, "checkpoint": checkpoint.name,
+        "workloads": args.workloads,
         "clients": BACKEND_CLIENTS, "requests": args.requests, "batch": args.batch, "startup_s": startup,
         "summary": summary, "rounds": rounds,
         "machine": {"platform": platform.platform(), "cpus": os.cpu_count(), "python": platform.python_version(),
