@@ -30,9 +30,9 @@ from pytest_nemo_eval.adapters.registry import CUSTOM_SLOT
 from .openai_calls import completion
 
 README = Path(pytest_nemo_eval.__file__).parent / "adapters" / "README.md"
-DOCUMENTED_ORDER = ("stats", "response_logging", "reasoning_replay", "reasoning", "system_message", "modify_tools",
-                    "chat_template_kwargs", "payload_modifier", CUSTOM_SLOT, "request_logging", "finish_reason", "cache",
-                    "retry")
+DOCUMENTED_ORDER = ("stats", "progress_tracking", "response_logging", "log_tokens", "reasoning_replay", "reasoning",
+                    "system_message", "modify_tools", "chat_template_kwargs", "payload_modifier", CUSTOM_SLOT,
+                    "request_logging", "finish_reason", "cache", "raise_client_errors", "retry")
 AFTER_PAYLOAD_MODIFIER = DOCUMENTED_ORDER.index("payload_modifier") + 1
 
 # One self-contained file: its config model, its name, its place (between payload_modifier, 40, and the
@@ -83,6 +83,7 @@ def test_a_route_built_with_everything_on_nests_in_that_order(upstream, start_pr
         "system_message": "S", "modify_tools": {"strip_properties": ["x"]}, "payload_modifier": {}, "request_logging": {}, "response_logging": {},
         "reasoning": {}, "cache": "reuse", "retry": {"max_retries": 0}, "reasoning_replay": {},
         "chat_template_kwargs": {"kwargs": {"enable_thinking": False}}, "custom": [{"name": "test_registry_pass"}],
+        "progress_tracking": {}, "log_tokens": {}, "raise_client_errors": {},
     })
     proxy = start_proxy(upstream.url, config)
     names = [i.name for i in proxy._require_started().get("default").interceptors]
