@@ -32,10 +32,12 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "benchmarks"))
 
+from _results import results_path  # noqa: E402
 from pytest_nemo_eval.checkpoint.demo import ensure_demo_checkpoint  # noqa: E402
 
-RESULTS = ROOT / "benchmarks" / "results" / "bench_structured.json"
+RESULTS = results_path("bench_structured.json")
 DATA = ROOT / "pytest_nemo_eval" / "harness" / "builtin" / "data" / "demo_addition.jsonl"
 SCHEMA = {
     "type": "object",

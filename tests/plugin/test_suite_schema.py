@@ -21,7 +21,7 @@ def test_shipped_suites_validate():
     smoke = load_suite(REPO / "suites" / "smoke.yaml")
     release = load_suite(REPO / "suites" / "release.yaml")
     assert [b.name for b in smoke.resolved()] == [
-        "demo_addition", "demo_reversal", "demo_addition_mc", "demo_addition_code"
+        "demo_addition", "demo_reversal", "demo_addition_mc", "demo_addition_code", "demo_tool_call"
     ]
     assert all(b.harness == "builtin" and b.runtime == "local" for b in smoke.resolved())
     gsm8k = next(b for b in release.resolved() if b.name == "gsm8k")

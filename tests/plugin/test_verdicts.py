@@ -18,7 +18,7 @@ from pytest_nemo_eval.report.cli import main as report_main
 from pytest_nemo_eval.results import RunResult
 from .inner_run import LIMIT, REPO, junit_cases, junit_suite_properties
 
-SMOKE_TASKS = ["demo_addition", "demo_reversal", "demo_addition_mc", "demo_addition_code"]
+SMOKE_TASKS = ["demo_addition", "demo_reversal", "demo_addition_mc", "demo_addition_code", "demo_tool_call"]
 
 
 def test_smoke_suite_passes_with_scores_in_junit_and_terminal(run_inner, pytester, endpoint):
@@ -26,7 +26,7 @@ def test_smoke_suite_passes_with_scores_in_junit_and_terminal(run_inner, pyteste
     shutil.copy(REPO / "suites" / "smoke.yaml", suite)
     result = run_inner("smoke.yaml", f"--nemo-endpoint={endpoint}", f"--nemo-limit-samples={LIMIT}",
                        "--nemo-progress-interval=0.5")
-    result.assert_outcomes(passed=4)
+    result.assert_outcomes(passed=len(SMOKE_TASKS))
     result.stdout.fnmatch_lines(["*= nemo-eval scores =*", "benchmark*metric*score*threshold*verdict",
                                  "smoke::demo_addition*exact_match*±*>= 0.6*PASS"])
     assert "[nemo-eval] progress smoke.demo_" in result.stdout.str()
