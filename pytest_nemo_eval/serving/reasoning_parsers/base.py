@@ -3,19 +3,10 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 from typing import ClassVar
 
-_REGISTRY: dict[str, type["ReasoningParser"]] = {}
-
-
-def register(cls: type["ReasoningParser"]) -> type["ReasoningParser"]:
-    _REGISTRY[cls.name] = cls
-    return cls
-
-
-def registered() -> dict[str, type["ReasoningParser"]]:
-    return dict(_REGISTRY)
-
+from pytest_nemo_eval.serving.output_formats import FormatRegistry
 
 @dataclass
 class ReasoningSplit:
@@ -45,6 +36,10 @@ class ReasoningParser:
     end: ClassVar[str] = "</think>"
     thinks_without_start: ClassVar[bool] = True  # deepseek_r1: the template opens the thought in the prompt
 
+    @classmethod
+    def matches_template(cls, chat_template: str) -> bool:
+        return bool(cls.template_markers) and all(marker in chat_template for marker in cls.template_markers)
+
     def split(self, text: str) -> ReasoningSplit:
         """The finished reply's thought and answer."""
         started = text.startswith(self.start)
@@ -69,3 +64,8 @@ class ReasoningParser:
         if found:
             return ReasoningSplit(reasoning, content)
         return ReasoningSplit(body[: len(body) - held_prefix(body, self.end)], "", ended=False)
+
+
+REGISTRY: FormatRegistry[ReasoningParser] = FormatRegistry(__package__ or "", [str(Path(__file__).parent)],
+                                                           "--nemo-reasoning-parser")
+register = REGISTRY.register

@@ -6,9 +6,10 @@ import json
 import secrets
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, ClassVar
 
-_REGISTRY: dict[str, type["ToolParser"]] = {}
+from pytest_nemo_eval.serving.output_formats import FormatRegistry
 
 INCOMPLETE = "tool_call_incomplete"  # vLLM's `stop_reason` slot: a call was started and never finished
 INVALID = "tool_call_invalid"  # a finished call that is not valid JSON of {name, arguments}
@@ -34,19 +35,14 @@ class ParsedOutput:
     error: str | None = None
 
 
-def register(cls: type["ToolParser"]) -> type["ToolParser"]:
-    _REGISTRY[cls.name] = cls
-    return cls
-
-
-def registered() -> dict[str, type["ToolParser"]]:
-    return dict(_REGISTRY)
-
-
 class ToolParser(ABC):
     name: ClassVar[str]
     template_markers: ClassVar[tuple[str, ...]]  # text in a chat template that means this format
     detection_priority: ClassVar[int] = 0  # higher is tried first (a template may contain another's marker)
+
+    @classmethod
+    def matches_template(cls, chat_template: str) -> bool:
+        return any(marker in chat_template for marker in cls.template_markers)
 
     @abstractmethod
     def call_start(self, text: str) -> int | None:
@@ -87,3 +83,8 @@ def call_of_json(obj: Any, argument_keys: tuple[str, ...] = ("arguments",)) -> P
                     return None
             return ParsedCall(obj["name"], arguments) if isinstance(arguments, dict) else None
     return ParsedCall(obj["name"], {})
+
+
+REGISTRY: FormatRegistry[ToolParser] = FormatRegistry(__package__ or "", [str(Path(__file__).parent)],
+                                                      "--nemo-tool-parser")
+register = REGISTRY.register
