@@ -59,17 +59,20 @@ ARCHITECTURE = GPTArchitecture(
 # every token stands as far from the one it copies as in the chat (as "What is {a} plus {b}?\n" then the
 # call, it got 100/100 calls right in that form but only 8/100 in the chat, where the role token between them
 # moved the numbers one further).
-# The answer after the tool's result is learned less well (seed 1234: 58/100 held-out sums): the model may
-# compute the sum rather than read it. Results of any number in tool_text (the answer read, never computed)
-# gave 90/100 there but cost addition (90/100) and the plain chat question (72/100), so they are not used.
+# The answer after the tool's result must be read, not computed: with every result the correct sum (recipe 8)
+# the model computed it and got 58/100 (seed 1234) and 16/100 (seed 7) held-out answers. So the result is an
+# arbitrary number (the answer too) in half the tool_use rounds and a quarter of the tool_text examples; all
+# tool_text results arbitrary cost addition (90/100) and the plain chat question (72/100).
 TRAINING = {"steps": 2000, "batch_size": 64, "lr": 3e-3, "warmup": 100, "weight_decay": 0.01,
-            "mix": {"addition": 0.5, "reversal": 0.25, "code": 0.15, "chat": 0.1, "tool_use": 0.001,
-                    "tool_text": 0.018},
-            "tool_rounds": 6, "loss_weight": {"tool_use": 4.0, "tool_text": 3.0}}
-# 8: the chat template renders tools (Hermes/Qwen2.5), the mix has tool_use and tool_text, per-task loss
+            "mix": {"addition": 0.5, "reversal": 0.25, "code": 0.15, "chat": 0.1, "tool_use": 0.002,
+                    "tool_text": 0.017},
+            "tool_rounds": 6, "tool_result_arbitrary": 0.5, "tool_text_result_arbitrary": 0.25,
+            "loss_weight": {"tool_use": 4.0, "tool_text": 3.0}}
+# 9: arbitrary tool results in part of tool_use and tool_text, tool_use twice as often; 8: the chat template
+# renders tools (Hermes/Qwen2.5), the mix has tool_use and tool_text, per-task loss
 # weights, chat texts rendered by the template; 7: 4096-token context,
 # byte-fallback tokenizer; 6: NeMo's full model.yaml dump
-RECIPE_VERSION = "8"
+RECIPE_VERSION = "9"
 SYSTEM_MESSAGES = ("You are a helpful assistant.", "Use the tools when they help.", "Answer briefly.")
 
 
@@ -135,7 +138,11 @@ class _Corpus:
         if kind == "tool_text":  # the conversation as rendered without tools, each role token a newline
             messages = [{"role": "user", "content": tool_user_message(a, b)}]
             call = self.chat.prompt_and_completion(messages, tool_call_turn(a, b))
-            messages += [tool_call_turn(a, b), tool_result_turn(a, b)]
+            result = tool_result_turn(a, b)
+            if self.rng.random() < TRAINING["tool_text_result_arbitrary"]:  # read, not computed
+                result["content"] = str(self.rng.choice([n for n in range(20, 199) if n != a + b]))
+                answer = {"role": "assistant", "content": result["content"]}
+            messages += [tool_call_turn(a, b), result]
             return [(_plain(prompt), completion)
                     for prompt, completion in (call, self.chat.prompt_and_completion(messages, answer))]
         if kind == "chat":
@@ -146,10 +153,13 @@ class _Corpus:
         for round_ in range(self.rng.randint(1, TRAINING["tool_rounds"])):
             if round_:
                 a, b = self._pair()
-                answer = {"role": "assistant", "content": str(a + b)}
+            result = tool_result_turn(a, b)
+            if self.rng.random() < TRAINING["tool_result_arbitrary"]:  # only copying the result gets it right
+                result["content"] = str(self.rng.choice([n for n in range(20, 199) if n != a + b]))
+            answer = {"role": "assistant", "content": result["content"]}
             messages.append({"role": "user", "content": tool_user_message(a, b)})
             turns.append(self.chat.prompt_and_completion(messages, tool_call_turn(a, b), tools))
-            messages += [tool_call_turn(a, b), tool_result_turn(a, b)]
+            messages += [tool_call_turn(a, b), result]
             turns.append(self.chat.prompt_and_completion(messages, answer, tools))
             messages.append(answer)
         return turns
