@@ -109,10 +109,28 @@ def test_bfcl_native_ast_on_the_demo(run_inner, suite_file, pytester, monkeypatc
             limit_samples: 3
             params: {config.params.parallelism: 2}
             thresholds: {non_live_overall_acc: {min: 0.0}}
+          - name: bfcl_fc_forced
+            harness: bfcl
+            task: bfclv2_ast
+            endpoint_type: chat
+            runtime: local
+            limit_samples: 3
+            params: {config.params.parallelism: 2}
+            adapter: {payload_modifier: {override: {tool_choice: required}}}
+            thresholds: {non_live_overall_acc: {min: 0.0}}
     """)
     props = demo_case(pytester, result, "bfcl_fc")
     deployed_by_the_plugin(pytester)
     assert int(props["nemo.proxy.requests"]) == 3
+    # forced (tool_choice required, added by the proxy): the demo's output is constrained to BFCL's own function
+    # schemas (llguidance compiles every one of them: no 400), so each reply is a call BFCL's checker evaluates,
+    # or one the token cap cut off inside a free array or string (the demo knows only `add`, and runs away
+    # there), which the server returns as raw content with stop_reason tool_call_incomplete, counted
+    forced = demo_case(pytester, result, "bfcl_fc_forced")
+    calls, cut = int(forced["nemo.proxy.tool_call_replies"]), int(forced["nemo.proxy.tool_call_errors"])
+    assert calls + cut == 3, forced
+    print(summary("bfcl bfclv2_ast (native, tool_choice required)", forced, tool_calls=calls, cut_calls=cut,
+                  non_live_overall_acc=metric(forced, "non_live_overall_acc", 0.0, 100.0)))
     responses = [json.loads(line) for line in (Path(props["nemo.proxy_log"]) / "responses.jsonl").read_text()
                  .splitlines()]
     requests = [json.loads(line) for line in (Path(props["nemo.proxy_log"]) / "requests.jsonl").read_text()
