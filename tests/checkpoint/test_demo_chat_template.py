@@ -70,23 +70,27 @@ def test_training_texts_are_what_the_saved_template_renders(saved):
     corpus = demo._Corpus(seed=5)
     tokenizer = demo.build_tokenizer()
     pad = tokenizer.token_to_id("<|pad|>")
-    rounds_seen = set()
+    rounds_seen, copied = set(), set()
     for _ in range(12):
         turns = corpus.sample("tool_use")
         text = turns[-1][0]
         tools = [json.loads(line) for line in text.split("<tools>\n", 1)[1].split("\n</tools>")[0].splitlines()]
         system = text.split("<|system|>", 1)[1].split(TOOLS_BLOCK)[0].removesuffix("\n\n")
         questions = [(int(a), int(b)) for a, b in re.findall(r"What is (\d+) plus (\d+)\?", text)]
-        assert len(turns) == 2 * len(questions)
+        # the tool's result: the sum, or (recipe 9) an arbitrary number the answer must copy
+        results = [int(r) for r in re.findall(r"<tool_response>\n(\d+)\n</tool_response>", text)]
+        assert len(turns) == 2 * len(questions) and len(results) == len(questions)
         rounds_seen.add(len(questions))
         messages = [{"role": "system", "content": system}] if system else []
         for index, (a, b) in enumerate(questions):
             messages.append({"role": "user", "content": f"What is {a} plus {b}?"})
             call = f'<tool_call>\n{{"name": "add", "arguments": {{"a": {a}, "b": {b}}}}}\n</tool_call>{EOS}'
             assert turns[2 * index] == (_render(saved, messages, tools, add_generation_prompt=True), call)
-            messages += [tool_call_turn(a, b), tool_result_turn(a, b)]
-            assert turns[2 * index + 1] == (_render(saved, messages, tools, add_generation_prompt=True), f"{a + b}{EOS}")
-            messages.append({"role": "assistant", "content": str(a + b)})
+            result = results[index]
+            copied.add(result == a + b)
+            messages += [tool_call_turn(a, b), {**tool_result_turn(a, b), "content": str(result)}]
+            assert turns[2 * index + 1] == (_render(saved, messages, tools, add_generation_prompt=True), f"{result}{EOS}")
+            messages.append({"role": "assistant", "content": str(result)})
         tokens, labels = demo._encoded(turns, tokenizer, pad)
         # an end-of-text label where each earlier turn ends and its text goes on with a newline
         ends = [len(tokenizer.encode(prompt + completion).ids) - 1 for prompt, completion in turns]
@@ -95,6 +99,7 @@ def test_training_texts_are_what_the_saved_template_renders(saved):
         assert tokenizer.decode([t for t in labels if t != pad], skip_special_tokens=False) == "".join(
             completion for _, completion in turns)
     assert len(rounds_seen) > 1
+    assert copied == {True, False}  # some results are the sum, some arbitrary: only copying gets both right
 
 
 def test_plain_tool_text_keeps_the_chat_layout_token_for_token(saved):
@@ -109,8 +114,9 @@ def test_plain_tool_text_keeps_the_chat_layout_token_for_token(saved):
         chat_prompt = _render(saved, messages, add_generation_prompt=True)
         assert call_prompt == chat_prompt.replace("<|user|>", "\n").replace("<|assistant|>", "\n")
         assert call == f'<tool_call>\n{{"name": "add", "arguments": {{"a": {a}, "b": {b}}}}}\n</tool_call>{EOS}'
-        assert result == f"{a + b}{EOS}"
-        messages += [tool_call_turn(a, b), tool_result_turn(a, b)]
+        given = int(re.search(r"<tool_response>\n(\d+)\n</tool_response>", result_prompt).group(1))
+        assert result == f"{given}{EOS}"  # the sum, or (recipe 9) an arbitrary result the answer copies
+        messages += [tool_call_turn(a, b), {**tool_result_turn(a, b), "content": str(given)}]
         chat_result_prompt = _render(saved, messages, add_generation_prompt=True)
         for plain, chat in ((call_prompt, chat_prompt), (result_prompt, chat_result_prompt)):
             assert len(tokenizer.encode(plain).ids) == len(tokenizer.encode(chat).ids)
