@@ -473,6 +473,9 @@ class _CompletionChunks:
         ids.extend(delta.output_ids)
         return [choice]
 
+    def usage_details(self) -> dict[str, Any]:
+        return {}
+
 
 class _ChatChunks:
     """Deltas of /v1/chat/completions choices as `chat.completion.chunk`s (serving/chat/replies.py shapes them)."""
@@ -540,7 +543,7 @@ def _stream_response(served: ServedModel, requests: list[GenerationRequest], chu
                     yield _sse(chunk)
             if include_usage and not failed:
                 prompt_tokens = sum(len(ids) for ids in prompts)
-                details = chunks.usage_details() if hasattr(chunks, "usage_details") else {}
+                details = chunks.usage_details()
                 yield _sse({**head, "choices": [], "usage": {
                     "prompt_tokens": prompt_tokens, "completion_tokens": completion_tokens,
                     "total_tokens": prompt_tokens + completion_tokens, **details}})
