@@ -551,8 +551,10 @@ def _stream_response(served: ServedModel, requests: list[GenerationRequest], chu
         finally:
             events.close()  # a client gone mid-stream: cancels what still runs
 
-    return Response(generate(), mimetype="text/event-stream",
-                    headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
+    headers = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
+    if body.model_extra:
+        headers["X-Nemo-Ignored-Fields"] = ",".join(sorted(body.model_extra))
+    return Response(generate(), mimetype="text/event-stream", headers=headers)
 
 
 def _chain_first(first, rest: Iterator) -> Iterator:
