@@ -179,12 +179,7 @@ def _tool_reply(start_response, script: Script, call_id: int, request: dict) -> 
         for part in (arguments[: len(arguments) // 2], arguments[len(arguments) // 2:]):
             events.append(chunk({"tool_calls": [{"index": i, "function": {"arguments": part}}]}))
     events.append(chunk({}, finish_reason=finish, stop_reason=spec.get("stop_reason")))
-    if (request.get("stream_options") or {}).get("include_usage"):
-        events.append(f"data: {json.dumps({**head, 'object': 'chat.completion.chunk', 'choices': [], 'usage': usage})}\n\n")
-    data = ("".join(events) + "data: [DONE]\n\n").encode()
-    script.last_reply = data
-    start_response("200 OK", [("Content-Type", "text/event-stream"), ("Content-Length", str(len(data)))])
-    return [data]
+    return _stream_reply(start_response, script, events, request, head, usage)
 
 
 def _reasoning_reply(start_response, script: Script, call_id: int, path: str, request: dict) -> list[bytes]:
@@ -238,6 +233,12 @@ def _reasoning_reply(start_response, script: Script, call_id: int, path: str, re
         pieces = [text[: len(text) // 2], text[len(text) // 2:]]
     events += [chunk(part({"content": piece} if chat else piece)) for piece in pieces]
     events.append(chunk({**part({} if chat else ""), "finish_reason": finish}))
+    return _stream_reply(start_response, script, events, request, head, usage)
+
+
+def _stream_reply(start_response, script: Script, events: list[str], request: dict, head: dict,
+                  usage: dict) -> list[bytes]:
+    """The SSE body of a scripted stream: its events, the usage chunk when asked for, then [DONE]."""
     if (request.get("stream_options") or {}).get("include_usage"):
         events.append(f"data: {json.dumps({**head, 'object': 'chat.completion.chunk', 'choices': [], 'usage': usage})}\n\n")
     data = ("".join(events) + "data: [DONE]\n\n").encode()
