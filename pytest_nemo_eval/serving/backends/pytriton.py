@@ -22,19 +22,16 @@ class PyTritonBackend:
         self._client = None
 
     def start(self) -> ModelInfo:
-        from pytest_nemo_eval.checkpoint.loader import load_checkpoint
-        from pytest_nemo_eval.serving.engine import GenerationEngine
+        from pytest_nemo_eval.serving.engine_source import open_engine
         from pytest_nemo_eval.serving.triton_binding import BatchingSettings, TritonBinding
         from pytest_nemo_eval.serving.triton_client import TritonGenerateClient
 
         s = self.settings
-        loaded = load_checkpoint(s.checkpoint, device=None if s.device == "auto" else s.device,
-                                 tensor_parallel=s.tensor_parallel, pipeline_parallel=s.pipeline_parallel)
-        engine = self._engine = GenerationEngine(loaded, slots=s.max_batch_size)
+        engine = self._engine = open_engine(s)
         batching = BatchingSettings(max_batch_size=s.max_batch_size, max_queue_delay_us=s.max_queue_delay_us)
         self._binding = TritonBinding(engine, batching).start()
         self._client = TritonGenerateClient(self._binding.http_url)
-        return ModelInfo(model_id=loaded.model_id, tokenizer=engine.tokenizer, max_context=engine.max_context)
+        return ModelInfo(model_id=engine.model_id, tokenizer=engine.tokenizer, max_context=engine.max_context)
 
     def generate(self, requests: list[GenerationRequest]) -> list[GenerationResult]:
         assert self._client is not None, "start() first"

@@ -89,15 +89,11 @@ class EngineReplica:
         import ray
         from ray import serve
 
-        from pytest_nemo_eval.checkpoint.loader import load_checkpoint
-        from pytest_nemo_eval.serving.engine import GenerationEngine
+        from pytest_nemo_eval.serving.engine_source import open_engine
         from pytest_nemo_eval.third_party_warnings import silence_in_this_process
 
         silence_in_this_process()
-        s = ServeSettings.model_validate_json(settings_json)
-        loaded = load_checkpoint(s.checkpoint, device=None if s.device == "auto" else s.device,
-                                 tensor_parallel=s.tensor_parallel, pipeline_parallel=s.pipeline_parallel)
-        self.engine = GenerationEngine(loaded, slots=s.max_batch_size)
+        self.engine = open_engine(ServeSettings.model_validate_json(settings_json))
         self.replica = serve.get_replica_context().replica_tag
         self.node_id = ray.get_runtime_context().get_node_id()
         self.requests = 0
