@@ -42,6 +42,9 @@ def activate(config: pytest.Config) -> None:
     else:
         from pytest_nemo_eval.runner.controller import ControllerHooks as Hooks
     config.pluginmanager.register(Hooks(config), HOOKS_NAME)
+    from pytest_nemo_eval.runner.shards import register as register_shard
+
+    register_shard(config)  # --nemo-shard I/N: keeps this shard's items (runner/shards.py)
 
 
 @pytest.hookimpl(trylast=True)

@@ -2,6 +2,7 @@
 
     nemo-eval-report gate.xml                         # table as text
     nemo-eval-report shard*.xml --merge all.xml        # merge xdist/CI shards into one file
+    nemo-eval-report merge shard*/gate.xml -o gate.xml --baseline last.xml   # --nemo-shard runs as one run
     nemo-eval-report gate.xml --format markdown >> "$GITHUB_STEP_SUMMARY"
     nemo-eval-report gate.xml --baseline last-release.xml --tolerance 0.01   # exit 1 on a regression
     nemo-eval-report gate.xml --baseline last-release.xml --html report.html  # self-contained HTML report
@@ -41,6 +42,11 @@ def _parser(prog: str) -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None, prog: str = "nemo-eval-report") -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["merge"]:  # the shards of one run as one run: report/merge.py
+        from pytest_nemo_eval.report.merge import merge_main
+
+        return merge_main(argv[1:], f"{prog} merge", main)
     args = _parser(prog).parse_args(argv)
     if not 0 < args.confidence < 1 or args.tolerance < 0:
         print(f"{prog}: --confidence must be in (0, 1) and --tolerance >= 0.", file=sys.stderr)

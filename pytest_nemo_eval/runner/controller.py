@@ -126,8 +126,11 @@ class ControllerHooks(ResultReporting):
 
         local = self.state.local
         deployments = local.deployments_started if local is not None else 0
-        self.run = RunResult(provenance=provenance(self.state.target, deployments, self.results, self.started),
-                             benchmarks=keep_samples(self.results, junit_path(self.config)))
+        facts = provenance(self.state.target, deployments, self.results, self.started)
+        from pytest_nemo_eval.runner import shards
+
+        facts.update(shards.provenance(self.config))  # `nemo-eval-report merge` checks the shards by it
+        self.run = RunResult(provenance=facts, benchmarks=keep_samples(self.results, junit_path(self.config)))
         add_suite_properties(self.config, self.run)
         if self.results:
             announce(self.config.hook.pytest_nemo_run_result, self.config, run=self.run)

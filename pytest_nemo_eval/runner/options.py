@@ -35,6 +35,12 @@ SETTINGS: list[tuple[str, str, tuple[str, ...] | None]] = [
      "--reasoning-parser; none: off); default: chosen from the checkpoint's chat template.", None),
     ("startup-timeout", "Deployment: seconds to wait for the server to become ready.", None),
     ("progress-interval", "Seconds between progress lines for a running benchmark (0 = off).", None),
+    ("shard", "Run shard I of N (I/N, from 1) of the collected benchmarks, each shard on its own CI job and "
+     "deployment; merge the shards' JUnit files with `nemo-eval-report merge`.", None),
+    ("shard-durations", "JUnit XML or results JSON of an earlier run whose benchmark durations balance "
+     "--nemo-shard (default: every benchmark weighs the same).", None),
+    ("sample-seed", "With --nemo-limit-samples: take a random subset drawn with this seed where the harness "
+     "allows it (builtin harness), instead of the first N; JUnit nemo.sampling says which was used.", None),
     ("mlflow-uri", "Export the run to this MLflow tracking server (default: $MLFLOW_TRACKING_URI when set).", None),
     ("mlflow-experiment", "MLflow experiment of the exported run (default: pytest-nemo-eval).", None),
 ]

@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import pytest
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from pytest_nemo_eval.runner.options import FLAGS, SETTINGS, dest_name, env_name
 
@@ -38,9 +38,19 @@ class NemoOptions(BaseModel):
     reasoning_parser: str | None = None
     startup_timeout: float = Field(default=600.0, gt=0)
     progress_interval: float = Field(default=30.0, ge=0)
+    shard: str | None = None  # "I/N", checked by runner/shards.parse_shard
+    shard_durations: Path | None = None
+    sample_seed: int | None = None
     allow_unsandboxed_code: bool = False
     mlflow_uri: str | None = None
     mlflow_experiment: str = "pytest-nemo-eval"
+
+    @field_validator("shard")
+    @classmethod
+    def _shard(cls, value: str | None) -> str | None:
+        from pytest_nemo_eval.runner.shards import parse_shard
+
+        return str(parse_shard(value)) if value is not None else None
 
     @property
     def wants_target(self) -> bool:
