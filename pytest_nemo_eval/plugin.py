@@ -79,11 +79,12 @@ def pytest_collect_file(file_path: Path, parent: pytest.Collector):
 def nemo_target(pytestconfig: pytest.Config):
     """The evaluated model behind the proxy: `.upstream_url`, `.model_id`, `.proxy_url`, `.provenance`.
     Deploys `--nemo-checkpoint` (or adopts `--nemo-endpoint`) on first use; under xdist the
-    controller's deployment is shared by every worker."""
+    controller's deployment is shared by every worker. A suite alone deploys only on its first cache
+    miss; this fixture hands out `upstream_url`, so it deploys at once."""
     activate(pytestconfig)
     from pytest_nemo_eval.runner.plugin_state import state_of
 
-    return state_of(pytestconfig).start_local()
+    return state_of(pytestconfig).require_live()
 
 
 @pytest.fixture(scope="session")

@@ -4,6 +4,7 @@
     GET  /_nemo/benchmarks      -> {benchmarks: [...]}
     GET  /_nemo/stats[/<name>]  -> ProxyStats JSON (no name: totals over all routes)
     GET  /_nemo/health          -> {status, upstream, benchmarks}
+    POST /_nemo/upstream/live   -> {status: live} once the model server runs (a lazy deployment deploys now)
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ import flask
 from .config import AdapterConfig
 from .exchange import ProxyResponse, error_response
 from .routes import DEFAULT_ROUTE, RouteConflict, RouteTable
+from .upstream import UpstreamError
 
 
 def create_control_app(table: RouteTable, base_url: Callable[[], str]) -> flask.Flask:
@@ -53,6 +55,14 @@ def create_control_app(table: RouteTable, base_url: Callable[[], str]) -> flask.
     @app.get("/_nemo/health")
     def health():
         return {"status": "ok", "upstream": table.upstream.base_url, "benchmarks": table.names()}
+
+    @app.post("/_nemo/upstream/live")
+    def upstream_live():
+        try:
+            table.upstream.ensure_live()
+        except UpstreamError as exc:
+            return _send(error_response(exc.status, str(exc), exc.error_type))
+        return {"status": "live", "upstream": table.upstream.base_url}
 
     return app
 

@@ -26,7 +26,7 @@ from .app import ProxyApp
 from .config import AdapterConfig
 from .routes import DEFAULT_ROUTE, RouteTable
 from .stats import ProxyStats
-from .upstream import Upstream
+from .upstream import Upstream, UpstreamGate
 from .wsgi_thread import ServerThread
 
 __all__ = ["ProxyServer", "ProxyStats"]
@@ -44,6 +44,7 @@ class ProxyServer:
         upstream_api_key_env: str | None = None,
         log_dir: str | Path | None = None,
         threads: int = 64,
+        upstream_gate: UpstreamGate | None = None,
     ) -> None:
         self.upstream_url = upstream_url
         self.config = config or AdapterConfig()
@@ -52,6 +53,7 @@ class ProxyServer:
         self.upstream_api_key_env = upstream_api_key_env
         self.log_dir = Path(log_dir) if log_dir else None
         self.threads = threads
+        self.upstream_gate = upstream_gate  # e.g. deploy the model on the first request that misses the cache
         self._table: RouteTable | None = None
         self._server: ServerThread | None = None
         self._tmp_log_dir: Path | None = None
@@ -69,7 +71,7 @@ class ProxyServer:
             return self
         if self.log_dir is None:
             self.log_dir = self._tmp_log_dir = Path(tempfile.mkdtemp(prefix="nemo-eval-proxy-logs-"))
-        upstream = Upstream(self.upstream_url, api_key_env=self.upstream_api_key_env)
+        upstream = Upstream(self.upstream_url, api_key_env=self.upstream_api_key_env, gate=self.upstream_gate)
         self._table = RouteTable(upstream, cache_path=self.cache_path, log_dir=self.log_dir)
         try:
             self._table.add(DEFAULT_ROUTE, self.config)

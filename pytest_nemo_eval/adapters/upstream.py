@@ -18,6 +18,7 @@ import os
 import socket
 import ssl
 import threading
+from typing import Protocol
 from urllib.parse import urlsplit
 
 from .exchange import ProxyRequest, ProxyResponse
@@ -49,10 +50,23 @@ class UpstreamTimeout(UpstreamError):
     error_type = "upstream_timeout"
 
 
-class Upstream:
-    """The model server behind the proxy. `api_key_env` names the env var holding its key."""
+class UpstreamGate(Protocol):
+    """Stands before the upstream (runner/lazy_deployment.py: deploy on the first request that needs the model).
 
-    def __init__(self, base_url: str, *, api_key_env: str | None = None) -> None:
+    `before_send`: a reply given without the upstream (None: send it on, after making sure the upstream is up;
+    `UpstreamError` when it cannot be brought up). `ensure_live`: bring it up now, or raise `UpstreamError`."""
+
+    def before_send(self, request: ProxyRequest) -> ProxyResponse | None: ...
+
+    def ensure_live(self) -> None: ...
+
+
+class Upstream:
+    """The model server behind the proxy. `api_key_env` names the env var holding its key; `gate`, when
+    given, is asked before every call (the upstream may not be running yet)."""
+
+    def __init__(self, base_url: str, *, api_key_env: str | None = None, gate: UpstreamGate | None = None) -> None:
+        self.gate = gate
         parts = urlsplit(base_url)
         if parts.scheme not in ("http", "https") or not parts.hostname:
             raise ValueError(f"Upstream URL {base_url!r} is not an http(s) URL. Pass e.g. http://127.0.0.1:8000.")
@@ -103,6 +117,10 @@ class Upstream:
         """Forward once. Returns any HTTP answer as-is; raises `UpstreamError` on no answer.
         With `stream`, a 200 text/event-stream reply is not read here: its `stream` relays it chunk by chunk
         (timeout_s bounds each wait for the next chunk) and gives the connection back when it ends."""
+        if self.gate is not None:
+            local = self.gate.before_send(request)
+            if local is not None:
+                return local
         headers = {k: v for k, v in request.headers.items() if k.lower() not in HOP_BY_HOP}
         headers["Accept-Encoding"] = "identity"  # keep the body bytes exactly as the model wrote them
         if self.api_key:
@@ -167,6 +185,11 @@ class Upstream:
             f"Upstream {self.base_url} is unreachable for {request.method} {request.path}: "
             f"{exc or type(exc).__name__}. Check that the model server is running and the --upstream URL is right."
         )
+
+    def ensure_live(self) -> None:
+        """Make sure the model server runs (a lazily deployed one is deployed now); `UpstreamError` if it cannot."""
+        if self.gate is not None:
+            self.gate.ensure_live()
 
     def close(self) -> None:
         with self._lock:

@@ -18,6 +18,9 @@ SETTINGS: list[tuple[str, str, tuple[str, ...] | None]] = [
     ("limit-samples", "Evaluate at most this many samples per benchmark (quick runs).", None),
     ("output-dir", "Directory for harness outputs, logs, the proxy cache and deployment records.", None),
     ("cache", "Proxy response cache: reuse cached answers, refresh them, or off.", ("reuse", "refresh", "off")),
+    ("cache-dir", "Directory of the response cache and of finished benchmarks' results, kept across runs (CI may "
+     "restore it with its own cache step); keyed by the checkpoint's fingerprint. Default: <output-dir>/cache.",
+     None),
     ("baseline", "JUnit XML of an earlier run: fail benchmarks whose metrics regressed versus it.", None),
     ("baseline-tolerance", "Absolute drop allowed versus the baseline, on top of the stderr-based noise.", None),
     ("max-batch-size", "Deployment: most requests decoding together (in-flight batch slots).", None),
@@ -49,6 +52,8 @@ FLAGS: list[tuple[str, str]] = [
     ("allow-unsandboxed-code", "Run model-written code (code benchmarks of the builtin harness) without a "
      "sandbox where bubblewrap cannot make one (like bigcode's --allow_code_execution); without it such "
      "benchmarks are skipped."),
+    ("rerun", "Run every benchmark afresh instead of reusing a finished result of the same inputs from "
+     "--nemo-cache-dir (requests still go through the response cache)."),
 ]
 
 

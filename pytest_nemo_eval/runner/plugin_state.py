@@ -77,6 +77,19 @@ class NemoState:
                 ).start()
         return self._target
 
+    def require_live(self) -> Target:
+        """The target with its model server running (deployed now if the run deployed lazily): for what
+        needs the live model, not only the proxy (the `nemo_target` fixture's `upstream_url`)."""
+        target = self.start_local()
+        try:
+            if self.local is not None:
+                self.local.ensure_live()
+            elif self.is_worker:
+                ProxyControl(target.proxy_url).ensure_live()
+        except TargetUnavailable as exc:
+            raise pytest.UsageError(f"pytest-nemo-eval: {exc}") from None
+        return target
+
     def target_and_proxy(self) -> tuple[Target, ProxyControl]:
         target = self.start_local()
         return target, ProxyControl(target.proxy_url)

@@ -6,6 +6,10 @@ An xdist worker gets only the resulting `Target` (URLs, as JSON through
 `workerinput`) and talks to the proxy through `ProxyControl`, its HTTP control
 routes — which the controller uses too, so a benchmark runs the same way in
 either process.
+
+A checkpoint is deployed lazily (runner/lazy_deployment.py): its port, model id and
+fingerprint are known before any weight is loaded, and the proxy deploys on the first
+request that misses the cache, so a fully cached re-gate never starts the server.
 """
 
 from __future__ import annotations
@@ -38,7 +42,8 @@ class Target(BaseModel):
     proxy_url: str
     output_dir: str
     cache: str
-    cache_namespace: str | None = None  # the checkpoint's hash keeps caches of different weights apart
+    cache_namespace: str | None = None  # the checkpoint's fingerprint keeps caches of different weights apart
+    cache_dir: str | None = None  # the response cache and finished results (runner/result_store.py), kept across runs
     provenance: dict[str, str]
     # a harness's parallelism when its suite sets none: enough requests to keep every replica's batch busy
     default_parallelism: int | None = None
@@ -103,9 +108,14 @@ def checkpoint_sha256(path: Path) -> str:
     return digest.hexdigest()
 
 
+FULL_HASH_MAX_BYTES = 256 << 20  # below this a full SHA-256 costs well under a second; above, only the fingerprint
+
+
 def checkpoint_provenance(checkpoint: Path) -> dict[str, str]:
-    """What was served: the path, its format and iteration, and the hash of the files served (for a
-    Megatron-Bridge root, only the iteration it serves, so a new iteration is a new checkpoint)."""
+    """What was served: the path, its format and iteration, and the identity of the files served (for a
+    Megatron-Bridge root, only the iteration it serves, so a new iteration is a new checkpoint): always the
+    fingerprint (checkpoint/fingerprint.py: seconds for any size), and the full SHA-256 for a small checkpoint."""
+    from pytest_nemo_eval.checkpoint.fingerprint import checkpoint_fingerprint, tree_bytes
     from pytest_nemo_eval.checkpoint.layout import detect_layout
 
     layout = detect_layout(checkpoint)
@@ -113,20 +123,23 @@ def checkpoint_provenance(checkpoint: Path) -> dict[str, str]:
     out = {
         "nemo.checkpoint": str(checkpoint),
         "nemo.checkpoint_format": layout.format,
-        "nemo.checkpoint_sha256": checkpoint_sha256(served),
+        "nemo.checkpoint_fingerprint": checkpoint_fingerprint(served),
     }
+    if tree_bytes(served) <= FULL_HASH_MAX_BYTES:
+        out["nemo.checkpoint_sha256"] = checkpoint_sha256(served)
     if layout.iteration is not None:
         out["nemo.checkpoint_iteration"] = str(layout.iteration)
     return out
 
 
 def cache_namespace(model_id: str, provenance: dict[str, str]) -> str | None:
-    """Keeps the proxy cache of different weights apart: format, iteration and content hash of what was served."""
-    if "nemo.checkpoint_sha256" not in provenance:
+    """Keeps the proxy cache (and resumed results) of different weights apart: format, iteration and
+    fingerprint of what was served."""
+    if "nemo.checkpoint_fingerprint" not in provenance:
         return None
     iteration = provenance.get("nemo.checkpoint_iteration")
     parts = [model_id, provenance["nemo.checkpoint_format"], *([f"iter{iteration}"] if iteration else []),
-             provenance["nemo.checkpoint_sha256"][:16]]
+             provenance["nemo.checkpoint_fingerprint"][:24]]
     return "-".join(parts)
 
 
@@ -151,6 +164,7 @@ class LocalResources:
         self.options = options
         self.progress = progress
         self.deployment = None
+        self.lazy = None  # runner.lazy_deployment.LazyDeployment: the proxy's gate before a checkpoint's deployment
         self.proxy = None
         self.target: Target | None = None
         self.deployments_started = 0
@@ -183,11 +197,16 @@ class LocalResources:
             self.deploy_seconds = time.monotonic() - started
             provenance["nemo.endpoint"] = upstream_url
         else:
+            from pytest_nemo_eval.checkpoint.layout import detect_layout
+            from pytest_nemo_eval.runner.lazy_deployment import LazyDeployment
+            from pytest_nemo_eval.serving.ports import free_port
+
             checkpoint = self._checkpoint_path()  # may train the demo first: not deployment time
-            started = time.monotonic()
-            upstream_url, model_id = self._deploy(checkpoint, output_dir)
-            self.deploy_seconds = time.monotonic() - started
+            port = free_port()  # known now, so the proxy's upstream URL is too; the deployment binds it later
+            upstream_url, model_id = f"http://127.0.0.1:{port}", detect_layout(checkpoint).root.name
             provenance.update(checkpoint_provenance(checkpoint))
+            self.lazy = LazyDeployment(checkpoint, lambda: self._deploy_now(checkpoint, output_dir, port, model_id),
+                                       progress=self.progress, log_tail=self._deploy_log_tail)
         provenance["nemo.model_id"] = model_id
         if not opts.endpoint:
             provenance["nemo.serving_backend"] = opts.serving_backend
@@ -195,13 +214,14 @@ class LocalResources:
         provenance["nemo.deploy_seconds"] = f"{self.deploy_seconds:.2f}"
         from pytest_nemo_eval.adapters.server import ProxyServer
 
-        cache_dir = output_dir / "cache"
-        cache_dir.mkdir(exist_ok=True)
+        cache_dir = opts.resolved_cache_dir
+        cache_dir.mkdir(parents=True, exist_ok=True)
         self.proxy = ProxyServer(
             upstream_url,
             cache_path=cache_dir / "responses.sqlite",
             upstream_api_key_env=opts.api_key_env,
             log_dir=output_dir / PROXY_LOG_DIR,  # <route>/{requests,responses}.jsonl: the HTML report's examples
+            upstream_gate=self.lazy,
         ).start()
         self.target = Target(
             upstream_url=upstream_url,
@@ -210,9 +230,36 @@ class LocalResources:
             output_dir=str(output_dir),
             cache=opts.cache,
             cache_namespace=cache_namespace(model_id, provenance),
+            cache_dir=str(cache_dir),
             provenance=provenance,
             default_parallelism=default_parallelism(opts),
         )
+
+    def ensure_live(self) -> None:
+        """Deploy now if the checkpoint is not deployed yet (something needs the live model); a failed
+        deployment raises `TargetUnavailable`."""
+        from pytest_nemo_eval.adapters.upstream import UpstreamError
+
+        if self.lazy is not None:
+            try:
+                self.lazy.ensure_live()
+            except UpstreamError as exc:
+                raise TargetUnavailable(str(exc)) from None
+
+    def _deploy_log_tail(self) -> str:
+        deployment = self.deployment
+        return deployment.log_tail() if deployment is not None else ""
+
+    def _deploy_now(self, checkpoint: Path, output_dir: Path, port: int, model_id: str) -> None:
+        """The lazy gate's deployment (on a proxy thread): on the port the proxy already points at."""
+        started = time.monotonic()
+        url, served_id = self._deploy(checkpoint, output_dir, port)
+        self.deploy_seconds = time.monotonic() - started
+        if self.target is not None:
+            self.target.provenance["nemo.deploy_seconds"] = f"{self.deploy_seconds:.2f}"
+        if served_id != model_id or not url.endswith(f":{port}"):
+            raise TargetUnavailable(f"the deployment serves {served_id!r} at {url}, not {model_id!r} on port {port} "
+                                    "as the proxy was told; report this as a bug")
 
     def _checkpoint_path(self) -> Path:
         if self.options.checkpoint == "demo":
@@ -230,7 +277,7 @@ class LocalResources:
             )
         return path
 
-    def _deploy(self, checkpoint: Path, output_dir: Path) -> tuple[str, str]:
+    def _deploy(self, checkpoint: Path, output_dir: Path, port: int = 0) -> tuple[str, str]:
         from pytest_nemo_eval.serving.launcher import Deployment, DeploymentError, DeploymentSettings
 
         opts = self.options
@@ -247,6 +294,7 @@ class LocalResources:
             reasoning_parser=opts.reasoning_parser,
             startup_timeout_s=opts.startup_timeout,
             log_path=output_dir / "deploy.log",
+            port=port,
         )
         self.progress(f"[nemo-eval] deploying {checkpoint} ...")
         self.deployment = Deployment(settings)
@@ -296,6 +344,8 @@ class LocalResources:
             watch.stop()  # first: stopping the deployment below is no death
         proxy, deployment = self.proxy, self.deployment
         self.proxy = self.deployment = None
+        if self.lazy is not None:
+            self.lazy.close("the run is stopping")  # a request still waiting for a deployment is answered now
         try:
             if proxy is not None:
                 proxy.stop()
@@ -321,6 +371,14 @@ class ProxyControl:
             return register_benchmark(self.proxy_url, benchmark, config)
         except (ProxyClientError, ValueError) as exc:
             raise TargetUnavailable(str(exc)) from None
+
+    def ensure_live(self) -> None:
+        """The model server runs once this returns (a lazy deployment deploys now); else `TargetUnavailable`."""
+        import requests
+
+        reply = requests.post(f"{self.proxy_url}/_nemo/upstream/live", timeout=None)
+        if not reply.ok:
+            raise TargetUnavailable(f"{reply.status_code}: {reply.text[:2000]}")
 
     def benchmarks(self) -> list[str]:
         import requests

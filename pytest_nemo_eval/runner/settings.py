@@ -25,6 +25,8 @@ class NemoOptions(BaseModel):
     limit_samples: int | None = Field(default=None, gt=0)
     output_dir: Path = Path(".nemo-eval")
     cache: Literal["reuse", "refresh", "off"] = "reuse"
+    cache_dir: Path | None = None  # None: <output_dir>/cache
+    rerun: bool = False
     baseline: Path | None = None
     baseline_tolerance: float = Field(default=0.0, ge=0)
     max_batch_size: int = Field(default=16, gt=0)
@@ -51,6 +53,11 @@ class NemoOptions(BaseModel):
         from pytest_nemo_eval.runner.shards import parse_shard
 
         return str(parse_shard(value)) if value is not None else None
+
+    @property
+    def resolved_cache_dir(self) -> Path:
+        """Where the response cache and the finished results live (kept across runs)."""
+        return (self.cache_dir or self.output_dir / "cache").expanduser().resolve()
 
     @property
     def wants_target(self) -> bool:
