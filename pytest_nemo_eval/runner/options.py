@@ -21,9 +21,6 @@ SETTINGS: list[tuple[str, str, tuple[str, ...] | None]] = [
     ("cache-dir", "Directory of the response cache and of finished benchmarks' results, kept across runs (CI may "
      "restore it with its own cache step); keyed by the checkpoint's fingerprint. Default: <output-dir>/cache.",
      None),
-    ("cache-dir", "Directory of the response cache and of finished benchmarks' results, kept across runs (CI may "
-     "restore it with its own cache step); keyed by the checkpoint's fingerprint. Default: <output-dir>/cache.",
-     None),
     ("baseline", "JUnit XML of an earlier run: fail benchmarks whose metrics regressed versus it.", None),
     ("baseline-tolerance", "Absolute drop allowed versus the baseline, on top of the stderr-based noise.", None),
     ("max-batch-size", "Deployment: most requests decoding together (in-flight batch slots).", None),
@@ -55,8 +52,6 @@ FLAGS: list[tuple[str, str]] = [
     ("allow-unsandboxed-code", "Run model-written code (code benchmarks of the builtin harness) without a "
      "sandbox where bubblewrap cannot make one (like bigcode's --allow_code_execution); without it such "
      "benchmarks are skipped."),
-    ("rerun", "Run every benchmark afresh instead of reusing a finished result of the same inputs from "
-     "--nemo-cache-dir (requests still go through the response cache)."),
     ("rerun", "Run every benchmark afresh instead of reusing a finished result of the same inputs from "
      "--nemo-cache-dir (requests still go through the response cache)."),
 ]
