@@ -12,6 +12,7 @@ from typing import Iterable, Literal
 
 from pydantic import BaseModel
 
+from pytest_nemo_eval.gate_policy import GateDecision
 from pytest_nemo_eval.paired import PairedTest
 from pytest_nemo_eval.suite import InconclusivePolicy, Threshold
 
@@ -202,6 +203,11 @@ class Comparison(BaseModel):
     paired: PairedTest | None = None
     note: str | None = None  # what differs between the runs, or why the comparison is unpaired
     baseline_samples: str | None = None  # the baseline's per-sample file the paired test read
+    decision: GateDecision | None = None  # the gate policy's GO / NO-GO / INCONCLUSIVE (gate_policy.py)
+
+    @property
+    def verdict(self) -> str | None:
+        return self.decision.verdict if self.decision is not None else None
 
     @property
     def method(self) -> str:
@@ -213,6 +219,8 @@ class Comparison(BaseModel):
             f"{self.benchmark} {self.metric}: {self.baseline:.4f} -> {self.current:.4f} "
             f"({change:+.4f}; allowed drop {self.allowed:.4f})"
         )
+        if self.decision is not None:
+            text += f"; {self.decision.describe()}"
         if self.paired is not None:
             text += f"; {self.paired.describe()}"
         if self.note:

@@ -16,7 +16,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, Field
 
 from pytest_nemo_eval.gate import Comparison, Verdict
-from pytest_nemo_eval.suite import Threshold, benchmark_id
+from pytest_nemo_eval.suite import Correction, GatePolicy, Threshold, benchmark_id
 
 __all__ = [
     "BenchmarkResult",
@@ -81,6 +81,8 @@ class BenchmarkResult(BaseModel):
     proxy_log: str | None = None  # folder of the proxy's requests.jsonl / responses.jsonl for this benchmark
     chat_template_kwargs: dict[str, Any] = Field(default_factory=dict)  # the suite's, sent with every chat request
     baseline: list[Comparison] = Field(default_factory=list)  # every metric shared with the baseline
+    gate: GatePolicy | None = None  # the baseline gate's policy the benchmark was judged by
+    multiple_comparisons: Correction | None = None  # the suite's adjustment of the run's NO-GO p-values
 
     @property
     def suite(self) -> str:

@@ -21,6 +21,9 @@ Runtime = Literal["docker", "local", "auto"]
 EndpointType = Literal["completions", "chat"]
 InconclusivePolicy = Literal["fail", "warn", "pass"]
 Prerequisite = Literal["gpu", "docker"]
+Tier = Literal["critical", "supporting", "advisory"]
+Correction = Literal["holm", "bh"]
+DEFAULT_MAX_DROP = 0.015  # NeMo Evaluator's gate_policy default
 
 DEFAULT_IMAGE_REGISTRY = eval_factory.IMAGE_REGISTRY
 
@@ -78,6 +81,45 @@ class Threshold(_Strict):
         if self.min is not None and self.max is not None:
             return f"[{self.min:g}, {self.max:g}]"
         return f">= {self.min:g}" if self.min is not None else f"<= {self.max:g}"
+
+
+class GatePolicy(_Strict):
+    """How a benchmark is judged against `--nemo-baseline` (docs/concepts/gate-policy.md): the largest
+    drop accepted (`max_drop`, or `max_relative_drop` x the baseline's score, except below
+    `relative_guard_below` where a relative margin of a near-zero score would be near zero) and what a
+    NO-GO does to the run (`tier`). Unset fields inherit the defaults' `gate`."""
+
+    tier: Tier = "critical"
+    max_drop: float = Field(default=DEFAULT_MAX_DROP, ge=0)
+    max_relative_drop: float | None = Field(default=None, gt=0, lt=1)
+    relative_guard_below: float | None = Field(default=None, ge=0)
+
+    @model_validator(mode="after")
+    def _guard_needs_relative(self) -> "GatePolicy":
+        if self.relative_guard_below is not None and self.max_relative_drop is None:
+            raise ValueError("`relative_guard_below` only applies with `max_relative_drop`; set both or neither")
+        return self
+
+    def margin(self, baseline: float) -> float:
+        """The drop accepted from a metric whose baseline score is `baseline`."""
+        if self.max_relative_drop is None:
+            return self.max_drop
+        if self.relative_guard_below is not None and abs(baseline) < self.relative_guard_below:
+            return self.max_drop
+        return self.max_relative_drop * abs(baseline)
+
+    def over(self, base: "GatePolicy") -> "GatePolicy":
+        """This policy's explicitly set fields over `base`'s."""
+        return base.model_copy(update=self.model_dump(exclude_unset=True))
+
+    def describe(self) -> str:
+        if self.max_relative_drop is None:
+            margin = f"max drop {self.max_drop:g}"
+        else:
+            guard = f" (max drop {self.max_drop:g} below {self.relative_guard_below:g})" \
+                if self.relative_guard_below is not None else ""
+            margin = f"max relative drop {self.max_relative_drop:g}{guard}"
+        return f"{self.tier}, {margin}"
 
 
 class JudgeEndpoint(_Strict):
@@ -139,6 +181,10 @@ class SuiteDefaults(_HarnessInputs):
     chat_template_kwargs: dict[str, Any] = Field(default={}, description=(
         "merged into every chat request's `chat_template_kwargs` (the request's own keys win), e.g. "
         "{enable_thinking: false} to switch a reasoning model's thinking off"))
+    gate: GatePolicy = Field(default=GatePolicy(), description="the baseline gate's policy of every benchmark")
+    multiple_comparisons: Correction = Field(default="holm", description=(
+        "how the run's NO-GO p-values are adjusted for testing many metrics: holm (family-wise error rate) "
+        "or bh (Benjamini-Hochberg false discovery rate)"))
 
 
 class Benchmark(_HarnessInputs):
@@ -166,6 +212,7 @@ class Benchmark(_HarnessInputs):
     max_request_errors: float | None = Field(default=None, ge=0, le=1)
     max_truncated_share: float | None = Field(default=None, ge=0, le=1)
     chat_template_kwargs: dict[str, Any] = Field(default={}, description="merged over the defaults' (keys win)")
+    gate: GatePolicy | None = Field(default=None, description="the baseline gate's policy (fields over the defaults')")
 
     @field_validator("markers")
     @classmethod
@@ -230,6 +277,8 @@ class ResolvedBenchmark(BaseModel):
     max_request_errors: float = 0.0
     max_truncated_share: float = 0.0
     chat_template_kwargs: dict[str, Any] = {}
+    gate: GatePolicy = GatePolicy()
+    multiple_comparisons: Correction = "holm"
     seed: int
 
     image_registry: str
@@ -296,6 +345,8 @@ class LoadedSuite(BaseModel):
                 max_truncated_share=b.max_truncated_share if b.max_truncated_share is not None
                 else d.max_truncated_share,
                 chat_template_kwargs={**d.chat_template_kwargs, **b.chat_template_kwargs},
+                gate=b.gate.over(d.gate) if b.gate is not None else d.gate,
+                multiple_comparisons=d.multiple_comparisons,
                 seed=self.suite.seed,
                 image_registry=d.image_registry,
                 image_tag=d.image_tag,
@@ -386,6 +437,8 @@ def _model_at(loc: tuple[Any, ...]) -> type[BaseModel] | None:
         (Benchmark, "thresholds"): Threshold,
         (Benchmark, "mounts"): Mount,
         (SuiteDefaults, "mounts"): Mount,
+        (SuiteDefaults, "gate"): GatePolicy,
+        (Benchmark, "gate"): GatePolicy,
     }
     model: type[BaseModel] | None = Suite
     parts = [p for p in loc if not isinstance(p, int)]

@@ -4,11 +4,12 @@
     nemo-eval-report shard*.xml --merge all.xml        # merge xdist/CI shards into one file
     nemo-eval-report merge shard*/gate.xml -o gate.xml --baseline last.xml   # --nemo-shard runs as one run
     nemo-eval-report gate.xml --format markdown >> "$GITHUB_STEP_SUMMARY"
-    nemo-eval-report gate.xml --baseline last-release.xml --tolerance 0.01   # exit 1 on a regression
+    nemo-eval-report gate.xml --baseline last-release.xml --max-drop 0.01   # exit 1 on a NO-GO
     nemo-eval-report gate.xml --baseline last-release.xml --html report.html  # self-contained HTML report
     nemo-eval-report gate.xml --mlflow http://127.0.0.1:5000 --mlflow-experiment release   # (re-)export to MLflow
 
-Exit status: 0 fine, 1 a metric regressed versus the baseline, 2 bad input.
+Exit status: 0 fine, 1 a metric regressed versus the baseline (a NO-GO that fails the run: the recorded
+gate policy's, docs/concepts/gate-policy.md), 2 bad input.
 """
 
 from __future__ import annotations
@@ -16,13 +17,14 @@ from __future__ import annotations
 import argparse
 import sys
 
-from pytest_nemo_eval.report.baseline import Baseline
+from pytest_nemo_eval.report.baseline import Baseline, adjust_family
 from pytest_nemo_eval.report.junit import ReportError, merge_files, read_reports
 from pytest_nemo_eval.report.table import render, rows
 from pytest_nemo_eval.gate import Comparison
 from pytest_nemo_eval.results import RunResult
 
-COMPARE_HEADER = ("benchmark", "metric", "baseline", "current", "change", "allowed drop", "status", "test")
+COMPARE_HEADER = ("benchmark", "metric", "baseline", "current", "change", "margin", "drop 95% CI", "verdict",
+                  "p raw", "p adjusted", "test")
 
 
 def _parser(prog: str) -> argparse.ArgumentParser:
@@ -34,7 +36,12 @@ def _parser(prog: str) -> argparse.ArgumentParser:
     parser.add_argument("--html", metavar="OUT.html", help="also write the self-contained HTML report")
     parser.add_argument("--mlflow", metavar="URI", help="export to this MLflow tracking server (updates a re-export)")
     parser.add_argument("--mlflow-experiment", default="pytest-nemo-eval", help="MLflow experiment (default %(default)s)")
-    parser.add_argument("--tolerance", type=float, default=0.0, help="absolute drop allowed on top of the noise")
+    parser.add_argument("--max-drop", type=float, default=None,
+                        help="the gate's margin for every benchmark (default: each benchmark's recorded policy)")
+    parser.add_argument("--tolerance", type=float, default=None, help="deprecated name of --max-drop")
+    parser.add_argument("--lenient", action="store_true", help="a supporting benchmark's NO-GO does not fail")
+    parser.add_argument("--correction", choices=("holm", "bh"), default=None,
+                        help="multiple-comparison adjustment (default: the suite's recorded one, else holm)")
     parser.add_argument(
         "--confidence", type=float, default=0.95, help="level for the stderr-based noise margin (default 0.95)"
     )
@@ -48,12 +55,16 @@ def main(argv: list[str] | None = None, prog: str = "nemo-eval-report") -> int:
 
         return merge_main(argv[1:], f"{prog} merge", main)
     args = _parser(prog).parse_args(argv)
-    if not 0 < args.confidence < 1 or args.tolerance < 0:
-        print(f"{prog}: --confidence must be in (0, 1) and --tolerance >= 0.", file=sys.stderr)
+    if args.tolerance is not None:
+        print(f"{prog}: --tolerance is deprecated; it sets --max-drop (the gate's margin).", file=sys.stderr)
+        args.max_drop = args.max_drop if args.max_drop is not None else args.tolerance
+    if not 0 < args.confidence < 1 or (args.max_drop is not None and args.max_drop < 0):
+        print(f"{prog}: --confidence must be in (0, 1) and --max-drop >= 0.", file=sys.stderr)
         return 2
     try:
         report = read_reports(args.reports)
-        baseline = Baseline(args.baseline, tolerance=args.tolerance, confidence=args.confidence) if args.baseline else None
+        baseline = Baseline(args.baseline, max_drop=args.max_drop, confidence=args.confidence,
+                            lenient=args.lenient) if args.baseline else None
         if args.merge:
             merge_files(args.reports, args.merge)
     except (ReportError, OSError) as exc:
@@ -67,8 +78,12 @@ def main(argv: list[str] | None = None, prog: str = "nemo-eval-report") -> int:
     print(render(rows(results.values()), args.format))
     if baseline is None:
         return _write_html(args.html, report, prog) or _export(args, report, prog)
-    compared = {bid: baseline.compare(bid, r.metrics if r.status != "error" else {}, r.samples_file)  # errored:
-                for bid, r in results.items()}  # its partial scores are evidence, not a result to gate
+    compared = {bid: baseline.compare(bid, r.metrics if r.status != "error" else {}, r.samples_file,  # errored:
+                                      policy=r.gate)  # its partial scores are evidence, not a result to gate
+                for bid, r in results.items()}
+    correction = args.correction or next((r.multiple_comparisons for r in results.values()
+                                          if r.multiple_comparisons), "holm")
+    compared = adjust_family(compared, correction, args.lenient)
     comparison, regressed, notes = _compare(compared)
     report = report.model_copy(update={"benchmarks": [
         r.model_copy(update={"baseline": compared[bid] or []}) for bid, r in results.items()]})
@@ -81,7 +96,9 @@ def main(argv: list[str] | None = None, prog: str = "nemo-eval-report") -> int:
         print(note)
     if notes:
         print()
-    print(f"{len(regressed)} regression(s) versus {args.baseline}" + (": " + "; ".join(regressed) if regressed else ""))
+    undecided = sum(c.verdict == "INCONCLUSIVE" for cs in compared.values() for c in cs or [])
+    print(f"{len(regressed)} regression(s), {undecided} inconclusive versus {args.baseline}"
+          + (": " + "; ".join(regressed) if regressed else ""))
     return 1 if regressed else 0
 
 
@@ -129,14 +146,17 @@ def _compare(
     notes: list[str] = []
     for benchmark, comparisons in compared.items():
         if comparisons is None:
-            table.append((benchmark, "-", "-", "-", "-", "-", "NEW (not in baseline)", "-"))
+            table.append((benchmark, "-", "-", "-", "-", "-", "-", "NEW (not in baseline)", "-", "-", "-"))
             continue
         for c in comparisons:
-            status = "REGRESSED" if c.regressed else "ok"
-            test = c.method if c.paired is None else f"{c.method} p={c.paired.p_value:.3g}"
-            allowed = f"{c.allowed:.4f}" if c.paired is None else f"mde {c.paired.mde:.4f}"
+            d = c.decision
+            assert d is not None  # Baseline.compare decides every comparison
+            verdict = d.verdict + (" (REGRESSED)" if c.regressed else "")
+            test = c.method if c.paired is None else f"{c.method} p={c.paired.p_value:.3g} mde {c.paired.mde:.4f}"
+            adjusted = f"{d.p_adjusted:.3g}" if d.p_adjusted is not None else "-"
             table.append((benchmark, c.metric, f"{c.baseline:.4f}", f"{c.current:.4f}",
-                          f"{c.current - c.baseline:+.4f}", allowed, status, test))
+                          f"{c.current - c.baseline:+.4f}", f"{d.margin:.4f}", f"[{d.ci_low:+.4f}, {d.ci_high:+.4f}]",
+                          verdict, f"{d.p_value:.3g}", adjusted, test))
             if c.regressed:
                 regressed.append(c.describe())
             notes.append(f"{benchmark} {c.metric}: " + "; ".join(

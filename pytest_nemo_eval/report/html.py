@@ -207,6 +207,8 @@ def _delta(result: BenchmarkResult, name: str) -> str:
     if comparison is None:
         return "–"
     text = f"{comparison.current - comparison.baseline:+.4f}"
+    if comparison.decision is not None:
+        text += f" {comparison.decision.verdict}"
     if comparison.paired is not None:
         text += f" (p={comparison.paired.p_value:.3g})"
     return text + (" REGRESSED" if comparison.regressed else "")

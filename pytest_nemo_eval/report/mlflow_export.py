@@ -1,7 +1,10 @@
 """Exporter: one MLflow run per pytest session (as NeMo Evaluator's launcher exports).
 
 Params: the provenance and each benchmark's settings; metrics `<suite>/<benchmark>/<metric>`
-with `.stderr`, `.ci_low`, `.ci_high`; tags: every verdict, status and outcome; artifacts: the
+with `.stderr`, `.ci_low`, `.ci_high`, and versus a baseline `.baseline.drop`, `.baseline.drop_ci_low`,
+`.baseline.drop_ci_high`, `.baseline.margin`, `.baseline.p_margin`, `.baseline.p_adjusted` and the evidence
+`.baseline.p_value` (McNemar / permutation), `.baseline.mde`, `.baseline.worse`, `.baseline.better`; tags:
+every verdict (`<metric>/baseline_verdict`: GO | NO-GO | INCONCLUSIVE, and its tier), status and outcome; artifacts: the
 JUnit file, its JSON results file and HTML report, the harnesses' results.yml and per-sample
 files. Exporting the same session again (live, then `nemo-eval-report gate.xml --mlflow URI`)
 finds its run by the `nemo.run_key` tag and updates it, never making a second one.
@@ -62,6 +65,17 @@ def metrics_of(run: RunResult) -> dict[str, float]:
             for suffix, value in (("stderr", m.stderr), ("ci_low", m.ci_low), ("ci_high", m.ci_high)):
                 if value is not None:
                     metrics[f"{key}.{suffix}"] = value
+        for c in r.baseline:
+            key = mlflow_name(r.benchmark, c.metric) + ".baseline."
+            if c.decision is not None:
+                d = c.decision
+                for suffix, value in (("drop", d.drop), ("drop_ci_low", d.ci_low), ("drop_ci_high", d.ci_high),
+                                      ("margin", d.margin), ("p_margin", d.p_value), ("p_adjusted", d.p_adjusted)):
+                    if value is not None:
+                        metrics[key + suffix] = value
+            if c.paired is not None:
+                metrics.update({key + "p_value": c.paired.p_value, key + "mde": c.paired.mde,
+                                key + "worse": float(len(c.paired.worse)), key + "better": float(len(c.paired.better))})
         if r.duration_s is not None:
             metrics[mlflow_name(r.benchmark, "duration_s")] = r.duration_s
     return metrics
@@ -76,6 +90,10 @@ def tags_of(run: RunResult) -> dict[str, str]:
         for name, m in r.metrics.items():
             if m.verdict:
                 tags[mlflow_name(r.benchmark, name, "verdict")] = m.verdict
+        for c in r.baseline:
+            if c.decision is not None:
+                tags[mlflow_name(r.benchmark, c.metric, "baseline_verdict")] = c.decision.verdict
+                tags[mlflow_name(r.benchmark, c.metric, "baseline_tier")] = c.decision.tier
     return tags
 
 

@@ -8,7 +8,7 @@ Test case properties (one test case = one benchmark):
                                this property still says `error` (`failed` = missed thresholds/regression)
     nemo.harness, nemo.runtime, nemo.runtime_reason, nemo.image, nemo.image_digest,
     nemo.samples, nemo.duration_s, nemo.suite_sha256, nemo.seed, nemo.outcome, nemo.error,
-    nemo.samples_file, nemo.results_file, nemo.proxy_log
+    nemo.samples_file, nemo.results_file, nemo.proxy_log, nemo.multiple_comparisons (holm | bh)
     nemo.chat_template_kwargs  the suite's `chat_template_kwargs` of the benchmark (JSON, keys sorted), when set
     nemo.code_isolation        the boundary a code benchmark's model-written code ran behind:
                                container | bubblewrap | unsandboxed, or none (harness/code_isolation.py)
@@ -21,8 +21,14 @@ Test case properties (one test case = one benchmark):
     nemo.metric.<metric>.<field>   field = value | stderr | threshold | direction | verdict | ci
     nemo.baseline.<metric>.<field> the comparison with --nemo-baseline (written, not read back): method
                                (mcnemar | permutation | unpaired), baseline, regressed, allowed, note; when
-                               paired also n, p_value, drop, mde, worse, better (counts) and worse_items,
-                               better_items (JSON lists of the flipped item ids, the first MAX_FLIPPED_IDS)
+                               paired also n, p_value (McNemar / permutation, evidence), drop, mde, worse,
+                               better (counts) and worse_items, better_items (JSON lists of the flipped item
+                               ids, the first MAX_FLIPPED_IDS); the gate policy's decision (gate_policy.py):
+                               verdict (GO | NO-GO | INCONCLUSIVE), tier, margin, drop, drop_ci ([low, high]),
+                               interval (which one), p_margin (raw p of "drop <= margin"), p_adjusted and
+                               correction (when the comparison can fail the run)
+    nemo.gate                  the benchmark's gate policy (JSON: tier, max_drop, max_relative_drop,
+                               relative_guard_below), read back so `nemo-eval-report` judges by it
 
 Test suite properties (provenance): nemo.checkpoint, nemo.checkpoint_format (nemo2 | megatron-bridge),
 nemo.checkpoint_iteration (Megatron-Bridge), nemo.checkpoint_sha256 (of the files served),
@@ -46,6 +52,7 @@ PROXY_PREFIX = "nemo.proxy."
 CHAT_TEMPLATE_KWARGS = "nemo.chat_template_kwargs"
 JUDGE_PREFIX = "nemo.judge."
 BASELINE_PREFIX = "nemo.baseline."
+GATE = "nemo.gate"
 MAX_FLIPPED_IDS = 100
 PROXY_FIELDS = (
     "requests",
@@ -83,6 +90,7 @@ FACT_FIELDS = (
     "samples_file",
     "results_file",
     "proxy_log",
+    "multiple_comparisons",
 )
 STATUSES = get_args(Status)
 _NUMBER = r"[-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?|[-+]?inf"
@@ -132,8 +140,18 @@ def to_properties(result: BenchmarkResult) -> list[tuple[str, str]]:
                     (base + "better", str(len(t.better))),
                     (base + "worse_items", json.dumps(t.worse[:MAX_FLIPPED_IDS])),
                     (base + "better_items", json.dumps(t.better[:MAX_FLIPPED_IDS]))]
+        if c.decision is not None:
+            d = c.decision
+            out += [(base + "verdict", d.verdict), (base + "tier", d.tier), (base + "margin", _num(d.margin))]
+            out += [(base + "drop", _num(d.drop))] if c.paired is None else []  # paired: written above
+            out += [(base + "drop_ci", f"[{d.ci_low:.6g}, {d.ci_high:.6g}]"),
+                    (base + "interval", d.interval), (base + "p_margin", _num(d.p_value))]
+            if d.p_adjusted is not None:
+                out += [(base + "p_adjusted", _num(d.p_adjusted)), (base + "correction", d.correction or "")]
         if c.note:
             out.append((base + "note", c.note[:500]))
+    if result.gate is not None:
+        out.append((GATE, result.gate.model_dump_json()))
     if result.outcome is not None:
         out.append(("nemo.outcome", result.outcome))
     if result.status == "error" and result.message:
@@ -229,6 +247,7 @@ def from_properties(
     return BenchmarkResult.model_validate({
         **known,
         "chat_template_kwargs": _json_object(facts.get("chat_template_kwargs")),
+        "gate": _json_object(facts.get("gate")) or None,
         "benchmark": facts["benchmark"],
         "status": facts["status"] if facts.get("status") in STATUSES else status,
         "outcome": facts.get("outcome") or None,

@@ -70,14 +70,38 @@ class GateOutcome(BaseModel):
     metrics: dict[str, MetricResult]
     baseline_path: str | None = None
     result: BenchmarkResult | None = None  # set by the Python API (runner/api.py)
+    lenient: bool = False  # --nemo-gate-lenient: a supporting benchmark's NO-GO warns
 
     @property
     def regressions(self) -> list[Comparison]:
+        """NO-GO comparisons that fail the benchmark (gate_policy.effect)."""
         return [c for c in self.comparisons if c.regressed]
+
+    def baseline_effect(self, effect: str) -> list[Comparison]:
+        """The comparisons whose verdict has this effect on the outcome (fail | warn | pass)."""
+        from pytest_nemo_eval.gate_policy import effect as effect_of
+
+        return [c for c in self.comparisons if c.decision is not None and effect_of(
+            c.decision, lenient=self.lenient, inconclusive=self.gate.inconclusive_policy) == effect]
 
     @property
     def outcome(self) -> str:
-        return "regressed" if self.regressions else self.gate.outcome
+        if self.regressions:
+            return "regressed"
+        if self.gate.outcome == "pass" and self.baseline_effect("fail"):
+            return "fail"  # INCONCLUSIVE versus the baseline under `inconclusive: fail`
+        if self.gate.outcome == "pass" and self.baseline_effect("warn"):
+            return "warn"
+        return self.gate.outcome
+
+    def warning_message(self) -> str | None:
+        """What a passing benchmark warns about: inconclusive thresholds, baseline verdicts that only warn."""
+        parts = [self.gate.message(self.benchmark)] if self.gate.outcome == "warn" else []
+        warned = self.baseline_effect("warn")
+        if warned:
+            parts.append(f"benchmark {self.benchmark!r} versus baseline {self.baseline_path} (warning only):\n"
+                         + "\n".join(f"  {c.describe()}" for c in warned))
+        return "\n".join(parts) or None
 
     @property
     def properties(self) -> list[tuple[str, str]]:
@@ -93,6 +117,13 @@ class GateOutcome(BaseModel):
             problems.append(
                 f"benchmark {self.benchmark!r} regressed versus baseline {self.baseline_path}:\n"
                 + "\n".join(f"  {r.describe()}" for r in self.regressions)
+            )
+        undecided = [c for c in self.baseline_effect("fail") if not c.regressed]
+        if undecided:
+            problems.append(
+                f"benchmark {self.benchmark!r} is INCONCLUSIVE versus baseline {self.baseline_path} "
+                f"(inconclusive policy: {self.gate.inconclusive_policy}; collect more samples, or see "
+                "`nemo-eval-report plan`):\n" + "\n".join(f"  {c.describe()}" for c in undecided)
             )
         return "\n".join(problems) or None
 
@@ -360,8 +391,12 @@ def metric_results(
     return out
 
 
-def check_benchmark(state: NemoState, benchmark: ResolvedBenchmark, harness: HarnessOutcome) -> GateOutcome:
-    """Thresholds (with confidence mode) and the baseline comparison."""
+def check_benchmark(
+    state: NemoState, benchmark: ResolvedBenchmark, harness: HarnessOutcome,
+    family: list[ResolvedBenchmark] | None = None,
+) -> GateOutcome:
+    """Thresholds (with confidence mode) and the baseline comparison under the benchmark's gate policy;
+    `family`: the run's benchmarks, over whose comparisons a NO-GO is adjusted (default: this one)."""
     thresholds = benchmark.thresholds
     gate = evaluate(
         {m: harness.scores[m] for m in thresholds},
@@ -375,10 +410,12 @@ def check_benchmark(state: NemoState, benchmark: ResolvedBenchmark, harness: Har
         benchmark=benchmark.name,
         benchmark_id=benchmark.id,
         gate=gate,
-        comparisons=state.baseline_comparisons(benchmark.id, metrics, harness.samples_file),
+        comparisons=state.baseline_comparisons(benchmark.id, metrics, harness.samples_file, benchmark.gate,
+                                               family or [benchmark]),
         scores=reported,
         metrics=metrics,
         baseline_path=str(state.options.baseline) if state.options.baseline else None,
+        lenient=state.options.gate_lenient,
     )
 
 
@@ -422,4 +459,6 @@ def benchmark_result(
         results_file=harness.results_file if harness else None,
         chat_template_kwargs=benchmark.chat_template_kwargs,
         baseline=gate.comparisons if gate is not None else [],
+        gate=benchmark.gate,
+        multiple_comparisons=benchmark.multiple_comparisons,
     )

@@ -110,10 +110,12 @@ class BenchmarkItem(pytest.Item):
         except BenchmarkError as exc:
             self.harness_outcome = exc.outcome
             raise
-        outcome = self.gate_outcome = check_benchmark(state, self.benchmark, self.harness_outcome)
+        family = [i.benchmark for i in self.session.items if isinstance(i, BenchmarkItem)]
+        outcome = self.gate_outcome = check_benchmark(state, self.benchmark, self.harness_outcome, family)
         outcome.check()
-        if outcome.gate.outcome == "warn":
-            warnings.warn(NemoInconclusiveWarning(outcome.gate.message(self.benchmark.name)))
+        warning = outcome.warning_message()
+        if warning:
+            warnings.warn(NemoInconclusiveWarning(warning))
 
     def repr_failure(self, excinfo, style=None):
         if isinstance(excinfo.value, (BenchmarkFailed, BenchmarkError)):

@@ -22,7 +22,9 @@ SETTINGS: list[tuple[str, str, tuple[str, ...] | None]] = [
      "restore it with its own cache step); keyed by the checkpoint's fingerprint. Default: <output-dir>/cache.",
      None),
     ("baseline", "JUnit XML of an earlier run: fail benchmarks whose metrics regressed versus it.", None),
-    ("baseline-tolerance", "Absolute drop allowed versus the baseline, on top of the stderr-based noise.", None),
+    ("baseline-tolerance", "Deprecated: use --nemo-gate-max-drop (this sets it, with a warning).", None),
+    ("gate-max-drop", "The baseline gate's margin for every benchmark: the absolute drop accepted (overrides the "
+     "suite's gate: max_drop and max_relative_drop; docs/concepts/gate-policy.md).", None),
     ("max-batch-size", "Deployment: most requests decoding together (in-flight batch slots).", None),
     ("tensor-parallel", "Deployment: tensor-parallel size.", None),
     ("pipeline-parallel", "Deployment: pipeline-parallel size.", None),
@@ -52,6 +54,8 @@ FLAGS: list[tuple[str, str]] = [
     ("allow-unsandboxed-code", "Run model-written code (code benchmarks of the builtin harness) without a "
      "sandbox where bubblewrap cannot make one (like bigcode's --allow_code_execution); without it such "
      "benchmarks are skipped."),
+    ("gate-lenient", "A supporting benchmark's NO-GO versus the baseline warns instead of failing (critical "
+     "ones still fail; docs/concepts/gate-policy.md)."),
     ("rerun", "Run every benchmark afresh instead of reusing a finished result of the same inputs from "
      "--nemo-cache-dir (requests still go through the response cache)."),
 ]

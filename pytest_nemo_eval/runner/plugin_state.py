@@ -16,7 +16,7 @@ from pytest_nemo_eval.gate import Comparison
 from pytest_nemo_eval.runner.settings import NemoOptions, read_options
 from pytest_nemo_eval.runner.resources import LocalResources, ProxyControl, Target, TargetUnavailable
 from pytest_nemo_eval.results import MetricResult
-from pytest_nemo_eval.suite import ResolvedBenchmark
+from pytest_nemo_eval.suite import GatePolicy, ResolvedBenchmark
 
 if TYPE_CHECKING:
     from pytest_nemo_eval.report.baseline import Baseline
@@ -150,9 +150,11 @@ class NemoState:
         return adapter
 
     def baseline_comparisons(
-        self, benchmark_id: str, metrics: dict[str, MetricResult], samples_file: str | None = None
+        self, benchmark_id: str, metrics: dict[str, MetricResult], samples_file: str | None = None,
+        policy: GatePolicy | None = None, family: list[ResolvedBenchmark] | None = None,
     ) -> list[Comparison]:
-        """Every metric of `benchmark_id` shared with `--nemo-baseline` (none without one)."""
+        """Every metric of `benchmark_id` shared with `--nemo-baseline` (none without one), decided by
+        `policy`; NO-GO adjusted over the comparisons of `family` (the run's benchmarks) that can fail it."""
         if self.options.baseline is None:
             return []
         from pytest_nemo_eval.report.baseline import Baseline
@@ -162,8 +164,10 @@ class NemoState:
                 raise pytest.UsageError(
                     f"--nemo-baseline {self.options.baseline} does not exist. Pass the JUnit XML of an earlier run."
                 )
-            self._baseline = Baseline(self.options.baseline, tolerance=self.options.baseline_tolerance)
-        return self._baseline.compare(benchmark_id, metrics, samples_file) or []
+            self._baseline = Baseline(self.options.baseline, max_drop=self.options.gate_max_drop,
+                                      lenient=self.options.gate_lenient)
+        size = self._baseline.family_size([(b.id, b.gate) for b in family]) if family else None
+        return self._baseline.compare(benchmark_id, metrics, samples_file, policy=policy, family_size=size) or []
 
 
 def state_of(config: pytest.Config) -> NemoState:

@@ -28,7 +28,9 @@ class NemoOptions(BaseModel):
     cache_dir: Path | None = None  # None: <output_dir>/cache
     rerun: bool = False
     baseline: Path | None = None
-    baseline_tolerance: float = Field(default=0.0, ge=0)
+    baseline_tolerance: float | None = Field(default=None, ge=0)  # deprecated alias of gate_max_drop
+    gate_max_drop: float | None = Field(default=None, ge=0)
+    gate_lenient: bool = False
     max_batch_size: int = Field(default=16, gt=0)
     tensor_parallel: int = Field(default=1, gt=0)
     pipeline_parallel: int = Field(default=1, gt=0)
@@ -119,4 +121,15 @@ def read_options(config: pytest.Config) -> NemoOptions:
     problem = options.serving_problem()
     if problem:
         raise pytest.UsageError(f"pytest-nemo-eval: {problem}")
+    if options.baseline_tolerance is not None:
+        config.issue_config_time_warning(NemoDeprecatedOption(
+            f"--nemo-baseline-tolerance={options.baseline_tolerance:g} is deprecated: it now sets the baseline "
+            "gate's margin, as --nemo-gate-max-drop does (docs/concepts/gate-policy.md); use that instead."),
+            stacklevel=2)
+        if options.gate_max_drop is None:
+            options = options.model_copy(update={"gate_max_drop": options.baseline_tolerance})
     return options
+
+
+class NemoDeprecatedOption(FutureWarning):
+    """A setting kept working under an old name."""

@@ -56,7 +56,7 @@ def test_paired_comparison_lists_flipped_items_where_unpaired_sees_noise(tmp_pat
     worse = sorted(i for i in before if before[i] == 1 and after[i] == 0)
     assert main([str(now), "--baseline", str(base)]) == 1
     out = " ".join(capsys.readouterr().out.split())  # table columns padded to their content
-    assert "REGRESSED mcnemar p=" in out
+    assert "NO-GO (REGRESSED)" in out and "mcnemar p=" in out
     assert f"paired mcnemar on 200 items: drop {len(worse) / 200:+.4f}" in out
     assert f"{len(worse)} worse / 0 better" in out and f"worse: {', '.join(worse[:20])}" in out
     # the same two runs without per-sample files: the unpaired margin calls it noise, and says why
@@ -124,7 +124,8 @@ def test_samples_kept_beside_the_baseline_report_win_over_an_overwritten_output_
     now = write_run(tmp_path / "now", "smoke", after)
     shutil.copy(tmp_path / "now" / "per_sample.jsonl", tmp_path / "base" / "per_sample.jsonl")  # the later run
     assert main([str(now), "--baseline", str(base)]) == 1
-    assert "REGRESSED mcnemar" in " ".join(capsys.readouterr().out.split())
+    out = " ".join(capsys.readouterr().out.split())
+    assert "NO-GO (REGRESSED)" in out and "paired mcnemar" in out
 
 
 def _per_sample(path: Path, metric: str) -> dict[str, tuple[float, str]]:
@@ -179,7 +180,16 @@ def test_paired_gate_in_a_real_session_junit_and_html(run_inner, pytester, endpo
     assert sorted(json.loads(props[key + "better_items"])) == better
     p = binomtest(len(worse), len(worse) + len(better), 0.5, alternative="greater").pvalue
     assert float(props[key + "p_value"]) == pytest.approx(p, rel=1e-9)
-    assert props[key + "regressed"] == ("true" if p < 0.05 else "false")
+    # the gate's verdict: the paired drop's 95% interval (textbook: mean ± 1.96·sd/√n) against the default margin
+    from scipy.stats import norm
+
+    diffs = np.array([before[i][0] - now[i][0] for i in sorted(now)])
+    low, high = diffs.mean() + norm.ppf([0.025, 0.975]) * diffs.std(ddof=1) / np.sqrt(len(diffs))
+    verdict = "NO-GO" if low > 0.015 else ("GO" if high <= 0.015 else "INCONCLUSIVE")
+    assert props[key + "verdict"] == verdict and props[key + "tier"] == "critical"
+    assert props[key + "drop_ci"] == f"[{low:.6g}, {high:.6g}]" and float(props[key + "margin"]) == 0.015
+    assert props[key + "regressed"] == ("true" if verdict == "NO-GO" else "false")
+    assert props[key + "correction"].startswith("bonferroni bound over ")  # the live run's family bound
     # every benchmark of the suite was compared, each one paired on the same LIMIT items
     for name, (_, case_props) in cases.items():
         methods = {k: v for k, v in case_props.items() if k.startswith("nemo.baseline.") and k.endswith(".method")}
@@ -191,6 +201,7 @@ def test_paired_gate_in_a_real_session_junit_and_html(run_inner, pytester, endpo
     flat = " ".join(html.unescape(re.sub(r"<[^>]+>", " ", section)).split())
     assert f"paired mcnemar on {LIMIT} items" in flat
     assert f"{len(worse)} worse / {len(better)} better" in flat
+    assert f"{verdict} (critical): drop" in flat
     for way, ids in (("worse", worse), ("better", better)):
         if ids:
             assert f"Items that got {way} ({len(ids)}) on exact_match" in flat

@@ -49,6 +49,34 @@ def test_report_cli_exports_and_a_second_export_updates_the_same_run(mlflow_serv
     assert any(p.endswith("per_sample.jsonl") for p in nested)
 
 
+def test_report_cli_exports_the_baseline_verdict_and_its_evidence(mlflow_server, tmp_path, capsys):  # noqa: F811
+    """`--baseline` with `--mlflow`: the gate's verdict (tag) and the drop, its interval, the margin, the raw and
+    adjusted p and the McNemar evidence (metrics) are those of the JUnit-side comparison, recomputed here."""
+    from scipy.stats import binomtest, norm
+
+    before, after = _pair()
+    base, now = write_run(tmp_path / "base", "smoke", before), write_run(tmp_path / "now", "smoke", after)
+    assert report_main([str(now), "--baseline", str(base), "--mlflow", mlflow_server,
+                        "--mlflow-experiment", "cli-gate"]) == 1  # a 7-point drop on 200 items: NO-GO
+    _, runs = _runs(mlflow_server, "cli-gate")
+    data = runs[0].data
+    worse = sum(before[i] == 1 and after[i] == 0 for i in before)
+    better = sum(before[i] == 0 and after[i] == 1 for i in before)
+    diffs = np.array([before[i] - after[i] for i in before])
+    drop, se = diffs.mean(), diffs.std(ddof=1) / np.sqrt(len(diffs))
+    key = "smoke/addition/exact_match.baseline."
+    assert data.tags["smoke/addition/exact_match/baseline_verdict"] == "NO-GO"
+    assert data.tags["smoke/addition/exact_match/baseline_tier"] == "critical"
+    assert data.metrics[key + "drop"] == pytest.approx(drop, rel=1e-12)
+    assert data.metrics[key + "drop_ci_low"] == pytest.approx(drop - norm.ppf(0.975) * se, rel=1e-9)
+    assert data.metrics[key + "margin"] == 0.015
+    assert data.metrics[key + "p_margin"] == pytest.approx(norm.sf((drop - 0.015) / se), rel=1e-6)
+    assert data.metrics[key + "p_adjusted"] == pytest.approx(data.metrics[key + "p_margin"])  # a family of one
+    assert data.metrics[key + "p_value"] == pytest.approx(
+        binomtest(worse, worse + better, 0.5, alternative="greater").pvalue, rel=1e-9)
+    assert (data.metrics[key + "worse"], data.metrics[key + "better"]) == (worse, better)
+
+
 def test_unreachable_server_fails_the_export_in_one_line(tmp_path, capsys):
     junit = write_run(tmp_path / "run", "smoke", _pair()[0])
     uri = f"http://127.0.0.1:{free_port()}"  # nothing listens there

@@ -61,18 +61,32 @@ def test_merge_shards_into_one_file(tmp_path, capsys):
 
 
 def test_baseline_regression_fails_and_noise_does_not(tmp_path, capsys):
+    """Unpaired (no per-sample files): the drop's interval drop ± 1.96·sqrt(se1² + se2²) against the default
+    margin 0.015. mc's interval lies above it (NO-GO: exit 1); addition's straddles it (INCONCLUSIVE: reported,
+    not a regression). p raw = 1 − Φ((drop − margin)/se); Holm over the 2 critical comparisons doubles the smaller."""
+    from scipy.stats import norm
+
     base = junit(tmp_path / "base.xml", case("addition", {"exact_match": (0.90, 0.03)}),
                  case("mc", {"acc": (0.60, 0.05)}))
-    # addition drops 0.02 (inside the noise of two 0.03 stderrs), mc drops 0.30 (far outside)
     now = junit(tmp_path / "now.xml", case("addition", {"exact_match": (0.88, 0.03)}),
                 case("mc", {"acc": (0.30, 0.05)}), case("new_one", {"acc": (0.5, None)}))
     assert main([str(now), "--baseline", str(base)]) == 1
     out = capsys.readouterr().out
-    assert "smoke::mc acc 0.6000 0.3000 -0.3000 0.1386 REGRESSED unpaired" in lines(out)
-    assert "smoke::addition exact_match 0.9000 0.8800 -0.0200 0.0832 ok unpaired" in lines(out)
+    se_mc, se_add = (0.05**2 * 2) ** 0.5, (0.03**2 * 2) ** 0.5
+    p_mc, p_add = norm.sf((0.30 - 0.015) / se_mc), norm.sf((0.02 - 0.015) / se_add)
+    z = norm.ppf(0.975)
+    assert (f"smoke::mc acc 0.6000 0.3000 -0.3000 0.0150 [{0.3 - z * se_mc:+.4f}, {0.3 + z * se_mc:+.4f}] "
+            f"NO-GO (REGRESSED) {p_mc:.3g} {2 * p_mc:.3g} unpaired") in lines(out)
+    assert (f"smoke::addition exact_match 0.9000 0.8800 -0.0200 0.0150 [{0.02 - z * se_add:+.4f}, "
+            f"{0.02 + z * se_add:+.4f}] INCONCLUSIVE {p_add:.3g} {p_add:.3g} unpaired") in lines(out)
     assert "NEW (not in baseline)" in out
-    assert "1 regression(s)" in out
-    assert main([str(now), "--baseline", str(base), "--tolerance", "0.2"]) == 0
+    assert "1 regression(s)" in out and "1 inconclusive" in out
+    # a margin above mc's whole interval: GO for mc, so nothing fails (the deprecated --tolerance sets it too)
+    assert main([str(now), "--baseline", str(base), "--max-drop", "0.45"]) == 0
+    assert any(row.startswith("smoke::mc acc 0.6000 0.3000 -0.3000 0.4500") and " GO " in row
+               for row in lines(capsys.readouterr().out))
+    assert main([str(now), "--baseline", str(base), "--tolerance", "0.45"]) == 0
+    assert "--tolerance is deprecated" in capsys.readouterr().err
 
 
 def test_lower_is_better_metric_regresses_upwards(tmp_path, capsys):

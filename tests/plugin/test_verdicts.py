@@ -205,8 +205,30 @@ def test_baseline_regression_detected_and_non_regression_passes(run_inner, suite
     result.assert_outcomes(failed=1)
     result.stdout.fnmatch_lines([f"benchmark 'addition' regressed versus baseline {better}:",
                                  f"  gate::addition exact_match: {value + 0.5:.4f} -> {value:.4f} (-0.5000; allowed drop *)"])
-    assert junit_cases(pytester.path / "junit.xml")["addition"][1]["nemo.outcome"] == "regressed"
+    props = junit_cases(pytester.path / "junit.xml")["addition"][1]
+    assert props["nemo.outcome"] == "regressed" and props["nemo.baseline.exact_match.verdict"] == "NO-GO"
     assert report_main([str(pytester.path / "junit.xml"), "--baseline", str(better)]) == 1
+
+    # the suite's gate policy decides what the NO-GO does: advisory only reports it; supporting fails unless
+    # --nemo-gate-lenient, which makes it a warning (the runs below reuse the proxy's cached answers)
+    for tier, extra, outcome in (("advisory", (), "pass"), ("supporting", ("--nemo-gate-lenient",), "warn")):
+        suite_file("gate", f"""\
+            defaults: {{runtime: local, gate: {{tier: {tier}}}}}
+            benchmarks:
+              - {{name: addition, harness: builtin, task: demo_addition, thresholds: {{exact_match: {{min: 0.3}}}}}}
+        """)
+        result = run_inner(*args, f"--nemo-baseline={better}", *extra)
+        result.assert_outcomes(passed=1)
+        props = junit_cases(pytester.path / "junit.xml")["addition"][1]
+        assert (props["nemo.baseline.exact_match.verdict"], props["nemo.baseline.exact_match.tier"]) == ("NO-GO", tier)
+        assert props["nemo.outcome"] == outcome and props["nemo.baseline.exact_match.regressed"] == "false"
+        assert ("versus baseline" in result.stdout.str()) == (tier == "supporting")  # the warning's text
+    # the deprecated --nemo-baseline-tolerance sets the margin (here above the whole drop interval: GO), warning
+    result = run_inner(*args, f"--nemo-baseline={better}", "--nemo-baseline-tolerance=0.95")
+    result.assert_outcomes(passed=1)
+    result.stdout.fnmatch_lines(["*NemoDeprecatedOption: --nemo-baseline-tolerance=0.95 is deprecated*"])
+    props = junit_cases(pytester.path / "junit.xml")["addition"][1]
+    assert props["nemo.baseline.exact_match.verdict"] == "GO" and float(props["nemo.baseline.exact_match.margin"]) == 0.95
 
 
 def test_python_api_fixture(run_inner, pytester, endpoint):
