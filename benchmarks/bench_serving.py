@@ -197,7 +197,19 @@ def main() -> None:
                         help="ray: compare PyTriton with Ray Serve at each --replicas count")
     parser.add_argument("--replicas", default="1,2", help="with --backend ray: replica counts (default 1,2)")
     parser.add_argument("--quick", action="store_true", help="CI smoke: short workload, 16 requests, 1 round")
+    parser.add_argument("--standin", action="store_true",
+                        help="the front's ceiling only: the stand-in engine behind each --standin-backends target")
+    parser.add_argument("--standin-backends", default="pytriton,ray x1,ray x2",
+                        help="with --standin: targets, comma-separated (default pytriton,ray x1,ray x2)")
+    parser.add_argument("--step-ms", type=float, default=10.0,
+                        help="with --standin: the stand-in's wall-clock delay per decode step in the streaming-cost "
+                             "and replica-scaling cells (default 10; the ceiling cells answer at once)")
+    parser.add_argument("--standin-requests", type=int, default=256, help="with --standin: requests per cell")
     args = parser.parse_args()
+    if args.standin or args.quick:
+        front_ceiling(args)
+        if args.standin:
+            return
     workloads, concurrencies = WORKLOADS, CONCURRENCY
     if args.quick:
         args.requests, args.rounds, args.replicas = 16, 1, "1"
@@ -260,6 +272,27 @@ def main() -> None:
         "machine": {"platform": platform.platform(), "cpus": os.cpu_count(), "python": platform.python_version()},
     }, indent=2) + "\n", encoding="utf-8")
     print(f"wrote {RESULTS}")
+
+
+FRONT_RESULTS = results_path("bench_serving_front.json")
+
+
+def front_ceiling(args) -> None:
+    """--standin (and a small part of --quick, so the stand-in path cannot rot): _front_ceiling.py's table."""
+    import _front_ceiling
+
+    backends = ["pytriton"] if args.quick else [b.strip() for b in args.standin_backends.split(",")]
+    measured = _front_ceiling.run(ensure_demo_checkpoint(), backends=backends, quick=args.quick,
+                                  requests_per_cell=64 if args.quick else args.standin_requests,
+                                  step_ms=args.step_ms, batch=args.batch, real_engine=args.standin and not args.quick
+                                  and "pytriton" in backends)
+    FRONT_RESULTS.parent.mkdir(parents=True, exist_ok=True)
+    FRONT_RESULTS.write_text(json.dumps({
+        "benchmark": "bench_serving --standin", "quick": args.quick, "backends": backends, **measured,
+        "machine": {"platform": platform.platform(), "cpus": os.cpu_count(), "python": platform.python_version(),
+                    "loadavg": os.getloadavg()},
+    }, indent=2) + "\n", encoding="utf-8")
+    print(f"wrote {FRONT_RESULTS}")
 
 
 BACKEND_RESULTS = results_path("bench_serving_backends.json")

@@ -395,7 +395,8 @@ def _chat_choice(index: int, shaper: ReplyShaper, result: GenerationResult, logp
 
 def _completion_choice(index: int, prompt_ids: list[int], result: GenerationResult, body: CompletionRequest,
                        text: TokenText) -> dict[str, Any]:
-    prompt_text = text.with_specials(prompt_ids)
+    # the prompt's text: echoed, and where the output's text_offsets start; decoded only when either is asked
+    prompt_text = text.with_specials(prompt_ids) if body.echo or body.logprobs is not None else ""
     choice: dict[str, Any] = {"index": index, "text": (prompt_text if body.echo else "") + result.text,
                               "finish_reason": result.finish_reason, "logprobs": None}
     if body.logprobs is not None:
@@ -453,8 +454,9 @@ class _CompletionChunks:
         first = index not in self.generated
         ids = self.generated.setdefault(index, [])
         prompt_ids = self.asked[index]
-        if first:
-            self.prompt_texts[index] = self.text.with_specials(prompt_ids)
+        if first:  # decoded only when echoed or indexed by text_offset
+            wanted = self.body.echo or self.body.logprobs is not None
+            self.prompt_texts[index] = self.text.with_specials(prompt_ids) if wanted else ""
         prompt_text = self.prompt_texts[index]
         echoed = self.body.echo and first
         choice: dict[str, Any] = {"index": index, "text": (prompt_text if echoed else "") + delta.text,
@@ -487,7 +489,9 @@ class _ChatChunks:
         self.streams: dict[int, Any] = {}
 
     def choices(self, index: int, delta: GenerationDelta) -> list[dict[str, Any]]:
-        stream = self.streams.setdefault(index, self.shaper.stream(bool(self.body.logprobs)))
+        stream = self.streams.get(index)
+        if stream is None:
+            stream = self.streams[index] = self.shaper.stream(bool(self.body.logprobs))
         return stream.feed(index, delta)
 
     def usage_details(self) -> dict[str, Any]:
@@ -499,6 +503,14 @@ class _ChatChunks:
 
 def _sse(payload: Any) -> bytes:
     return b"data: " + json.dumps(payload, separators=(",", ":")).encode() + b"\n\n"
+
+
+def _chunk_frame(head: dict[str, Any], include_usage: bool) -> tuple[bytes, bytes]:
+    """The bytes around a chunk's one choice, encoded once per stream: `_sse({**head, "choices": [choice]})`
+    (with "usage": null when include_usage) is prefix + the choice's JSON + suffix, byte for byte, and the
+    head is the same in every chunk."""
+    prefix = _sse(head)[: -len(b"}\n\n")] + b',"choices":['
+    return prefix, (b'],"usage":null}\n\n' if include_usage else b"]}\n\n")
 
 
 def _failure(exc: Exception) -> OpenAIError:
@@ -526,6 +538,9 @@ def _stream_response(served: ServedModel, requests: list[GenerationRequest], chu
     head = {"id": f"{'chatcmpl' if isinstance(chunks, _ChatChunks) else 'cmpl'}-{uuid.uuid4().hex}",
             "object": chunks.object, "created": int(time.time()), "model": served.model_id}
 
+    prefix, suffix = _chunk_frame(head, include_usage)
+    dumps = json.JSONEncoder(separators=(",", ":")).encode  # json.dumps' own encoder, without its per-call set-up
+
     def generate() -> Iterator[bytes]:
         completion_tokens = 0
         failed = False
@@ -537,10 +552,7 @@ def _stream_response(served: ServedModel, requests: list[GenerationRequest], chu
                     break
                 completion_tokens += len(item.output_ids)
                 for choice in chunks.choices(index, item):
-                    chunk = {**head, "choices": [choice]}
-                    if include_usage:
-                        chunk["usage"] = None
-                    yield _sse(chunk)
+                    yield prefix + dumps(choice).encode() + suffix
             if include_usage and not failed:
                 prompt_tokens = sum(len(ids) for ids in prompts)
                 details = chunks.usage_details()
