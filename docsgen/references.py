@@ -240,8 +240,13 @@ def _example_result() -> Any:
 
     paired = PairedTest(method="mcnemar", n=1, baseline_mean=1.0, current_mean=1.0, drop=0.0, drop_ci_low=0.0,
                         drop_ci_high=0.0, stderr=0.0, p_value=1.0, mde=0.0, worse=[], better=[])
+    from pytest_nemo_eval.gate_policy import decide
+    from pytest_nemo_eval.suite import GatePolicy
+
+    decision = decide(0.0, 0.0, 0.015, tier="critical", confidence=0.95, interval="paired mcnemar", p_adjusted=1.0,
+                      correction="holm over 1")
     compare = dict(benchmark="s::b", baseline=1.0, current=1.0, allowed=0.0, higher_is_better=True, regressed=False,
-                   note="n")
+                   note="n", decision=decision)
     facts = {name: _sample_value(BenchmarkResult.model_fields[name].annotation) for name in properties.FACT_FIELDS}
     return BenchmarkResult(
         benchmark="<suite>::<benchmark>", status="error", outcome="pass", message="m", **facts,
@@ -250,7 +255,8 @@ def _example_result() -> Any:
         metrics={"<metric>": MetricResult(value=1.0, stderr=0.0, count=1, ci_low=0.0, ci_high=1.0,
                                           threshold=Threshold(min=0.5), verdict="pass")},
         baseline=[Comparison(metric="<metric>", paired=paired, **compare),  # type: ignore[arg-type]
-                  Comparison(metric="<metric>", **compare)])  # type: ignore[arg-type]
+                  Comparison(metric="<metric>", **compare)],  # type: ignore[arg-type]
+        gate=GatePolicy())
 
 
 def _sample_value(annotation: Any) -> Any:
