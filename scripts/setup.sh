@@ -33,7 +33,8 @@ if [ ! -x .venv/bin/python ]; then
     "$PYTHON" -m venv .venv
 fi
 . .venv/bin/activate
-# NEMO_EVAL_EXTRAS=test adds the third-party oracles the tests need (openai, lm-eval); ray the Ray Serve backend.
+# NEMO_EVAL_EXTRAS=test adds the third-party oracles the tests need (openai, lm-eval); ray the Ray Serve backend;
+# docs the docs site (mkdocs, scripts/docs.sh).
 target="."; [ -n "${NEMO_EVAL_EXTRAS:-}" ] && target=".[${NEMO_EVAL_EXTRAS}]"
 echo "[setup] installing torch (CPU wheel) and pytest-nemo-eval${NEMO_EVAL_EXTRAS:+ with [${NEMO_EVAL_EXTRAS}]} (pinned by constraints.txt)"
 pip install -q --disable-pip-version-check -c constraints.txt "torch==2.13.0" 2>&1 | grep -v "is ignored: it is neither" || true

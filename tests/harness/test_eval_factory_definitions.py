@@ -102,15 +102,3 @@ def test_offline_dataset_download_is_diagnosed_in_one_line(bigcode_on_path, monk
     first, second = str(failed.value).splitlines()[:2]
     assert first.startswith("Diagnosis: download blocked: ") and "openai_humaneval" in first, str(failed.value)[-3000:]
     assert second.startswith(f"Harness {BIGCODE}.humaneval exited with status")
-
-
-def test_readme_table_lists_every_known_harness():
-    """The README's harness table is KNOWN_HARNESSES (one place for the facts, shown in two)."""
-    from .conftest import REPO
-
-    rows = {line.split("|")[1].strip(" `"): line for line in (REPO / "README.md").read_text().splitlines()
-            if line.startswith("| `")}
-    for harness in eval_factory.KNOWN_HARNESSES.values():
-        row = rows.get(harness.image)
-        assert row is not None, f"README lacks a row for {harness.image}"
-        assert f"`{harness.framework}`" in row and f"`{harness.package}`" in row
