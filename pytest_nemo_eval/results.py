@@ -79,6 +79,7 @@ class BenchmarkResult(BaseModel):
     samples_file: str | None = None  # per-sample outputs (samples.py's JSONL), when the harness logged them
     results_file: str | None = None  # the harness's results.yml
     proxy_log: str | None = None  # folder of the proxy's requests.jsonl / responses.jsonl for this benchmark
+    reused_from: str | None = None  # the stored result of an earlier run of the same inputs (resume), if reused
     chat_template_kwargs: dict[str, Any] = Field(default_factory=dict)  # the suite's, sent with every chat request
     baseline: list[Comparison] = Field(default_factory=list)  # every metric shared with the baseline
     gate: GatePolicy | None = None  # the baseline gate's policy the benchmark was judged by

@@ -52,6 +52,7 @@ class ResponseCache:
         self._local = threading.local()
         self._connections: list[sqlite3.Connection] = []
         self._lock = threading.Lock()
+        self._warned: set[str] = set()
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             conn = self._conn()
@@ -97,6 +98,15 @@ class ResponseCache:
             (key, entry.status, entry.content_type, entry.body, hashlib.sha256(entry.body).hexdigest(), time.time()),
         )
 
+    def warn_once(self, problem: str) -> bool:
+        """True the first time `problem` (its text up to any entry key) is reported for this file."""
+        kind = problem.split("cache entry", 1)[0] + ("entry checksum" if "checksum" in problem else "")
+        with self._lock:
+            if kind in self._warned:
+                return False
+            self._warned.add(kind)
+            return True
+
     def count(self) -> int:
         return self._conn().execute("SELECT count(*) FROM responses").fetchone()[0]
 
@@ -106,6 +116,42 @@ class ResponseCache:
                 conn.close()
             self._connections.clear()
         self._local = threading.local()
+
+
+def set_aside_if_corrupt(path: Path) -> str | None:
+    """Check an existing cache file before a run opens it (SQLite's quick_check reads it once): a file that is
+    not a healthy cache (corrupt, cut short by a crash or a half-restored CI cache) is renamed to
+    `<name>.corrupt-<time>`, so the run starts an empty cache there; returns the one warning naming it, or None."""
+    path = Path(path)
+    if not path.is_file():
+        return None
+    problem = None
+    try:
+        conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=30)
+        try:
+            verdict = conn.execute("PRAGMA quick_check(1)").fetchone()
+            if not verdict or verdict[0] != "ok":
+                problem = f"quick_check says {verdict[0] if verdict else 'nothing'}"
+            else:
+                conn.execute("SELECT key, body_sha256 FROM responses LIMIT 1").fetchall()
+        finally:
+            conn.close()
+    except sqlite3.OperationalError as exc:
+        if "locked" in str(exc) or "busy" in str(exc):
+            return None  # another run holds it: it is in use, so it opens
+        problem = str(exc)
+    except sqlite3.Error as exc:
+        problem = str(exc)
+    if problem is None:
+        return None
+    problem = "; ".join(line.strip() for line in problem.splitlines() if line.strip())[:300]
+    aside = path.with_name(f"{path.name}.corrupt-{int(time.time())}")
+    for suffix in ("", "-wal", "-shm"):
+        source = Path(f"{path}{suffix}")
+        if source.exists():
+            source.replace(Path(f"{aside}{suffix}"))
+    return (f"response cache {path} is not a usable cache ({problem}): moved aside to {aside.name}; this run "
+            "starts an empty cache, so every request is a miss. Delete the moved file once you no longer need it.")
 
 
 def cache_key(namespace: str, method: str, path: str, body: dict) -> str:

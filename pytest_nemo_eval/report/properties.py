@@ -59,6 +59,7 @@ PROXY_FIELDS = (
     "errors",
     "cache_hits",
     "retries",
+    "upstream_calls",  # requests that reached the model (the rest: cache hits, refusals)
     "latency_p50_ms",
     "latency_p99_ms",
     "prompt_tokens",
@@ -90,6 +91,7 @@ FACT_FIELDS = (
     "samples_file",
     "results_file",
     "proxy_log",
+    "reused_from",
     "multiple_comparisons",
 )
 STATUSES = get_args(Status)

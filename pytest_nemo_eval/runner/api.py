@@ -24,8 +24,8 @@ from pytest_nemo_eval.runner.execute import (
     GateOutcome,
     benchmark_result,
     check_benchmark,
-    run_benchmark_harness,
 )
+from pytest_nemo_eval.runner.resume import run_or_reuse
 from pytest_nemo_eval.suite import Benchmark, LoadedSuite, Suite, SuiteDefaults
 
 if TYPE_CHECKING:
@@ -53,7 +53,7 @@ def run_benchmark(
         pytest.skip(prepared.skip)
     setup = prepared.setup
     try:
-        harness = run_benchmark_harness(state, resolved, setup.runtime, setup.image, prepared.run_level)
+        harness = run_or_reuse(state, resolved, setup, prepared.run_level)
     except BenchmarkError as exc:  # as a suite item: an `error` result keeping what the run produced
         _record(node, benchmark_result(resolved, status="error", setup=setup, harness=exc.outcome, message=str(exc)))
         raise

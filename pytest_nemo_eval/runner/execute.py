@@ -57,6 +57,7 @@ class HarnessOutcome(BaseModel):
     samples_file: str | None = None
     proxy_log: str | None = None
     results_file: str | None = None
+    reused_from: str | None = None  # the stored result this outcome was reused from (runner/resume.py)
 
 
 class GateOutcome(BaseModel):
@@ -457,6 +458,7 @@ def benchmark_result(
         samples_file=harness.samples_file if harness else None,
         proxy_log=harness.proxy_log if harness else None,
         results_file=harness.results_file if harness else None,
+        reused_from=harness.reused_from if harness else None,
         chat_template_kwargs=benchmark.chat_template_kwargs,
         baseline=gate.comparisons if gate is not None else [],
         gate=benchmark.gate,

@@ -27,8 +27,8 @@ from pytest_nemo_eval.runner.execute import (
     HarnessOutcome,
     benchmark_result,
     check_benchmark,
-    run_benchmark_harness,
 )
+from pytest_nemo_eval.runner.resume import run_or_reuse
 from pytest_nemo_eval.suite import ResolvedBenchmark, SuiteError, load_suite
 
 if TYPE_CHECKING:
@@ -105,8 +105,7 @@ class BenchmarkItem(pytest.Item):
         facts = self.setup_facts
         assert facts is not None  # setup decided the runtime, or skipped
         try:
-            self.harness_outcome = run_benchmark_harness(state, self.benchmark, facts.runtime, facts.image,
-                                                         self.run_level)
+            self.harness_outcome = run_or_reuse(state, self.benchmark, facts, self.run_level)
         except BenchmarkError as exc:
             self.harness_outcome = exc.outcome
             raise

@@ -214,8 +214,13 @@ class LocalResources:
         provenance["nemo.deploy_seconds"] = f"{self.deploy_seconds:.2f}"
         from pytest_nemo_eval.adapters.server import ProxyServer
 
+        from pytest_nemo_eval.adapters.response_cache import set_aside_if_corrupt
+
         cache_dir = opts.resolved_cache_dir
         cache_dir.mkdir(parents=True, exist_ok=True)
+        unusable = set_aside_if_corrupt(cache_dir / "responses.sqlite")  # a miss for every request, never an error
+        if unusable:
+            self.progress(f"[nemo-eval] warning: {unusable}")
         self.proxy = ProxyServer(
             upstream_url,
             cache_path=cache_dir / "responses.sqlite",

@@ -80,5 +80,6 @@ class CacheInterceptor(Interceptor):
             return operation(*args, **kwargs)
         except sqlite3.Error as exc:
             self.context.stats.add("cache_errors")
-            log.warning("response cache %s: %s (request served without the cache)", self.cache.path, exc)
+            if self.cache.warn_once(str(exc)):  # one line per cache file and problem, not one per request
+                log.warning("response cache %s: %s (requests are served without the cache)", self.cache.path, exc)
             return None
