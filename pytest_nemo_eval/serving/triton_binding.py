@@ -16,15 +16,8 @@ the previous one had generated its last token. Triton serves decoupled models
 over gRPC streams and over HTTP's ``/v2/models/<name>/generate``, which
 triton_client.py uses.
 
-Streaming uses a second decoupled model, ``nemo_generate_stream`` (no dynamic
-batching: one request per call, there is nothing to group): input ``request``
-is one GenerationRequest's JSON, and its async-generator callable yields one
-response per GenerationDelta the engine hands over as it decodes (output
-``event``; deltas that piled up while the previous response was being sent go
-out merged as one, so a loaded server sends fewer, larger events instead of
-falling behind), so Triton's HTTP ``/v2/models/<name>/generate_stream`` relays the
-tokens as Server-Sent Events while the request is still decoding. A failure is
-a last event ``{"error", "kind"}``.
+Streams do not go through Triton: the PyTriton backend hands them the engine's deltas in this process
+(backends/pytriton.py says why).
 """
 
 from __future__ import annotations
@@ -45,11 +38,10 @@ import numpy as np
 from pydantic import BaseModel
 
 from pytest_nemo_eval.processes import end_processes
-from pytest_nemo_eval.serving.generation import GenerationRequest, error_kind, merge_deltas
+from pytest_nemo_eval.serving.generation import GenerationRequest, error_kind
 from pytest_nemo_eval.serving.ports import free_port
 
 TRITON_MODEL_NAME = "nemo_generate"
-TRITON_STREAM_MODEL_NAME = "nemo_generate_stream"
 LOGGER = logging.getLogger(__name__)
 
 
@@ -137,14 +129,6 @@ class TritonBinding:
                 ),
                 strict=True,
             )
-            self._triton.bind(
-                model_name=TRITON_STREAM_MODEL_NAME,
-                infer_func=self._infer_stream,
-                inputs=[Tensor(name="request", dtype=bytes, shape=(1,))],
-                outputs=[Tensor(name="event", dtype=bytes, shape=(1,))],
-                config=ModelConfig(batching=False, decoupled=True),
-                strict=True,
-            )
             self._triton.run()
         except BaseException:
             self.stop()
@@ -214,37 +198,6 @@ class TritonBinding:
             {"results": np.array([[await _answer(cell) for cell in cells]], dtype=np.object_)} for cells in pending
         ]
 
-    async def _infer_stream(self, requests: list):
-        """One streamed request: a response per delta as the engine decodes, ending with the last delta
-        (finish_reason set) or an error event."""
-        loop = asyncio.get_running_loop()
-        events: asyncio.Queue = asyncio.Queue()
-        raw = bytes(requests[0].data["request"].reshape(-1)[0])
-        try:
-            future = self.engine.submit(
-                [GenerationRequest.model_validate_json(raw)],
-                on_delta=lambda delta: loop.call_soon_threadsafe(events.put_nowait, delta),
-            )[0]
-        except Exception as exc:
-            if not isinstance(exc, ValueError):
-                LOGGER.exception("submitting a streamed request to the engine failed")
-            yield [_event(_error_answer(exc))]
-            return
-        # the future's end is queued after every delta (both come from the engine's thread, in order)
-        future.add_done_callback(lambda done: loop.call_soon_threadsafe(events.put_nowait, done))
-        while True:
-            items = [await events.get()]
-            while not events.empty():  # tokens that piled up while the last response was sent go as one
-                items.append(events.get_nowait())
-            deltas = [item for item in items if not isinstance(item, Future)]
-            if deltas:
-                yield [_event(merge_deltas(deltas).model_dump_json().encode())]
-            ended = [item for item in items if isinstance(item, Future)]
-            if ended:
-                if ended[0].exception() is not None:
-                    yield [_event(_error_answer(ended[0].exception()))]
-                return
-
     def _submit(self, raw: bytes) -> Future | bytes:
         """The engine's future for one cell, or the error answer when it cannot be submitted."""
         try:
@@ -253,10 +206,6 @@ class TritonBinding:
             if not isinstance(exc, ValueError):
                 LOGGER.exception("submitting a request to the engine failed")
             return _error_answer(exc)
-
-
-def _event(payload: bytes) -> dict[str, np.ndarray]:
-    return {"event": np.array([payload], dtype=np.object_)}
 
 
 async def _answer(cell: Future | bytes) -> bytes:

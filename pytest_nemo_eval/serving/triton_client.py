@@ -7,27 +7,22 @@ One thread-safe urllib3 connection pool with keep-alive serves every HTTP thread
 of the front; requests.Session cost 3x the CPU per call here (it re-reads proxy
 settings from the environment on every request), and that CPU is taken from the engine.
 
-Streams go to the streaming model's ``generate_stream`` route, which answers
-Server-Sent Events, one per GenerationDelta (triton_binding.py).
+Streams do not come here: the PyTriton backend reads them from the engine in its own process.
 """
 
 from __future__ import annotations
 
 import json
-from typing import Iterator
 from urllib.parse import urlsplit
 
 import urllib3
 
 from pytest_nemo_eval.serving.generation import (
-    GenerationDelta,
     GenerationFailed,
     GenerationRequest,
     GenerationResult,
-    delta_of_event,
 )
-from pytest_nemo_eval.sse import sse_data
-from pytest_nemo_eval.serving.triton_binding import TRITON_MODEL_NAME, TRITON_STREAM_MODEL_NAME
+from pytest_nemo_eval.serving.triton_binding import TRITON_MODEL_NAME
 
 
 class TritonGenerateClient:
@@ -36,7 +31,6 @@ class TritonGenerateClient:
     def __init__(self, triton_url: str, *, timeout_s: float = 600.0, connections: int = 64) -> None:
         address = urlsplit(triton_url)
         self.generate_path = f"/v2/models/{TRITON_MODEL_NAME}/generate"
-        self.stream_path = f"/v2/models/{TRITON_STREAM_MODEL_NAME}/generate_stream"
         self._pool = urllib3.HTTPConnectionPool(
             address.hostname, address.port, maxsize=connections, timeout=timeout_s, retries=False,
         )
@@ -50,43 +44,8 @@ class TritonGenerateClient:
         results = json.loads(reply.data)["results"]
         return [_parse_result(raw) for raw in (results if isinstance(results, list) else [results])]
 
-    def stream(self, request: GenerationRequest) -> Iterator[GenerationDelta]:
-        """The request's deltas as the engine decodes them. Closing the iterator early closes the connection
-        (cancel the request in the engine for its slot to free at once)."""
-        body = json.dumps({"request": request.model_dump_json()})
-        reply = self._pool.request("POST", self.stream_path, body=body, preload_content=False,
-                                   headers={"Content-Type": "application/json", "Accept": "text/event-stream"})
-        finished = False
-        try:
-            if reply.status != 200:
-                raise GenerationFailed(f"Triton answered HTTP {reply.status}: {reply.read()[:500]!r}", "server_error")
-            for data in sse_data(_chunks(reply)):
-                payload = json.loads(data)
-                if "error" in payload and "event" not in payload:  # Triton's own error event
-                    raise GenerationFailed(str(payload["error"]), "server_error")
-                delta = delta_of_event(json.loads(payload["event"]))
-                yield delta
-                if delta.finish_reason is not None:
-                    finished = True
-                    return
-        finally:
-            if finished:
-                reply.drain_conn()
-                reply.release_conn()
-            else:  # a half-read stream cannot go back to the pool
-                reply.close()
-
     def close(self) -> None:
         self._pool.close()
-
-
-def _chunks(reply) -> Iterator[bytes]:
-    """Bytes as soon as they arrive (read1), not in fixed-size blocks that would wait for more tokens."""
-    while True:
-        data = reply.read1(65536)
-        if not data:
-            return
-        yield data
 
 
 def _parse_result(raw: str) -> GenerationResult:
