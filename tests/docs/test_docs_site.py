@@ -144,3 +144,22 @@ def test_readme_is_short_and_its_example_and_commands_are_true(tmp_path):
     for link in re.findall(r"\]\((docs/[^)#]+)", text):
         assert (REPO / link).is_file(), link
     assert yaml.safe_load((REPO / "mkdocs.yml").read_text(encoding="utf-8").replace("!!", ""))["strict"] is True
+
+
+def test_an_option_removed_from_the_code_fails_the_build_of_pages_naming_it(tmp_path, monkeypatch):
+    """The other direction: the pages stay, the code drops `--nemo-baseline-tolerance` from its options
+    table; the build (in this process, so the patched table is the one it reads) must refuse the pages."""
+    pytest.importorskip("mkdocs", reason="the docs extra is not installed (scripts/docs.sh installs it)")
+    from mkdocs.commands.build import build
+    from mkdocs.config import load_config
+    from mkdocs.exceptions import Abort
+
+    monkeypatch.setattr(options, "SETTINGS", [s for s in options.SETTINGS if s[0] != "baseline-tolerance"])
+    monkeypatch.setenv("NEMO_EVAL_DOCS_SCREENSHOTS", "skip")
+    drift.known_options.cache_clear()
+    try:
+        with pytest.raises(Abort, match="warnings in strict mode"):
+            build(load_config(str(REPO / "mkdocs.yml"), site_dir=str(tmp_path / "site"), strict=True))
+        assert "--nemo-baseline-tolerance" not in drift.known_options()
+    finally:
+        drift.known_options.cache_clear()
