@@ -27,6 +27,7 @@ from ..errors import HarnessError, close_matches_hint
 from ..overrides import split_overrides
 from ..results import RESULTS_FILE, dump_results
 from .client import ModelClient
+from .early_stop import EarlyStop
 from .isolation import IsolationRequest, resolve_isolation
 from .runner import run_task
 from .sample import GenerationParams
@@ -51,6 +52,11 @@ class RunOverrides(BaseModel):
     task_spec: Path | None = None
     api_key_env: str | None = None
     code_isolation: IsolationRequest = "auto"
+    # early stop (early_stop.py; the plugin sets these from the suite's `early_stop: true` and threshold)
+    early_stop_metric: str | None = None
+    early_stop_min: float | None = None
+    early_stop_max: float | None = None
+    early_stop_alpha: float = Field(default=0.05, gt=0, lt=1)
 
 
 def parse_overrides(text: str | None) -> RunOverrides:
@@ -98,6 +104,9 @@ def _run_eval(args: argparse.Namespace) -> int:
     results = run_task(
         spec, client, output_dir=output_dir, params=params, limit_samples=overrides.limit_samples,
         parallelism=overrides.parallelism, log=lambda line: print(line, flush=True), code_isolation=code_isolation,
+        early_stop=EarlyStop(metric=overrides.early_stop_metric, min=overrides.early_stop_min,
+                             max=overrides.early_stop_max, alpha=overrides.early_stop_alpha)
+        if overrides.early_stop_metric else None,
     )
     (output_dir / RESULTS_FILE).write_text(dump_results(results), encoding="utf-8")
     for key, score in results.flat_scores().items():

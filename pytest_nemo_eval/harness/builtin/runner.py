@@ -14,6 +14,7 @@ from ..results import EvalResults, Metric, Score, ScoreStats, TaskResult
 from . import code_generation, exact_match, multiple_choice, tool_call
 from .client import ModelClient
 from .dataset import load_jsonl
+from .early_stop import EarlyStop, EarlyStopper
 from .isolation import Isolation, resolve_isolation
 from .sample import GenerationParams, SampleOutcome
 
@@ -35,11 +36,13 @@ def run_task(
     parallelism: int = 1,
     log: Callable[[str], None] = print,
     code_isolation: Isolation | None = None,
+    early_stop: EarlyStop | None = None,
 ) -> EvalResults:
     """Score every record (or the first `limit_samples`), write per-sample JSONL, return the results.
 
     Code tasks run their samples at `code_isolation` (default: `resolve_isolation("auto")`,
     which raises `NoSandbox` before any request when no boundary can be made and nobody opted in).
+    With `early_stop` the samples stop as soon as its metric's verdict is settled (early_stop.py).
     """
     scorer = SCORERS[spec.type]
     score = scorer.score
@@ -56,14 +59,19 @@ def run_task(
     pool = ThreadPoolExecutor(max_workers=max(1, parallelism), thread_name_prefix="sample")
     try:
         # map keeps dataset order; the first exception (endpoint down, bad record) aborts the run
+        stopper = EarlyStopper(early_stop, scorer.METRICS) if early_stop is not None else None
         for index, outcome in enumerate(pool.map(lambda r: score(spec, client, r, params), records), 1):
             outcomes.append(outcome)
             if index % max(1, len(records) // 10) == 0 or index == len(records):
                 log(f"task {spec.name}: {index}/{len(records)} samples scored")
+            if stopper is not None and stopper.observe(outcome.scores):
+                break  # the pool's shutdown below cancels the samples not started
     finally:
         pool.shutdown(wait=True, cancel_futures=True)  # do not keep querying after a failure
     elapsed = time.monotonic() - started
     log(f"task {spec.name}: done in {elapsed:.1f} s ({len(records) / max(elapsed, 1e-9):.1f} samples/s)")
+    if stopper is not None:
+        log(f"task {spec.name}: {stopper.write(output_dir, planned=len(records)).describe()}")
     with samples_file(output_dir, spec.name).open("w", encoding="utf-8") as handle:
         for outcome in outcomes:
             handle.write(json.dumps(outcome.model_dump(), ensure_ascii=False) + "\n")
