@@ -8,6 +8,14 @@ tombstone server takes the port and answers every request with an OpenAI-shaped 
 naming the death, so harnesses still running stop within seconds instead of retrying
 a dead upstream for minutes (a 400 is not retried by the proxy).
 
+A deployment whose process is alive but no longer answers (stopped, deadlocked, stuck in a collective) is
+treated like a dead one: every PROBE_EVERY_S the watch asks it for a 1-token generation straight at its port
+(no proxy, no cache), and when HUNG_AFTER probes in a row get no answer within PROBE_DEADLINE_S it kills the
+process group and goes down the same path (`died` with `hung: true`, redeploy once, else `lost`). Any HTTP
+answer, even an error status, counts as alive: only silence is a hang. A probe waits behind the requests
+already decoding, so the deadline is generous; SIGSTOP of the server is diagnosed within
+PROBE_EVERY_S + HUNG_AFTER * PROBE_DEADLINE_S (35 s).
+
 Benchmarks read the events file (the controller's and every xdist worker's, one
 file): `run_watched` errors a benchmark at once when the deployment is lost, and
 re-runs, once, a benchmark that was running when the deployment died and was
@@ -17,6 +25,7 @@ redeployed.
 from __future__ import annotations
 
 import json
+import signal
 import threading
 import time
 from pathlib import Path
@@ -26,6 +35,9 @@ from pytest_nemo_eval.runner.target_errors import TargetUnavailable
 
 EVENTS_FILE = "deployment-events.jsonl"
 POLL_S = 0.5
+PROBE_EVERY_S = 5.0
+PROBE_DEADLINE_S = 15.0
+HUNG_AFTER = 2  # probes in a row without an answer
 SETTLE_TIMEOUT_S = 1800.0  # a redeploy loads the model again: bounded by the startup timeout in practice
 T = TypeVar("T")
 
@@ -116,27 +128,59 @@ class DeploymentWatch:
             tombstone.stop()
 
     def _watch(self) -> None:
+        misses, next_probe = 0, time.monotonic() + PROBE_EVERY_S
         while not self._stop.wait(POLL_S):
             process = getattr(self.deployment, "process", None)
             status = process.poll() if process is not None else None
             if status is None:
-                continue
+                if process is None or time.monotonic() < next_probe:
+                    continue
+                misses = 0 if self._answers() else misses + 1
+                next_probe = time.monotonic() + (0 if misses else PROBE_EVERY_S)  # a miss: probe again at once
+                if misses < HUNG_AFTER or self._stop.is_set() or process.poll() is not None:
+                    continue
+                self._hung(process)
+                return
             if self._stop.is_set():  # stopped by us meanwhile
                 return
             self._died(status)
             return
 
-    def _died(self, status: int) -> None:
+    def _answers(self) -> bool:
+        """Whether the deployment answers a 1-token generation within PROBE_DEADLINE_S (any HTTP status)."""
+        import requests
+
+        try:
+            requests.post(f"{self.deployment.url.rstrip('/')}/v1/completions", timeout=PROBE_DEADLINE_S,
+                          json={"model": self.deployment.model_id, "prompt": "1", "max_tokens": 1,
+                                "temperature": 0})
+        except requests.RequestException:
+            return False
+        return True
+
+    def _hung(self, process) -> None:
+        """Alive but silent: end its process group (SIGKILL reaches a stopped process), then as a death."""
+        from pytest_nemo_eval.processes import kill_process_group
+
+        waited = HUNG_AFTER * PROBE_DEADLINE_S
+        kill_process_group(process, grace_s=2.0, first_signal=signal.SIGKILL)
+        self._died(process.poll(), hung=(
+            f"`nemo-eval deploy` (pid {process.pid}) stopped answering during the run: its process was alive, "
+            f"but {HUNG_AFTER} 1-token generations in a row got no answer within {PROBE_DEADLINE_S:g} s each "
+            f"({waited:g} s; stopped, deadlocked or stuck); it was killed"))
+
+    def _died(self, status: int | None, hung: str | None = None) -> None:
         tail = self.deployment.log_tail().rstrip()[-3000:] or "(no output)"
         log = self.deployment.log_path
-        what = f"`nemo-eval deploy` (pid {self.deployment.process.pid if self.deployment.process else '?'}) " \
-               f"exited with status {status} during the run"
-        self.events.write("died", exit_status=status, log_tail=tail)
-        self.progress(f"[nemo-eval] the deployment died ({what}); redeploying once ...")
+        what = hung or (f"`nemo-eval deploy` (pid {self.deployment.process.pid if self.deployment.process else '?'}) "
+                        f"exited with status {status} during the run")
+        self.events.write("died", exit_status=status, log_tail=tail, **({"hung": True, "message": hung} if hung
+                                                                        else {}))
+        self.progress(f"[nemo-eval] the deployment {'hung' if hung else 'died'} ({what}); redeploying once ...")
         try:
             self.deployment = self.redeploy()
         except Exception as exc:  # noqa: BLE001 - any failure of the redeploy means: lost
-            message = (f"The model deployment was lost: {what}, and redeploying it failed ({exc}). "
+            message = (f"Diagnosis: the model deployment was lost: {what}, and redeploying it failed ({exc}). "
                        f"Log {log}, last lines:\n{tail}")
             self.events.write("lost", message=message, exit_status=status)
             self.progress(f"[nemo-eval] {message}")

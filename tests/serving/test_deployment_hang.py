@@ -1,0 +1,158 @@
+"""A deployment that is alive but silent (SIGSTOP of `nemo-eval deploy` while a harness runs) is noticed by the
+watch's probe (runner/deployment_watch.py), killed and treated as dead: here the redeploy fails too (its weights
+are gone), so every benchmark errors with a `Diagnosis:` naming the hang, within a minute of the stop, and
+nothing is left running (a stopped process outlives SIGTERM: it is SIGKILLed).
+
+An inner pytest run deploys the demo through the plugin (PyTriton)."""
+
+from __future__ import annotations
+
+import shutil
+import signal
+import subprocess
+import sys
+import threading
+import time
+
+import psutil
+
+from pytest_nemo_eval.runner import deployment_watch
+from pytest_nemo_eval.runner.resources import DEPLOYMENTS_LOG
+from tests.plugin.inner_run import junit_cases
+from tests.serving.test_deployment_death import SUITE, _deploy_process, _events, _harness_running, _left_running
+
+DIAGNOSED_WITHIN_S = 60.0  # issue 26: SIGSTOP of the server ends in a diagnosis within 60 s
+
+
+def test_a_stopped_server_is_diagnosed_and_every_benchmark_errors_within_a_minute(pytester, demo_checkpoint):
+    checkpoint = pytester.path / "ckpt"
+    shutil.copytree(demo_checkpoint, checkpoint)
+    (pytester.path / "s.yaml").write_text(SUITE)
+    process = subprocess.Popen(
+        [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "s.yaml", f"--nemo-checkpoint={checkpoint}",
+         f"--nemo-output-dir={pytester.path / 'out'}", "--nemo-cache=off", "-rA", "-v",
+         "--junitxml", str(pytester.path / "junit.xml")],
+        cwd=pytester.path, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    lines: dict[str, float] = {}
+    reader = threading.Thread(target=lambda: [lines.setdefault(line.rstrip("\n"), time.time())
+                                              for line in process.stdout], daemon=True)
+    reader.start()
+    seen: set[psutil.Process] = set()
+    try:
+        deadline = time.monotonic() + 600
+        while True:
+            assert process.poll() is None, "\n".join(lines)
+            assert time.monotonic() < deadline, "the first harness never started"
+            children = psutil.Process(process.pid).children(recursive=True)
+            seen.update(children)
+            deployed = (pytester.path / "out" / DEPLOYMENTS_LOG).is_file()  # written once it answers (lazy: on the
+            if deployed and _harness_running(children) and _deploy_process(children):  # first miss), watched from then
+                break
+            time.sleep(0.1)
+        shutil.rmtree(checkpoint / "weights")  # the redeploy then fails on load: the run must end, not wait
+        _deploy_process(children).send_signal(signal.SIGSTOP)
+        stopped = time.time()
+        try:
+            process.wait(timeout=300)
+        except subprocess.TimeoutExpired:
+            pass
+    finally:
+        if process.poll() is None:
+            process.kill()
+        reader.join(30)
+    output = "\n".join(lines)
+    assert process.returncode == 1, output
+    events = _events(pytester.path)
+    assert [e["event"] for e in events] == ["died", "lost"], events
+    assert events[0]["hung"] and events[0]["exit_status"] == -signal.SIGKILL
+    cases = {name: props for name, (_, props) in junit_cases(pytester.path / "junit.xml").items()}
+    assert {p["nemo.status"] for p in cases.values()} == {"error"} and len(cases) == 3, cases
+    for props in cases.values():
+        assert props["nemo.error"].startswith("Diagnosis: the model deployment was lost: `nemo-eval deploy` (pid ")
+        assert "stopped answering during the run" in props["nemo.error"]
+    diagnosed = events[0]["time"] - stopped
+    first_error = min(at for line, at in lines.items() if "s.yaml::" in line and "FAILED" in line) - stopped
+    print(f"SIGSTOP -> hang diagnosed after {diagnosed:.1f} s, first benchmark errored after {first_error:.1f} s "
+          f"(probe every {deployment_watch.PROBE_EVERY_S:g} s, {deployment_watch.HUNG_AFTER} misses of "
+          f"{deployment_watch.PROBE_DEADLINE_S:g} s)")
+    assert diagnosed < DIAGNOSED_WITHIN_S and first_error < DIAGNOSED_WITHIN_S, (diagnosed, first_error)
+    assert not _left_running(seen), [p.cmdline() for p in _left_running(seen)]
+
+
+class _SilentDeployment:
+    """A deployment whose process (a real `sleep`) lives while its port accepts connections and never answers
+    (a listening socket nobody reads: what a stopped server looks like from outside). The process and the
+    socket are real; the model is not needed to be silent."""
+
+    def __init__(self) -> None:
+        import socket
+
+        self.listener = socket.socket()
+        self.listener.bind(("127.0.0.1", 0))
+        self.listener.listen(16)
+        self.url = f"http://127.0.0.1:{self.listener.getsockname()[1]}"
+        self.model_id = "silent"
+        self.log_path = "deploy.log"
+        self.process = subprocess.Popen(["sleep", "300"], start_new_session=True)
+
+    def log_tail(self) -> str:
+        return "serving\n"
+
+
+def test_the_watch_kills_a_silent_deployment_and_declares_it_lost(tmp_path, monkeypatch):
+    """The probe's logic alone, in a second: silent twice in a row -> killed, `died` (hung), redeploy, `lost`."""
+    monkeypatch.setattr(deployment_watch, "PROBE_EVERY_S", 0.2)
+    monkeypatch.setattr(deployment_watch, "PROBE_DEADLINE_S", 0.5)
+    monkeypatch.setattr(deployment_watch, "POLL_S", 0.05)
+    silent = _SilentDeployment()
+    lines: list[str] = []
+
+    def redeploy():
+        raise RuntimeError("weights gone")
+
+    watch = deployment_watch.DeploymentWatch(silent, tmp_path, redeploy, progress=lines.append).start()
+    try:
+        deadline = time.monotonic() + 30
+        while not deployment_watch.DeploymentEvents(tmp_path).lost() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        events = deployment_watch.DeploymentEvents(tmp_path).read()
+        assert [e["event"] for e in events] == ["died", "lost"], (events, lines)
+        assert events[0]["hung"] and "2 1-token generations in a row got no answer within 0.5 s" in events[0]["message"]
+        assert events[1]["message"].startswith("Diagnosis: the model deployment was lost: `nemo-eval deploy` (pid ")
+        assert "weights gone" in events[1]["message"]
+        assert silent.process.wait(5) == -signal.SIGKILL
+    finally:
+        watch.stop()
+        silent.listener.close()
+        if silent.process.poll() is None:
+            silent.process.kill()
+
+
+def test_the_watch_leaves_an_answering_deployment_alone(tmp_path, monkeypatch):
+    """Any HTTP answer is alive, an error status too (only silence is a hang)."""
+    from pytest_nemo_eval.adapters.wsgi_thread import ServerThread
+
+    monkeypatch.setattr(deployment_watch, "PROBE_EVERY_S", 0.1)
+    monkeypatch.setattr(deployment_watch, "PROBE_DEADLINE_S", 0.5)
+    monkeypatch.setattr(deployment_watch, "POLL_S", 0.05)
+    probes: list[str] = []
+
+    def app(environ, start_response):
+        probes.append(environ["PATH_INFO"])
+        start_response("503 Service Unavailable", [("Content-Type", "application/json")])
+        return [b'{"error": {"message": "busy"}}']
+
+    server = ServerThread(app, host="127.0.0.1", port=0, threads=2, name="answering")
+    server.start()
+    answering = _SilentDeployment()
+    answering.url = server.url
+    watch = deployment_watch.DeploymentWatch(answering, tmp_path, lambda: None, progress=print).start()
+    try:
+        time.sleep(2.0)
+        assert len(probes) >= 5 and set(probes) == {"/v1/completions"}
+        assert deployment_watch.DeploymentEvents(tmp_path).read() == [] and answering.process.poll() is None
+    finally:
+        watch.stop()
+        server.stop()
+        answering.listener.close()
+        answering.process.kill()
