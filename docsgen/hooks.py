@@ -31,6 +31,7 @@ GENERATED: dict[str, Callable[[], str]] = {
 }
 MARKERS: dict[str, Callable[[], str]] = {
     "<!-- generated: diagnoses -->": lambda: diagnoses.page_section(REPO / "pytest_nemo_eval", REPO),
+    "<!-- generated: result fields -->": references.result_fields_section,
 }
 SHOTS_DIR = REPO / "docs" / "assets" / "screenshots"
 # Pages other work adds: placed in the nav when the file exists (nav section, title, page, first or last).

@@ -68,10 +68,11 @@ def _cell(text: str) -> str:
 def model_table(model: type[BaseModel], anchor_prefix: str) -> str:
     """One row per field, each with an anchor `#<prefix>-<field>` other pages can link."""
     rows = ["| key | type | default | allowed | meaning |", "|---|---|---|---|---|"]
+    comments = field_comments(model)
     for name, field in model.model_fields.items():
         anchor = f'<a id="{anchor_prefix}-{name}"></a>'
         rows.append(f"| {anchor}`{name}` | {_cell(_type_name(field.annotation))} | {_cell(_default(field))} | "
-                    f"{_cell(_constraints(field))} | {_cell(field.description or '')} |")
+                    f"{_cell(_constraints(field))} | {_cell(field.description or comments.get(name, ''))} |")
     return "\n".join(rows) + "\n"
 
 
@@ -353,3 +354,41 @@ def junit_page() -> str:
 
 def _prop_anchor(name: str) -> str:
     return "p-" + "".join(c if c.isalnum() else "-" for c in name.replace("<", "").replace(">", "")).strip("-")
+
+
+def field_comments(model: type[BaseModel]) -> dict[str, str]:
+    """The `# ...` comment at the end of each field's line in the model's source: what the code says a field
+    means where it has no `description`."""
+    import inspect
+    import re
+    import tokenize
+
+    try:
+        source = inspect.getsource(model)
+    except (OSError, TypeError):
+        return {}
+    comments: dict[str, str] = {}
+    field_line = re.compile(r"^\s{4}(\w+)\s*:")
+    lines = source.splitlines()
+    for token in tokenize.generate_tokens(io.StringIO(source).readline):
+        if token.type == tokenize.COMMENT:
+            match = field_line.match(lines[token.start[0] - 1])
+            if match and match.group(1) in model.model_fields:
+                comments[match.group(1)] = token.string.lstrip("# ").strip()
+    return comments
+
+
+def result_fields_section() -> str:
+    """Tables of the result models' fields (type, default, the code's comment), for the API page."""
+    from pytest_nemo_eval.results import BenchmarkResult, MetricResult, RunResult
+
+    out = []
+    for model in (RunResult, BenchmarkResult, MetricResult):
+        comments = field_comments(model)
+        rows = ["| field | type | default | meaning |", "|---|---|---|---|"]
+        for name, field in model.model_fields.items():
+            rows.append(f"| `{name}` | {_cell(_type_name(field.annotation))} | {_cell(_default(field))} | "
+                        f"{_cell(field.description or comments.get(name, ''))} |")
+        doc = " ".join((model.__doc__ or "").split())
+        out += [f"### `{model.__name__}` fields\n", doc + "\n", "\n".join(rows) + "\n"]
+    return "\n".join(out)
