@@ -93,7 +93,7 @@ def test_bfcl_runs_the_model_reply_inside_the_sandbox(run_inner, suite_file, pyt
     home_marker = "bfcl-evaluated-the-reply"
     with ScriptedUpstream() as upstream:
         upstream.script.update({"tool_reply": {"calls": [], "content": _payload(home_marker, host_marker)}})
-        suite_file("bfcl_probe", f"""\
+        suite_file("bfcl_probe", """\
             benchmarks:
               - name: bfcl_probe
                 harness: bfcl
@@ -101,7 +101,7 @@ def test_bfcl_runs_the_model_reply_inside_the_sandbox(run_inner, suite_file, pyt
                 endpoint_type: chat
                 runtime: local
                 limit_samples: 2
-                thresholds: {{non_live_overall_acc: {{min: 0.0}}}}
+                thresholds: {non_live_overall_acc: {min: 0.0}}
         """)
         result = run_inner("bfcl_probe.yaml", f"--nemo-endpoint={upstream.url}", *extra, subprocess=True,
                            timeout=900)
