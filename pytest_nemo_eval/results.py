@@ -71,6 +71,7 @@ class BenchmarkResult(BaseModel):
     image_digest: str | None = None
     code_isolation: str | None = None
     samples: int | None = None
+    sampling: str | None = None  # which samples: all | first-n n=N | seeded-random n=N seed=S (harness/invocation.py)
     duration_s: float | None = None
     suite_sha256: str | None = None
     seed: int | None = None

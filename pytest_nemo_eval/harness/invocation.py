@@ -62,6 +62,8 @@ class HarnessInvocation(BaseModel):
     timeout_s: float | None = None
     api_key_env: str | None = Field(default=None, description="NAME of the env var holding the API key")
     limit_samples: int | None = None
+    sample_seed: int | None = Field(default=None, description="with limit_samples: a random subset drawn with this "
+                                    "seed where the harness can take one (builtin); elsewhere the first N")
     parallelism: int | None = None
     log_prefix: str = ""
     mounts: list[Mount] = Field(default_factory=list, description="extra read-only mounts (docker runtime)")
@@ -88,6 +90,13 @@ class HarnessInvocation(BaseModel):
     def is_builtin(self) -> bool:
         return self.harness == BUILTIN_HARNESS
 
+    @property
+    def sampling(self) -> str:
+        """Which samples the harness evaluates (JUnit `nemo.sampling`): `all`, `first-n n=N`, or
+        `seeded-random n=N seed=S`. eval-factory harnesses take the first N: lm-eval's `--samples` wants
+        explicit document indices and refuses `--limit`, and its task's size is known only inside it."""
+        return describe_sampling(self.harness, self.limit_samples, self.sample_seed)
+
     def resolved_image(self) -> str:
         """The image to run: explicit, else ours for the builtin harness, else eval-factory's."""
         if self.image:
@@ -101,6 +110,8 @@ class HarnessInvocation(BaseModel):
         merged: dict[str, Any] = {}
         if self.limit_samples is not None:
             merged["config.params.limit_samples"] = self.limit_samples
+            if self.sample_seed is not None and self.is_builtin:  # `sampling` says what others do
+                merged["config.params.sample_seed"] = self.sample_seed
         if self.parallelism is not None:
             merged["config.params.parallelism"] = self.parallelism
         if self.api_key_env:
@@ -115,6 +126,15 @@ class HarnessInvocation(BaseModel):
             if name and str(name) not in names:
                 names.append(str(name))
         return names
+
+
+def describe_sampling(harness: str, limit_samples: int | None, sample_seed: int | None) -> str:
+    """`HarnessInvocation.sampling` from its three inputs (the runner reports it without an invocation)."""
+    if limit_samples is None:
+        return "all"
+    if sample_seed is not None and harness == BUILTIN_HARNESS:
+        return f"seeded-random n={limit_samples} seed={sample_seed}"
+    return f"first-n n={limit_samples}"
 
 
 class HarnessEnvironment(BaseModel):

@@ -7,7 +7,8 @@ Test case properties (one test case = one benchmark):
                                is reported in pytest's call phase, so its JUnit element is a <failure>;
                                this property still says `error` (`failed` = missed thresholds/regression)
     nemo.harness, nemo.runtime, nemo.runtime_reason, nemo.image, nemo.image_digest,
-    nemo.samples, nemo.duration_s, nemo.suite_sha256, nemo.seed, nemo.outcome, nemo.error,
+    nemo.samples, nemo.sampling (which ones: all | first-n n=N | seeded-random n=N seed=S),
+    nemo.duration_s, nemo.suite_sha256, nemo.seed, nemo.outcome, nemo.error,
     nemo.samples_file, nemo.results_file, nemo.proxy_log, nemo.multiple_comparisons (holm | bh)
     nemo.chat_template_kwargs  the suite's `chat_template_kwargs` of the benchmark (JSON, keys sorted), when set
     nemo.code_isolation        the boundary a code benchmark's model-written code ran behind:
@@ -87,6 +88,7 @@ FACT_FIELDS = (
     "code_isolation",
     "duration_s",
     "samples",
+    "sampling",
     "image_digest",
     "samples_file",
     "results_file",

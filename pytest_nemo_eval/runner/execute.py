@@ -51,6 +51,7 @@ class HarnessOutcome(BaseModel):
     flat_scores: dict[str, ScoreValue]
     duration_s: float | None = None
     samples: int | None = None
+    sampling: str | None = None  # which samples the harness evaluated (harness/invocation.describe_sampling)
     image_digest: str | None = None
     proxy: dict[str, float] = {}
     judge: dict[str, str] = {}
@@ -148,6 +149,7 @@ def run_benchmark_harness(
     `code_isolation` (prerequisites.code_isolation) is handed to the run (the builtin harness's override,
     the bubblewrap sandbox around an eval-factory harness), so the level decided and reported is the one used."""
     from pytest_nemo_eval.harness.errors import HarnessError, HarnessFailed, HarnessTimeout
+    from pytest_nemo_eval.harness.invocation import describe_sampling
     from pytest_nemo_eval.harness.runtime import HarnessInvocation, run_harness
     from pytest_nemo_eval.runner.deployment_watch import run_watched
     from pytest_nemo_eval.runner.judge import judge_route
@@ -183,6 +185,7 @@ def run_benchmark_harness(
                 image=image,
                 timeout_s=benchmark.timeout_s,
                 limit_samples=state.options.limit_samples or benchmark.limit_samples,
+                sample_seed=state.options.sample_seed,
                 parallelism=benchmark.parallelism or target.default_parallelism,  # replicas: resources.py
                 log_prefix=f"[{benchmark.name}] ",
                 mounts=benchmark.mounts,
@@ -209,6 +212,8 @@ def run_benchmark_harness(
     outcome = _outcome(benchmark, run.results, run.output_dir, stats=stats, judge=judge_facts,
                        duration_s=run.duration_s, image_digest=run.image_digest,
                        proxy_log=_proxy_log(target.output_dir, name))
+    outcome.sampling = describe_sampling(benchmark.harness, state.options.limit_samples or benchmark.limit_samples,
+                                         state.options.sample_seed)
     require_metrics_or_error(benchmark, outcome)
     attempt = {key: value - counted_before.get(key, 0.0) for key, value in stats.items()}
     require_answered_requests(benchmark, attempt, outcome, last_error=route_stats.get("last_error"))
@@ -451,6 +456,7 @@ def benchmark_result(
         suite_sha256=setup.suite_sha256 if setup else None,
         seed=benchmark.seed,
         samples=harness.samples if harness else None,
+        sampling=harness.sampling if harness else None,
         duration_s=harness.duration_s if harness else None,
         image_digest=harness.image_digest if harness else None,
         proxy=harness.proxy if harness else {},

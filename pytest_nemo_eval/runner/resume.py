@@ -57,6 +57,7 @@ class ResumeInputs(BaseModel):
     runtime: str
     image: str | None
     limit_samples: int | None
+    sample_seed: int | None = None  # --nemo-sample-seed: another subset of the samples
 
     def key(self) -> str:
         return hashlib.sha256(self.model_dump_json().encode()).hexdigest()
@@ -97,7 +98,8 @@ def resume_inputs(state: NemoState, benchmark: ResolvedBenchmark, setup: Benchma
     config = benchmark.model_dump(mode="json", include=set(RUN_FIELDS))
     return ResumeInputs(checkpoint=target.cache_namespace, benchmark=config, harness=benchmark.harness,
                         harness_version=__version__, runtime=setup.runtime, image=setup.image,
-                        limit_samples=state.options.limit_samples or benchmark.limit_samples)
+                        limit_samples=state.options.limit_samples or benchmark.limit_samples,
+                        sample_seed=state.options.sample_seed)
 
 
 class ResultStore:

@@ -5,7 +5,8 @@
     nemo-eval-harness ls
 
 Overrides (NeMo Evaluator's `config.params.` prefix is accepted and ignored):
-temperature, max_tokens (alias max_new_tokens), top_p, seed, limit_samples,
+temperature, max_tokens (alias max_new_tokens), top_p, seed, limit_samples, sample_seed (with
+limit_samples: a random subset drawn with this seed, in dataset order, instead of the first N),
 parallelism, request_timeout, max_retries, task_spec (a YAML file to run instead
 of a registered task), api_key_env, alias target.api_endpoint.api_key_name (NeMo
 Evaluator's field) or target.api_endpoint.api_key (the NAME of the env var holding
@@ -46,6 +47,7 @@ class RunOverrides(BaseModel):
     top_p: float | None = None
     seed: int | None = None
     limit_samples: int | None = Field(default=None, ge=1)
+    sample_seed: int | None = None  # with limit_samples: a seeded random subset instead of the first N
     parallelism: int = Field(default=1, ge=1, le=256)
     request_timeout: float = Field(default=300.0, gt=0)
     max_retries: int = Field(default=5, ge=0)
@@ -103,6 +105,7 @@ def _run_eval(args: argparse.Namespace) -> int:
     )
     results = run_task(
         spec, client, output_dir=output_dir, params=params, limit_samples=overrides.limit_samples,
+        sample_seed=overrides.sample_seed,
         parallelism=overrides.parallelism, log=lambda line: print(line, flush=True), code_isolation=code_isolation,
         early_stop=EarlyStop(metric=overrides.early_stop_metric, min=overrides.early_stop_min,
                              max=overrides.early_stop_max, alpha=overrides.early_stop_alpha)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import functools
 import json
 import math
+import random
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -22,6 +23,16 @@ SCORERS = {"exact_match": exact_match, "multiple_choice": multiple_choice, "code
            "tool_call": tool_call}
 
 
+def subset(records: list, limit: int, seed: int | None) -> list:
+    """The first `limit` records, or with a seed `limit` drawn at random (the same for the same seed and
+    dataset, whatever the platform: `random.Random` is specified), kept in dataset order. An unbiased
+    subset, unlike the first N of a dataset sorted by source or difficulty (lm-eval #2598)."""
+    if seed is None or limit >= len(records):
+        return records[:limit]
+    chosen = sorted(random.Random(seed).sample(range(len(records)), limit))
+    return [records[i] for i in chosen]
+
+
 def samples_file(output_dir: Path, task_name: str) -> Path:
     return Path(output_dir) / f"samples_{task_name}.jsonl"
 
@@ -33,12 +44,14 @@ def run_task(
     output_dir: Path,
     params: GenerationParams,
     limit_samples: int | None = None,
+    sample_seed: int | None = None,
     parallelism: int = 1,
     log: Callable[[str], None] = print,
     code_isolation: Isolation | None = None,
     early_stop: EarlyStop | None = None,
 ) -> EvalResults:
-    """Score every record (or the first `limit_samples`), write per-sample JSONL, return the results.
+    """Score every record (or `limit_samples` of them: the first, or a random subset drawn with
+    `sample_seed`), write per-sample JSONL, return the results.
 
     Code tasks run their samples at `code_isolation` (default: `resolve_isolation("auto")`,
     which raises `NoSandbox` before any request when no boundary can be made and nobody opted in).
@@ -52,8 +65,10 @@ def run_task(
         score = functools.partial(scorer.score, isolation=isolation)
     records = load_jsonl(spec.data_path(), [spec.id_field, *scorer.required_fields(spec)])
     if limit_samples is not None:
-        records = records[:limit_samples]
-    log(f"task {spec.name}: {len(records)} samples, type {spec.type}, parallelism {parallelism}")
+        records = subset(records, limit_samples, sample_seed)
+    how = f", seeded random subset (seed {sample_seed})" if limit_samples is not None and sample_seed is not None \
+        else ""
+    log(f"task {spec.name}: {len(records)} samples{how}, type {spec.type}, parallelism {parallelism}")
     started = time.monotonic()
     outcomes: list[SampleOutcome] = []
     pool = ThreadPoolExecutor(max_workers=max(1, parallelism), thread_name_prefix="sample")
