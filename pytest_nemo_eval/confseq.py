@@ -2,8 +2,8 @@
 
 Waudby-Smith & Ramdas (2023), "Estimating means of bounded random variables by betting", JRSS-B
 86(1): the hedged capital process with predictable plug-in bets (their Sections 4-5). Written here from
-the paper: the PyPI package `confseq` implements it but needs a C++/Boost build, too heavy for a
-harness image. Why: a benchmark may stop sampling the moment this sequence lies wholly on one side of
+the paper: PyPI's `confseq` (0.0.11, last released January 2023) ships it beside a compiled C++
+extension, a build the harness image need not carry for a few dozen lines. Why: a benchmark may stop sampling the moment this sequence lies wholly on one side of
 its threshold, and the verdict's error stays at most alpha however often it was looked at.
 
 For each candidate mean m (a grid on [0, 1] plus the thresholds), two gamblers bet on x_t − m:

@@ -17,7 +17,7 @@ from pytest_nemo_eval.paired import PairedTest
 from pytest_nemo_eval.suite import InconclusivePolicy, Threshold
 
 Verdict = Literal["pass", "fail", "inconclusive"]
-IntervalMethod = Literal["normal", "Wilson"]
+IntervalMethod = Literal["normal", "Wilson", "betting CS"]  # betting CS: confseq.py, an early-stopped benchmark
 
 
 class ScoreValue(BaseModel):

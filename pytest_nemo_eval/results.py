@@ -85,6 +85,7 @@ class BenchmarkResult(BaseModel):
     baseline: list[Comparison] = Field(default_factory=list)  # every metric shared with the baseline
     gate: GatePolicy | None = None  # the baseline gate's policy the benchmark was judged by
     multiple_comparisons: Correction | None = None  # the suite's adjustment of the run's NO-GO p-values
+    early_stop: dict[str, Any] | None = None  # samples used and planned, why it stopped (harness early_stop.json)
 
     @property
     def suite(self) -> str:

@@ -182,6 +182,9 @@ class SuiteDefaults(_HarnessInputs):
         "merged into every chat request's `chat_template_kwargs` (the request's own keys win), e.g. "
         "{enable_thinking: false} to switch a reasoning model's thinking off"))
     gate: GatePolicy = Field(default=GatePolicy(), description="the baseline gate's policy of every benchmark")
+    early_stop: bool = Field(default=False, description=(
+        "builtin-harness benchmarks with a threshold stop sampling once an anytime-valid confidence sequence "
+        "settles the verdict (docs/concepts/gate-policy.md); other harnesses run every sample"))
     multiple_comparisons: Correction = Field(default="holm", description=(
         "how the run's NO-GO p-values are adjusted for testing many metrics: holm (family-wise error rate) "
         "or bh (Benjamini-Hochberg false discovery rate)"))
@@ -213,6 +216,16 @@ class Benchmark(_HarnessInputs):
     max_truncated_share: float | None = Field(default=None, ge=0, le=1)
     chat_template_kwargs: dict[str, Any] = Field(default={}, description="merged over the defaults' (keys win)")
     gate: GatePolicy | None = Field(default=None, description="the baseline gate's policy (fields over the defaults')")
+    early_stop: bool | None = Field(default=None, description="stop once the threshold's verdict is settled")
+
+    @model_validator(mode="after")
+    def _early_stop_needs(self) -> "Benchmark":
+        if self.early_stop and self.harness != "builtin":
+            raise ValueError(f"`early_stop: true` needs the builtin harness, whose per-sample scores the plugin sees "
+                             f"while it runs; harness {self.harness!r} runs every sample. Remove `early_stop`.")
+        if self.early_stop and not self.thresholds:
+            raise ValueError("`early_stop: true` stops when a threshold's verdict is settled; add `thresholds`")
+        return self
 
     @field_validator("markers")
     @classmethod
@@ -279,6 +292,7 @@ class ResolvedBenchmark(BaseModel):
     chat_template_kwargs: dict[str, Any] = {}
     gate: GatePolicy = GatePolicy()
     multiple_comparisons: Correction = "holm"
+    early_stop: bool = False
     seed: int
 
     image_registry: str
@@ -328,7 +342,7 @@ class LoadedSuite(BaseModel):
                 endpoint_type=b.endpoint_type or d.endpoint_type,
                 runtime=b.runtime or d.runtime,
                 image=b.image,
-                params={**d.params, **b.params},
+                params={**d.params, **b.params, **_early_stop_params(b, d)},
                 thresholds=b.thresholds,
                 confidence=b.confidence if b.confidence is not None else d.confidence,
                 inconclusive=b.inconclusive or d.inconclusive,
@@ -347,6 +361,7 @@ class LoadedSuite(BaseModel):
                 chat_template_kwargs={**d.chat_template_kwargs, **b.chat_template_kwargs},
                 gate=b.gate.over(d.gate) if b.gate is not None else d.gate,
                 multiple_comparisons=d.multiple_comparisons,
+                early_stop=bool(_early_stop_params(b, d)),
                 seed=self.suite.seed,
                 image_registry=d.image_registry,
                 image_tag=d.image_tag,
@@ -358,6 +373,19 @@ class LoadedSuite(BaseModel):
         """A relative host path is relative to the suite file, so a suite works from any directory."""
         host = Path(mount.host).expanduser()
         return mount.model_copy(update={"host": host if host.is_absolute() else (self.path.parent / host).resolve()})
+
+
+def _early_stop_params(b: Benchmark, d: SuiteDefaults) -> dict[str, Any]:
+    """The builtin harness's early-stop overrides (harness/builtin/early_stop.py) for the benchmark's first
+    threshold, at the benchmark's confidence (0.95 without one); none when early stop is off or cannot apply."""
+    wanted = b.early_stop if b.early_stop is not None else d.early_stop
+    if not wanted or b.harness != "builtin" or not b.thresholds:
+        return {}
+    metric, threshold = next(iter(b.thresholds.items()))
+    confidence = b.confidence if b.confidence is not None else (d.confidence or 0.95)
+    params: dict[str, Any] = {"early_stop_metric": metric, "early_stop_alpha": round(1 - confidence, 12)}
+    params.update({f"early_stop_{k}": v for k, v in (("min", threshold.min), ("max", threshold.max)) if v is not None})
+    return params
 
 
 def looks_like_suite(path: Path) -> bool:

@@ -28,6 +28,8 @@ Test case properties (one test case = one benchmark):
                                verdict (GO | NO-GO | INCONCLUSIVE), tier, margin, drop, drop_ci ([low, high]),
                                interval (which one), p_margin (raw p of "drop <= margin"), p_adjusted and
                                correction (when the comparison can fail the run)
+    nemo.early_stop            a benchmark that watched its threshold (suite `early_stop: true`): JSON of metric,
+                               samples_used, samples_planned, reason (pass | fail | exhausted), ci_low, ci_high
     nemo.gate                  the benchmark's gate policy (JSON: tier, max_drop, max_relative_drop,
                                relative_guard_below), read back so `nemo-eval-report` judges by it
 
@@ -54,6 +56,7 @@ CHAT_TEMPLATE_KWARGS = "nemo.chat_template_kwargs"
 JUDGE_PREFIX = "nemo.judge."
 BASELINE_PREFIX = "nemo.baseline."
 GATE = "nemo.gate"
+EARLY_STOP = "nemo.early_stop"
 MAX_FLIPPED_IDS = 100
 PROXY_FIELDS = (
     "requests",
@@ -156,6 +159,8 @@ def to_properties(result: BenchmarkResult) -> list[tuple[str, str]]:
             out.append((base + "note", c.note[:500]))
     if result.gate is not None:
         out.append((GATE, result.gate.model_dump_json()))
+    if result.early_stop is not None:
+        out.append((EARLY_STOP, json.dumps(result.early_stop, sort_keys=True)))
     if result.outcome is not None:
         out.append(("nemo.outcome", result.outcome))
     if result.status == "error" and result.message:
@@ -252,6 +257,7 @@ def from_properties(
         **known,
         "chat_template_kwargs": _json_object(facts.get("chat_template_kwargs")),
         "gate": _json_object(facts.get("gate")) or None,
+        "early_stop": _json_object(facts.get("early_stop")) or None,
         "benchmark": facts["benchmark"],
         "status": facts["status"] if facts.get("status") in STATUSES else status,
         "outcome": facts.get("outcome") or None,

@@ -58,6 +58,7 @@ class HarnessOutcome(BaseModel):
     samples_file: str | None = None
     proxy_log: str | None = None
     results_file: str | None = None
+    early_stop: dict[str, Any] | None = None  # the builtin harness's early_stop.json, when it watched a metric
     reused_from: str | None = None  # the stored result this outcome was reused from (runner/resume.py)
 
 
@@ -282,7 +283,15 @@ def _outcome(
         proxy_log=proxy_log,
         results_file=str(results_file.resolve()) if results is not None and results_file and results_file.is_file()
         else None,
+        early_stop=_early_stop_record(output_dir) if results is not None else None,
     )
+
+
+def _early_stop_record(output_dir: Path | None) -> dict[str, Any] | None:
+    from pytest_nemo_eval.harness.builtin.early_stop import read_record
+
+    record = read_record(output_dir)
+    return record.model_dump() if record is not None else None
 
 
 def _proxy_log(output_dir: str, route: str) -> str | None:
@@ -397,6 +406,21 @@ def metric_results(
     return out
 
 
+def settled_by_sequence(gate: GateResult, record: dict[str, Any]) -> GateResult:
+    """A benchmark that stopped early is judged by the sequence that stopped it (its mean after an
+    optional stop is not a fixed-n sample's, so Wilson's interval would not hold): pass or fail as it
+    settled, inconclusive when every planned sample ran and it never did; its interval is the sequence's."""
+    verdicts = []
+    for v in gate.verdicts:
+        if record["metric"] in (v.metric, v.metric.split(".", 1)[0]):
+            reason = record["reason"]
+            v = v.model_copy(update={"verdict": reason if reason in ("pass", "fail") else "inconclusive",
+                                     "ci_low": record["ci_low"], "ci_high": record["ci_high"],
+                                     "ci_method": "betting CS"})
+        verdicts.append(v)
+    return gate.model_copy(update={"verdicts": verdicts})
+
+
 def check_benchmark(
     state: NemoState, benchmark: ResolvedBenchmark, harness: HarnessOutcome,
     family: list[ResolvedBenchmark] | None = None,
@@ -410,6 +434,8 @@ def check_benchmark(
         confidence=benchmark.confidence,
         inconclusive=benchmark.inconclusive,
     )
+    if harness.early_stop is not None:
+        gate = settled_by_sequence(gate, harness.early_stop)
     reported = reported_scores(benchmark, harness)
     metrics = metric_results(reported, gate, thresholds)
     return GateOutcome(
@@ -469,4 +495,5 @@ def benchmark_result(
         baseline=gate.comparisons if gate is not None else [],
         gate=benchmark.gate,
         multiple_comparisons=benchmark.multiple_comparisons,
+        early_stop=harness.early_stop if harness else None,
     )

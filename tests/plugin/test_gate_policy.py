@@ -128,3 +128,22 @@ def test_suite_gate_defaults_merge_field_by_field_and_typos_are_named(tmp_path):
     path.write_text(path.read_text().replace("maxdrop: 0.1", "relative_guard_below: 0.1"))
     with pytest.raises(SuiteError, match="`relative_guard_below` only applies with `max_relative_drop`"):
         load_suite(path)
+
+
+def test_early_stop_becomes_the_builtin_harness_overrides_and_is_refused_elsewhere(tmp_path):
+    path = tmp_path / "s.yaml"
+    path.write_text(textwrap.dedent("""\
+        defaults: {early_stop: true, confidence: 0.9}
+        benchmarks:
+          - {name: a, harness: builtin, task: demo_addition, thresholds: {exact_match: {min: 0.5, max: 0.99}}}
+          - {name: b, harness: builtin, task: demo_addition}
+    """))
+    a, b = load_suite(path).resolved()
+    assert a.early_stop and a.params == {"early_stop_metric": "exact_match", "early_stop_alpha": 0.1,
+                                         "early_stop_min": 0.5, "early_stop_max": 0.99}
+    assert not b.early_stop and b.params == {}  # nothing to watch: every sample runs
+    path.write_text("benchmarks:\n  - {name: a, harness: simple_evals, task: mmlu, early_stop: true,"
+                    " thresholds: {score: {min: 0.5}}}\n")
+    with pytest.raises(SuiteError, match=r"s.yaml:2: field `benchmarks\[0\]`: Value error, `early_stop: true` needs "
+                                         r"the builtin harness"):
+        load_suite(path)

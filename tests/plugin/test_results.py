@@ -15,7 +15,7 @@ from pytest_nemo_eval.report.junit import read_reports
 from pytest_nemo_eval.report.properties import describe_threshold, from_properties, parse_threshold, to_properties
 from pytest_nemo_eval.results import BenchmarkResult, MetricResult, RunResult
 from pytest_nemo_eval.samples import read_samples
-from pytest_nemo_eval.suite import Threshold
+from pytest_nemo_eval.suite import GatePolicy, Threshold
 
 from .inner_run import LIMIT, junit_cases
 
@@ -38,6 +38,9 @@ def _result() -> BenchmarkResult:
         proxy={"requests": 100.0, "errors": 0.0, "latency_p50_ms": 3.5},
         baseline=[Comparison(benchmark="smoke::addition", metric="exact_match", baseline=0.9, current=0.55,
                              allowed=0.1, higher_is_better=True, regressed=True)],
+        gate=GatePolicy(tier="supporting", max_drop=0.02), multiple_comparisons="bh",
+        early_stop={"metric": "exact_match", "samples_used": 37, "samples_planned": 100, "reason": "pass",
+                    "ci_low": 0.51, "ci_high": 0.9, "alpha": 0.05},
     )
 
 

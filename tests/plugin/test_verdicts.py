@@ -11,6 +11,7 @@ import shutil
 import stat
 import sys
 import time
+from pathlib import Path
 
 import psutil
 
@@ -275,3 +276,31 @@ def test_release_suite_skips_each_benchmark_saying_what_is_missing(run_inner, py
     assert all("Docker (no Docker daemon is reachable" in line or "nvcr.io is unreachable" in line
                for line in skipped_lines), skipped_lines
     assert "GPU" not in "".join(skipped_lines)  # an adopted endpoint needs no local GPU
+
+
+def test_early_stop_ends_a_benchmark_once_its_verdict_is_settled(run_inner, suite_file, pytester, endpoint):
+    """`early_stop: true` on the demo: addition (a demo that learned it answers nearly all right) stops as soon
+    as the betting confidence sequence clears `min: 0.3`, before the LIMIT samples; the JUnit says how many
+    samples it used, of how many, why, and the metric's verdict and interval are the sequence's (replayed
+    here from the per-sample file with confseq.BettingCS)."""
+    from pytest_nemo_eval.confseq import BettingCS
+
+    suite_file("early", """\
+        defaults: {runtime: local, early_stop: true}
+        benchmarks:
+          - {name: addition, harness: builtin, task: demo_addition, thresholds: {exact_match: {min: 0.3}}}
+    """)
+    result = run_inner("early.yaml", f"--nemo-endpoint={endpoint}", f"--nemo-limit-samples={LIMIT}")
+    result.assert_outcomes(passed=1)
+    props = junit_cases(pytester.path / "junit.xml")["addition"][1]
+    record = json.loads(props["nemo.early_stop"])
+    assert record["reason"] == "pass" and record["samples_planned"] == int(LIMIT)
+    assert record["samples_used"] < int(LIMIT) and props["nemo.samples"] == str(record["samples_used"])
+    scores = [json.loads(line)["scores"]["exact_match"]
+              for line in Path(props["nemo.samples_file"]).read_text().splitlines() if line.strip()]
+    assert len(scores) == record["samples_used"]
+    cs = BettingCS(0.05, extra_points=[0.3])
+    settled = next(t for t, s in enumerate(scores, 1) if (cs.update(s) or cs.decision(0.3) is not None))
+    assert settled == record["samples_used"]
+    assert props["nemo.metric.exact_match.verdict"] == "pass"
+    assert props["nemo.metric.exact_match.ci"] == f"[{record['ci_low']:.6g}, {record['ci_high']:.6g}]"
