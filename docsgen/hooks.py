@@ -48,8 +48,9 @@ PLACEHOLDER_PNG = bytes.fromhex(
 
 def on_config(config: Any) -> Any:
     docs_dir = Path(config["docs_dir"])
+    placed = repr(config["nav"])
     for section, title, page, first in OPTIONAL_PAGES:
-        if not (docs_dir / page).is_file():
+        if not (docs_dir / page).is_file() or f"'{page}'" in placed:  # missing, or mkdocs.yml places it already
             continue
         for entry in config["nav"] or []:
             if isinstance(entry, dict) and section in entry:
