@@ -257,7 +257,7 @@ def _example_result() -> Any:
                                           threshold=Threshold(min=0.5), verdict="pass")},
         baseline=[Comparison(metric="<metric>", paired=paired, **compare),  # type: ignore[arg-type]
                   Comparison(metric="<metric>", **compare)],  # type: ignore[arg-type]
-        gate=GatePolicy())
+        gate=GatePolicy(), early_stop={"metric": "<metric>", "samples_used": 1, "samples_planned": 2, "reason": "pass"})
 
 
 def _sample_value(annotation: Any) -> Any:
