@@ -8,13 +8,14 @@ only holds the `Target` the controller sent through `workerinput`.
 from __future__ import annotations
 
 import shutil
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import pytest
 
 from pytest_nemo_eval.gate import Comparison
 from pytest_nemo_eval.runner.settings import NemoOptions, read_options
-from pytest_nemo_eval.runner.resources import LocalResources, ProxyControl, Target, TargetUnavailable
+from pytest_nemo_eval.runner.resources import PROXY_LOG_DIR, LocalResources, ProxyControl, Target, TargetUnavailable
 from pytest_nemo_eval.results import MetricResult
 from pytest_nemo_eval.suite import GatePolicy, ResolvedBenchmark
 
@@ -74,6 +75,7 @@ class NemoState:
                     self.options.progress_interval,
                     self._progress,
                     self.options.limit_samples,
+                    log_dir=Path(self._target.output_dir) / PROXY_LOG_DIR,  # progress_tracking's progress.json
                 ).start()
         return self._target
 

@@ -2,13 +2,16 @@
 
 The proxy counts every benchmark's requests, whichever xdist worker runs it,
 so one thread in the controller (or the serial process) can report them all.
-Plain lines, no carriage returns: they read well in a CI log.
+Plain lines, no carriage returns: they read well in a CI log. A route with the
+`progress_tracking` interceptor adds its samples processed and their rate, read from the
+`progress.json` the interceptor keeps in the route's log folder (`log_dir/<route>/`).
 """
 
 from __future__ import annotations
 
 import threading
 from collections.abc import Callable
+from pathlib import Path
 
 from pytest_nemo_eval.runner.resources import ProxyControl
 
@@ -17,8 +20,9 @@ DEFAULT_ROUTE = "default"  # the proxy's route for requests without a benchmark 
 
 class ProgressReporter:
     def __init__(self, proxy: ProxyControl, interval_s: float, write: Callable[[str], None],
-                 expected_samples: int | None = None) -> None:
+                 expected_samples: int | None = None, log_dir: Path | None = None) -> None:
         self.proxy = proxy
+        self.log_dir = log_dir  # the proxy's log folder: progress_tracking's progress.json per route
         self.interval_s = interval_s
         self.write = write
         self.expected_samples = expected_samples
@@ -56,8 +60,15 @@ class ProgressReporter:
             expected = f" (limit {self.expected_samples} samples)" if self.expected_samples else ""
             lines.append(
                 f"[nemo-eval] progress {name}: {done} requests done{expected}, {in_flight} in flight, "
-                f"{stats.get('errors', 0)} errors, {stats.get('cache_hits', 0)} cache hits"
+                f"{stats.get('errors', 0)} errors, {stats.get('cache_hits', 0)} cache hits" + self._tracked(name)
             )
         for line in lines:
             self.write(line)
         return lines
+
+    def _tracked(self, name: str) -> str:
+        """`; progress_tracking: 120 samples processed (+40 cached), 3.20 samples/s`, when the route tracks it."""
+        from pytest_nemo_eval.adapters.interceptors.progress_tracking import describe, read_progress
+
+        tracked = read_progress(self.log_dir / name) if self.log_dir is not None else None
+        return f"; progress_tracking: {describe(tracked)}" if tracked else ""
