@@ -4,6 +4,7 @@ items and by the `nemo_benchmark` fixture, so both behave the same."""
 
 from __future__ import annotations
 
+import json
 import re
 import shutil
 import time
@@ -194,7 +195,7 @@ def run_benchmark_harness(
                 log_notes=[state.runtime_choice(benchmark)[1]],
             ))
 
-        started = time.monotonic()
+        started, began = time.monotonic(), time.time()
         with judge_route(benchmark, name, target=target, proxy=proxy, adapter=adapter,
                          output_dir=judge_dir) as judged:
             judge = judged  # its counters are read even when the harness fails
@@ -218,6 +219,7 @@ def run_benchmark_harness(
     require_metrics_or_error(benchmark, outcome)
     attempt = {key: value - counted_before.get(key, 0.0) for key, value in stats.items()}
     require_answered_requests(benchmark, attempt, outcome, last_error=route_stats.get("last_error"))
+    require_untripped_route(benchmark, _proxy_log(target.output_dir, name), began, outcome)
     require_finished_thoughts(benchmark, attempt, outcome)
     return outcome
 
@@ -356,6 +358,28 @@ def require_answered_requests(benchmark: ResolvedBenchmark, attempt: dict[str, f
         f"{last_error or 'unknown'}); the harness scored those as answers, so {benchmark.id}'s scores say "
         "nothing about the model. Fix what the requests ask for (the proxy log has each one), or allow a share "
         f"with `max_request_errors: {min(1.0, round(errors / requests + 0.005, 2))}` on the benchmark.", harness)
+
+
+def require_untripped_route(benchmark: ResolvedBenchmark, log_folder: str | None, began: float,
+                            harness: HarnessOutcome) -> None:
+    """`BenchmarkError` (keeping the scores as evidence) when `raise_client_errors` stopped this benchmark's route
+    during this run (its `client_error.json` marker): every later request was refused without reaching the model,
+    so the scores say nothing about it, even where `max_request_errors` allows the share of errors that left."""
+    from pytest_nemo_eval.adapters.interceptors.raise_client_errors import MARKER
+
+    try:
+        marker = json.loads((Path(log_folder) / MARKER).read_text(encoding="utf-8")) if log_folder else None
+    except (OSError, ValueError):
+        return
+    if not isinstance(marker, dict) or float(marker.get("time", 0)) < began:  # none, or an earlier run's
+        return
+    raise BenchmarkError(
+        f"Diagnosis: raise_client_errors stopped {benchmark.id}: the model refused {marker.get('method')} "
+        f"{marker.get('path')} with HTTP {marker.get('status')} ({marker.get('upstream_error')}), and every later "
+        "request of the benchmark was refused without reaching the model, so its scores say nothing about the "
+        f"model, whatever `max_request_errors: {benchmark.max_request_errors:g}` allows. Fix the request the "
+        "harness sends (the proxy's request log has it), or leave this status out with raise_client_errors' "
+        "exclude_status_codes.", harness)
 
 
 def require_finished_thoughts(benchmark: ResolvedBenchmark, attempt: dict[str, float], harness: HarnessOutcome) -> None:
