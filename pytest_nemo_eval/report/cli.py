@@ -7,6 +7,8 @@
     nemo-eval-report gate.xml --baseline last-release.xml --max-drop 0.01   # exit 1 on a NO-GO
     nemo-eval-report gate.xml --baseline last-release.xml --html report.html  # self-contained HTML report
     nemo-eval-report gate.xml --mlflow http://127.0.0.1:5000 --mlflow-experiment release   # (re-)export to MLflow
+    nemo-eval-report plan --baseline gate.xml --max-drop 0.01       # items each benchmark needs to decide
+    nemo-eval-report compare old.xml new.xml --show-flips          # verdicts and the flipped items' answers
 
 Exit status: 0 fine, 1 a metric regressed versus the baseline (a NO-GO that fails the run: the recorded
 gate policy's, docs/concepts/gate-policy.md), 2 bad input.
@@ -54,6 +56,14 @@ def main(argv: list[str] | None = None, prog: str = "nemo-eval-report") -> int:
         from pytest_nemo_eval.report.merge import merge_main
 
         return merge_main(argv[1:], f"{prog} merge", main)
+    if argv[:1] == ["plan"]:  # report/planning.py
+        from pytest_nemo_eval.report.planning import plan_main
+
+        return plan_main(argv[1:], f"{prog} plan")
+    if argv[:1] == ["compare"]:  # report/compare.py
+        from pytest_nemo_eval.report.compare import compare_main
+
+        return compare_main(argv[1:], f"{prog} compare")
     args = _parser(prog).parse_args(argv)
     if args.tolerance is not None:
         print(f"{prog}: --tolerance is deprecated; it sets --max-drop (the gate's margin).", file=sys.stderr)

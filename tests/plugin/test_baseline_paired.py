@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import html
 import json
+import math
 import re
 import shutil
 from pathlib import Path
@@ -15,6 +16,7 @@ import pytest
 
 from pytest_nemo_eval.report.baseline import NemoBaselineWarning
 from pytest_nemo_eval.report.cli import main
+from pytest_nemo_eval.report.cli import main as report_main
 from pytest_nemo_eval.samples import SampleRecord
 
 
@@ -134,7 +136,7 @@ def _per_sample(path: Path, metric: str) -> dict[str, tuple[float, str]]:
     return {str(row["item_id"]): (float(row["scores"][metric]), row["response"]) for row in rows}
 
 
-def test_paired_gate_in_a_real_session_junit_and_html(run_inner, pytester, endpoint):
+def test_paired_gate_in_a_real_session_junit_and_html(run_inner, pytester, endpoint, capsys):
     """The smoke suite on the demo twice through the plugin: a greedy baseline, then a candidate that samples
     at a temperature with a seed (suite `params`), gated with `--nemo-baseline` on the first run's JUnit (and the
     `.samples/` kept beside it, as a CI artifact travels). The comparison of a 0/1 metric must be paired: the
@@ -210,3 +212,23 @@ def test_paired_gate_in_a_real_session_junit_and_html(run_inner, pytester, endpo
                 rows = [html.unescape(r) for r in re.findall(rf"<tr><td>{re.escape(i)}</td>.*?</tr>", table, re.S)]
                 assert len(rows) == 1, (way, i, table[:2000])
                 assert f"<pre>{before[i][1]}</pre><td><pre>{now[i][1]}</pre>".replace("<td>", "</td><td>") in rows[0]
+
+    # `plan` and `compare` on the demo's own two runs: the items the baseline needs at margin 0.01 (its
+    # per-item sd from the kept per-sample copy, the textbook formula) and every flipped item with both answers
+    from scipy.stats import norm
+
+    capsys.readouterr()
+    assert report_main(["plan", "--baseline", str(baseline), "--max-drop", "0.01"]) == 0
+    values = [v for v, _ in before.values()]
+    sd = float(np.std(values, ddof=1)) or math.sqrt((sum(values) + 0.5) / (len(values) + 1)
+                                                    * (1 - (sum(values) + 0.5) / (len(values) + 1)))
+    need = math.ceil(2 * sd**2 * (norm.ppf(0.975) + norm.ppf(0.8)) ** 2 / 0.01**2)
+    plan = [" ".join(line.split()) for line in capsys.readouterr().out.splitlines()]
+    assert any(row.startswith("smoke::demo_addition exact_match ") and f" {LIMIT} {need} " in row for row in plan)
+    assert report_main(["compare", str(baseline), str(pytester.path / "junit.xml"), "--show-flips"]) == (
+        1 if verdict == "NO-GO" else 0)
+    out = capsys.readouterr().out
+    for i in worse[:MAX_SAMPLES_SHOWN]:
+        flat_before, flat_now = " ".join(before[i][1].split()), " ".join(now[i][1].split())
+        assert f"  {i}: prompt " in out and f"| before {repr(flat_before[:120])[:-1]}" in out.split(f"  {i}: prompt ", 1)[1]
+        assert repr(flat_now[:120])[:-1] in out.split(f"  {i}: prompt ", 1)[1]
