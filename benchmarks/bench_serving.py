@@ -31,6 +31,15 @@ Run: python benchmarks/bench_serving.py [--requests N] [--rounds R] [--batch B] 
      (--quick, the CI check: the short workload, 16 requests, 1 and 16 clients, 1 round; with --backend ray
      1 replica, the short workload)
 
+The front's own ceiling: python benchmarks/bench_serving.py --standin [--standin-backends pytriton,ray x1,ray x2]
+  [--step-ms 10] [--standin-requests 256]: each backend with the stand-in engine (benchmarks/_standin_engine.py,
+  no CPU: the model is gone, the HTTP front, tokenization, the backend hop and the shaping remain), completions
+  and chat, streamed and not, at 1, 16 and 64 clients: requests/s, added latency p50/p99, server CPU per
+  request over the deployment's process tree (by process); then, with a wall-clock step per token, chat with
+  64 tokens at 16 clients (streaming's cost) and 64 clients over the slots (replica scaling); and the same
+  streaming cells with the demo model on PyTriton. JSON in results/bench_serving_front.json
+  (benchmarks/_front_ceiling.py). --quick runs a slice of it too (PyTriton, 16 clients, answering at once).
+
 Backends side by side: python benchmarks/bench_serving.py --backend ray --replicas 1,2
   PyTriton and Ray Serve with 1 and 2 replicas (1 CPU each), served@16 on both workloads, in
   interleaved rounds; ratios to PyTriton within each round, medians reported; JSON in
@@ -197,6 +206,7 @@ def main() -> None:
                         help="ray: compare PyTriton with Ray Serve at each --replicas count")
     parser.add_argument("--replicas", default="1,2", help="with --backend ray: replica counts (default 1,2)")
     parser.add_argument("--quick", action="store_true", help="CI smoke: short workload, 16 requests, 1 round")
+    parser.add_argument("--workloads", default=",".join(WORKLOADS), help="comma-separated (default short,fixed)")
     parser.add_argument("--standin", action="store_true",
                         help="the front's ceiling only: the stand-in engine behind each --standin-backends target")
     parser.add_argument("--standin-backends", default="pytriton,ray x1,ray x2",
@@ -210,7 +220,8 @@ def main() -> None:
         front_ceiling(args)
         if args.standin:
             return
-    workloads, concurrencies = WORKLOADS, CONCURRENCY
+    workloads = {name: WORKLOADS[name] for name in args.workloads.split(",")}
+    concurrencies = CONCURRENCY
     if args.quick:
         args.requests, args.rounds, args.replicas = 16, 1, "1"
         workloads, concurrencies = {"short": WORKLOADS["short"]}, (1, 16)

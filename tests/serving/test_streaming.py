@@ -101,3 +101,31 @@ def test_a_failure_after_the_first_byte_is_an_in_stream_error_event_then_done(de
         assert received == ["4", "2"]
     finally:
         server.stop()
+
+
+def test_sse_chunks_are_compact_json_byte_for_byte(demo_deployment):
+    """The front writes each chunk around a head encoded once per stream (openai_api._chunk_frame): every event
+    must still be exactly the compact JSON of what it parses to, keys in OpenAI's order, `usage` only when asked."""
+    asks = [("/v1/completions", {"prompt": "12+34=", "max_tokens": 6, "logprobs": 1}),
+            ("/v1/chat/completions", {"messages": [{"role": "user", "content": "What is 2+3?"}], "max_tokens": 8})]
+    for path, payload in asks:
+        for include_usage in (False, True):
+            reply = requests.post(f"{demo_deployment.url}{path}", timeout=60, json={
+                **payload, "stream": True, "stream_options": {"include_usage": include_usage}})
+            events = _events(reply)
+            assert len(events) >= 3 and events[-1] == "[DONE]"
+            for event in events[:-1]:
+                chunk = json.loads(event)
+                assert event == json.dumps(chunk, separators=(",", ":"))
+                assert list(chunk)[:5] == ["id", "object", "created", "model", "choices"]
+                assert ("usage" in chunk) == include_usage, event
+
+
+def test_a_stream_the_engine_refuses_is_an_ordinary_400(demo_deployment):
+    """A constraint only the engine can judge (the grammar engine compiles it at submit): the PyTriton backend's
+    in-process stream raises it before the first byte, as a 400 naming the problem, not a 500 or an empty stream."""
+    reply = requests.post(f"{demo_deployment.url}/v1/completions", timeout=60, json={
+        "prompt": "1+1=", "max_tokens": 5, "stream": True, "guided_regex": "(unclosed"})
+    assert reply.status_code == 400, reply.text
+    assert reply.headers["Content-Type"].startswith("application/json")
+    assert "StructuredOutputError" in reply.json()["error"]["message"]
