@@ -95,7 +95,8 @@ def _run_and_kill_the_deployment(workdir: Path, checkpoint: str, before_kill=lam
             assert time.monotonic() < deadline, "the first harness never started"
             children = psutil.Process(process.pid).children(recursive=True)
             seen.update(children)
-            if _harness_running(children) and _deploy_process(children):
+            # the deployment is up (deployments.log has its line: a lazy deployment starts on the first request)
+            if _harness_running(children) and _deploy_process(children) and (out / "deployments.log").exists():
                 break
             time.sleep(0.1)
         before_kill()
