@@ -103,3 +103,6 @@ def test_report_cli_html_shows_flipped_items_in_chromium(tmp_path, capsys):
     assert f"Items that got worse ({len(worse)}) on exact_match" in page.dom
     assert all(f"<td>{item}</td>" in page.dom for item in worse) and "paired mcnemar on 200 items" in page.dom
     assert "REGRESSED" in page.dom
+    # the gate policy's verdict, its interval against the margin and the Holm-adjusted p, as rendered
+    assert '<span class="verdict regressed">NO-GO</span>' in page.dom
+    assert "vs margin 0.0150" in page.dom and "(holm over 1)" in page.dom
