@@ -4,9 +4,9 @@ engine (in-flight batching) <- TritonBinding (decoupled model, dynamic batching)
 
 Streams go to the engine directly: it runs in this process, and Triton has nothing to batch for a stream
 (its streaming model takes one request per call) but cost CPU per token: each delta crossed PyTriton's
-IPC to the Python backend stub, tritonserver, an SSE hop back over HTTP and two JSON parses, about 1.1 ms
-of CPU per token against 0.06 ms per token handed over in process (benchmarks/bench_serving.py
---standin, chat 64 tokens at 16 clients). The engine's deltas that pile up while the front is busy go
+IPC to the Python backend stub, tritonserver, an SSE hop back over HTTP and two JSON parses: about 1.1 ms
+of CPU per token, against about 0.1 ms per token handed over in process, chunk encoding and writing included
+(benchmarks/bench_serving.py --standin, chat 64 tokens at 16 clients). The engine's deltas that pile up while the front is busy go
 on as one, as the streaming model merged them. Streams are cancelled in the engine directly.
 """
 
