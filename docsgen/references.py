@@ -253,7 +253,7 @@ def _example_result() -> Any:
         benchmark="<suite>::<benchmark>", status="error", outcome="pass", message="m", **facts,
         chat_template_kwargs={"k": 1}, proxy={k: 1.0 for k in properties.PROXY_FIELDS},
         judge={"model": "m", "url": "u", "<counter>": "1"},
-        metrics={"<metric>": MetricResult(value=1.0, stderr=0.0, count=1, ci_low=0.0, ci_high=1.0,
+        metrics={"<metric>": MetricResult(value=1.0, stderr=0.0, count=1, ci_low=0.0, ci_high=1.0, ci_method="Wilson",
                                           threshold=Threshold(min=0.5), verdict="pass")},
         baseline=[Comparison(metric="<metric>", paired=paired, **compare),  # type: ignore[arg-type]
                   Comparison(metric="<metric>", **compare)],  # type: ignore[arg-type]

@@ -51,6 +51,7 @@ class MetricResult(BaseModel):
     count: int | None = None  # samples behind the value, as the harness reported them
     ci_low: float | None = None
     ci_high: float | None = None
+    ci_method: str | None = None  # which interval: Wilson, normal, betting CS (an early-stopped benchmark)
     threshold: Threshold | None = None
     direction: Direction = "higher"
     verdict: Verdict | None = None  # None: reported, not gated

@@ -19,7 +19,8 @@ Test case properties (one test case = one benchmark):
                                finish_reason_relabeled, empty_generations, reasoning_replayed
                                (adapters/stats.py)
     nemo.judge.model, nemo.judge.url, nemo.judge.<counter>   a judged benchmark's judge route (runner/judge.py)
-    nemo.metric.<metric>.<field>   field = value | stderr | threshold | direction | verdict | ci
+    nemo.metric.<metric>.<field>   field = value | stderr | threshold | direction | verdict | ci | ci_method
+                               (the interval used: Wilson, normal, or betting CS for an early-stopped benchmark)
     nemo.baseline.<metric>.<field> the comparison with --nemo-baseline (written, not read back): method
                                (mcnemar | permutation | unpaired), baseline, regressed, allowed, note; when
                                paired also n, p_value (McNemar / permutation, evidence), drop, mde, worse,
@@ -50,7 +51,7 @@ from pytest_nemo_eval.results import BenchmarkResult, MetricResult, Status, dire
 from pytest_nemo_eval.suite import Threshold
 
 METRIC_PREFIX = "nemo.metric."
-METRIC_FIELDS = ("value", "stderr", "count", "threshold", "direction", "verdict", "ci")
+METRIC_FIELDS = ("value", "stderr", "count", "threshold", "direction", "verdict", "ci", "ci_method")
 PROXY_PREFIX = "nemo.proxy."
 CHAT_TEMPLATE_KWARGS = "nemo.chat_template_kwargs"
 JUDGE_PREFIX = "nemo.judge."
@@ -134,6 +135,8 @@ def to_properties(result: BenchmarkResult) -> list[tuple[str, str]]:
             out.append((base + "verdict", metric.verdict))
         if metric.ci_low is not None and metric.ci_high is not None:
             out.append((base + "ci", f"[{metric.ci_low:.6g}, {metric.ci_high:.6g}]"))
+        if metric.ci_method is not None:
+            out.append((base + "ci_method", metric.ci_method))
     for c in result.baseline:
         base = f"{BASELINE_PREFIX}{c.metric}."
         out += [(base + "method", c.method), (base + "baseline", _num(c.baseline)),
@@ -212,6 +215,7 @@ def _metric(fields: dict[str, str]) -> MetricResult:
         # files written before `direction` existed: the typed threshold decides
         direction=direction if direction in ("higher", "lower") else direction_of(threshold),  # type: ignore[arg-type]
         verdict=fields.get("verdict") or None,  # type: ignore[arg-type]
+        ci_method=fields.get("ci_method") or None,
     )
 
 

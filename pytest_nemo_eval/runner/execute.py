@@ -426,6 +426,7 @@ def metric_results(
             verdict=verdict.verdict if verdict else None,
             ci_low=verdict.ci_low if verdict else None,
             ci_high=verdict.ci_high if verdict else None,
+            ci_method=verdict.ci_method if verdict else None,
         )
     return out
 

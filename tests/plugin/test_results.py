@@ -26,7 +26,7 @@ def _result() -> BenchmarkResult:
         status="failed",
         outcome="regressed",
         metrics={
-            "exact_match": MetricResult(value=0.55, stderr=0.0497, count=100, ci_low=0.4526, ci_high=0.6474,
+            "exact_match": MetricResult(value=0.55, stderr=0.0497, count=100, ci_low=0.4526, ci_high=0.6474, ci_method="Wilson",
                                         threshold=Threshold(min=0.5), direction="higher", verdict="pass"),
             "error_rate": MetricResult(value=0.125, threshold=Threshold(max=0.2), direction="lower", verdict="pass"),
             "band": MetricResult(value=0.3, threshold=Threshold(min=0.25, max=0.75), verdict="pass"),
