@@ -218,7 +218,7 @@ def render_html(run: RunResult, *, title: str = "nemo-eval report", api_key_env:
     from jinja2 import Environment, PackageLoader, select_autoescape
 
     env = Environment(loader=PackageLoader("pytest_nemo_eval.report", "templates"),
-                      autoescape=select_autoescape(["html"]), trim_blocks=True, lstrip_blocks=True)
+                      autoescape=select_autoescape(["html", "html.j2"]), trim_blocks=True, lstrip_blocks=True)
     endpoint = run.provenance.get("nemo.endpoint")
     benchmarks = [{
         "result": r,

@@ -106,3 +106,19 @@ def test_report_cli_html_shows_flipped_items_in_chromium(tmp_path, capsys):
     # the gate policy's verdict, its interval against the margin and the Holm-adjusted p, as rendered
     assert '<span class="verdict regressed">NO-GO</span>' in page.dom
     assert "vs margin 0.0150" in page.dom and "(holm over 1)" in page.dom
+
+
+def test_model_text_in_the_report_is_shown_never_run(tmp_path):
+    """Prompts and answers are the model's (and a dataset's) text: a reply that writes HTML must show as text in
+    the reviewer's browser, never run there."""
+    before, after = _pair()
+    base, now = write_run(tmp_path / "base", "smoke", before), write_run(tmp_path / "now", "smoke", after)
+    payload = "</pre><script>console.error('model-written script ran')</script><pre>"
+    samples = tmp_path / "now" / "per_sample.jsonl"
+    rows = [json.loads(line) for line in samples.read_text().splitlines()]
+    samples.write_text("".join(json.dumps({**row, "response": payload, "prompt": payload}) + "\n" for row in rows))
+    html = tmp_path / "report.html"
+    report_main([str(now), "--baseline", str(base), "--html", str(html)])
+    page = open_page(html, tmp_path / "report.png")
+    assert page.console == [], page.console
+    assert "&lt;script&gt;console.error('model-written script ran')&lt;/script&gt;" in page.dom
