@@ -19,10 +19,9 @@ seed: 1234
 defaults: {runtime: local, endpoint_type: completions, parallelism: 4}
 benchmarks:
   - {name: addition, harness: builtin, task: demo_addition, thresholds: {exact_match: {min: 0.5}}}
-  - {name: reversal, harness: builtin, task: demo_reversal, thresholds: {exact_match: {min: 0.3}}}
   - {name: mc, harness: builtin, task: demo_addition_mc, thresholds: {acc: {min: 0.5}}}
 """
-SAMPLES = "8"
+SAMPLES = "6"
 
 
 def test_split_balances_recorded_durations_and_every_item_lands_once():
@@ -50,15 +49,15 @@ def _run(pytester, name: str, endpoint: str, *args: str):
 def test_two_shards_merged_equal_one_serial_run(pytester, endpoint, capsys):
     (pytester.path / "sharded.yaml").write_text(SUITE)
     serial, serial_xml = _run(pytester, "serial", endpoint)
-    serial.assert_outcomes(passed=3)
+    serial.assert_outcomes(passed=2)
     shards = []
     for index in (1, 2):
         result, junit = _run(pytester, f"shard{index}", endpoint, f"--nemo-shard={index}/2",
                              f"--nemo-shard-durations={serial_xml}")
-        assert f"shard {index}/2 (balanced by 3 recorded durations)" in result.stdout.str()
+        assert f"shard {index}/2 (balanced by 2 recorded durations)" in result.stdout.str()
         shards.append((result, junit))
     ran = [r.parseoutcomes().get("passed", 0) for r, _ in shards]
-    assert sorted(ran) == [1, 2] and sum(r.parseoutcomes().get("deselected", 0) for r, _ in shards) == 3
+    assert ran == [1, 1] and sum(r.parseoutcomes().get("deselected", 0) for r, _ in shards) == 2
     assert junit_suite_properties(shards[0][1])["nemo.shard"] == "1/2"
 
     merged = pytester.path / "merged" / "gate.xml"
@@ -69,7 +68,7 @@ def test_two_shards_merged_equal_one_serial_run(pytester, endpoint, capsys):
     assert "0 regression(s)" in out
     one = RunResult.read_json(serial_xml.with_name("gate.results.json")).by_benchmark()
     both = RunResult.read_json(merged.with_name("gate.results.json"))
-    assert set(both.by_benchmark()) == set(one) == {"sharded::addition", "sharded::reversal", "sharded::mc"}
+    assert set(both.by_benchmark()) == set(one) == {"sharded::addition", "sharded::mc"}
     for benchmark, result in both.by_benchmark().items():
         assert result.status == one[benchmark].status == "passed"
         assert {m: (v.value, v.stderr, v.count) for m, v in result.metrics.items()} == \
