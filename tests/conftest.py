@@ -33,6 +33,14 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
         metafunc.parametrize("serving_backend", backends, scope="session")
 
 
+# Tests of the run's mechanics (a deployment killed, stopped, sharded, sampled, resumed): they need a checkpoint
+# that deploys, not what it learned, so the second-seed pass leaves them out (`any_checkpoint`, ~2-3 minutes).
+ANY_CHECKPOINT_FILES = frozenset({
+    "test_deployment_death.py", "test_deployment_hang.py", "test_shards.py", "test_sampling.py",
+    "test_progress_live.py",
+})
+
+
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     """Mark every test that uses the trained demo `demo_model`: CI runs those again against a demo
     trained from another seed (NEMO_EVAL_DEMO_SEED), proving they hold for any demo that learned. Tests
@@ -46,6 +54,8 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
         on_ray = "ray_deployment" in fixtures or (callspec is not None and callspec.params.get("serving_backend") == "ray")
         if on_ray or item.path.name == "test_ray_backend.py":
             item.add_marker(pytest.mark.ray_backend)
+        if item.path.name in ANY_CHECKPOINT_FILES:
+            item.add_marker(pytest.mark.any_checkpoint)
 
 
 @pytest.fixture(scope="session")
