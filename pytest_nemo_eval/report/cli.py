@@ -19,14 +19,11 @@ from __future__ import annotations
 import argparse
 import sys
 
-from pytest_nemo_eval.report.baseline import Baseline, adjust_family
+from pytest_nemo_eval.report.baseline import Baseline
+from pytest_nemo_eval.report.comparison import COMPARE_HEADER, comparison_table, judge_run, undecided, write_html_if_asked
 from pytest_nemo_eval.report.junit import ReportError, merge_files, read_reports
 from pytest_nemo_eval.report.table import render, rows
-from pytest_nemo_eval.gate import Comparison
 from pytest_nemo_eval.results import RunResult
-
-COMPARE_HEADER = ("benchmark", "metric", "baseline", "current", "change", "margin", "drop 95% CI", "verdict",
-                  "p raw", "p adjusted", "test")
 
 
 def _parser(prog: str) -> argparse.ArgumentParser:
@@ -87,17 +84,10 @@ def main(argv: list[str] | None = None, prog: str = "nemo-eval-report") -> int:
         return 2
     print(render(rows(results.values()), args.format))
     if baseline is None:
-        return _write_html(args.html, report, prog) or _export(args, report, prog)
-    compared = {bid: baseline.compare(bid, r.metrics if r.status != "error" else {}, r.samples_file,  # errored:
-                                      policy=r.gate)  # its partial scores are evidence, not a result to gate
-                for bid, r in results.items()}
-    correction = args.correction or next((r.multiple_comparisons for r in results.values()
-                                          if r.multiple_comparisons), "holm")
-    compared = adjust_family(compared, correction, args.lenient)
-    comparison, regressed, notes = _compare(compared)
-    report = report.model_copy(update={"benchmarks": [
-        r.model_copy(update={"baseline": compared[bid] or []}) for bid, r in results.items()]})
-    if _write_html(args.html, report, prog) or _export(args, report, prog):
+        return write_html_if_asked(args.html, report, prog) or _export(args, report, prog)
+    report, compared = judge_run(report, baseline, args.correction, args.lenient)
+    comparison, regressed, notes = comparison_table(compared)
+    if write_html_if_asked(args.html, report, prog) or _export(args, report, prog):
         return 2
     print()
     print(render(comparison, args.format, header=COMPARE_HEADER))
@@ -106,8 +96,7 @@ def main(argv: list[str] | None = None, prog: str = "nemo-eval-report") -> int:
         print(note)
     if notes:
         print()
-    undecided = sum(c.verdict == "INCONCLUSIVE" for cs in compared.values() for c in cs or [])
-    print(f"{len(regressed)} regression(s), {undecided} inconclusive versus {args.baseline}"
+    print(f"{len(regressed)} regression(s), {undecided(compared)} inconclusive versus {args.baseline}"
           + (": " + "; ".join(regressed) if regressed else ""))
     return 1 if regressed else 0
 
@@ -130,51 +119,3 @@ def _export(args: argparse.Namespace, run: RunResult, prog: str) -> int:
     print(f"{prog}: exported to MLflow {args.mlflow}: experiment {args.mlflow_experiment!r}, run {run_id}",
           file=sys.stderr)
     return 0
-
-
-def _write_html(path: str | None, run: RunResult, prog: str) -> int:
-    """Write the HTML report when asked; 2 (bad output path) or 0."""
-    if not path:
-        return 0
-    from pytest_nemo_eval.report.html import write_html
-
-    try:
-        print(f"{prog}: HTML report written to {write_html(run, path)}", file=sys.stderr)
-    except OSError as exc:
-        print(f"{prog}: cannot write the HTML report {path}: {exc}", file=sys.stderr)
-        return 2
-    return 0
-
-
-def _compare(
-    compared: dict[str, list[Comparison] | None],
-) -> tuple[list[tuple[str, ...]], list[str], list[str]]:
-    """Rows for every metric found in both reports, the descriptions of the regressions, and per
-    metric how it was compared (paired test and flipped items, or why unpaired)."""
-    table: list[tuple[str, ...]] = []
-    regressed: list[str] = []
-    notes: list[str] = []
-    for benchmark, comparisons in compared.items():
-        if comparisons is None:
-            table.append((benchmark, "-", "-", "-", "-", "-", "-", "NEW (not in baseline)", "-", "-", "-"))
-            continue
-        for c in comparisons:
-            d = c.decision
-            assert d is not None  # Baseline.compare decides every comparison
-            verdict = d.verdict + (" (REGRESSED)" if c.regressed else "")
-            test = c.method if c.paired is None else f"{c.method} p={c.paired.p_value:.3g} mde {c.paired.mde:.4f}"
-            adjusted = f"{d.p_adjusted:.3g}" if d.p_adjusted is not None else "-"
-            table.append((benchmark, c.metric, f"{c.baseline:.4f}", f"{c.current:.4f}",
-                          f"{c.current - c.baseline:+.4f}", f"{d.margin:.4f}", f"[{d.ci_low:+.4f}, {d.ci_high:+.4f}]",
-                          verdict, f"{d.p_value:.3g}", adjusted, test))
-            if c.regressed:
-                regressed.append(c.describe())
-            notes.append(f"{benchmark} {c.metric}: " + "; ".join(
-                part for part in (c.paired.describe() if c.paired else None, c.note) if part))
-            if c.paired is not None and (c.paired.worse or c.paired.better):
-                notes.append(f"  worse: {_ids(c.paired.worse)}; better: {_ids(c.paired.better)}")
-    return table, regressed, notes
-
-
-def _ids(ids: list[str], limit: int = 20) -> str:
-    return (", ".join(ids[:limit]) + (f" ... ({len(ids)} in all)" if len(ids) > limit else "")) or "none"

@@ -11,11 +11,11 @@ from __future__ import annotations
 import argparse
 import sys
 
-from pytest_nemo_eval.report.baseline import Baseline, adjust_family
+from pytest_nemo_eval.report.baseline import Baseline
+from pytest_nemo_eval.report.comparison import COMPARE_HEADER, comparison_table, judge_run, undecided, write_html_if_asked
 from pytest_nemo_eval.report.junit import ReportError, read_reports
 from pytest_nemo_eval.report.table import render
 from pytest_nemo_eval.results import RunResult
-from pytest_nemo_eval.suite import Correction
 
 
 def _parser(prog: str) -> argparse.ArgumentParser:
@@ -32,8 +32,6 @@ def _parser(prog: str) -> argparse.ArgumentParser:
 
 
 def compare_main(argv: list[str], prog: str) -> int:
-    from pytest_nemo_eval.report.cli import COMPARE_HEADER, _compare, _write_html
-
     args = _parser(prog).parse_args(argv)
     if args.max_drop is not None and args.max_drop < 0:
         print(f"{prog}: --max-drop must be >= 0.", file=sys.stderr)
@@ -48,24 +46,17 @@ def compare_main(argv: list[str], prog: str) -> int:
     if not results:
         print(f"{prog}: no nemo-eval benchmark found in {args.new}", file=sys.stderr)
         return 2
-    compared = {bid: baseline.compare(bid, r.metrics if r.status != "error" else {}, r.samples_file, policy=r.gate)
-                for bid, r in results.items()}
-    recorded = [r.multiple_comparisons for r in results.values() if r.multiple_comparisons]
-    correction: Correction = args.correction or (recorded[0] if recorded else "holm")
-    compared = adjust_family(compared, correction, args.lenient)
-    run = report.model_copy(update={"benchmarks": [
-        r.model_copy(update={"baseline": compared[bid] or []}) for bid, r in results.items()]})
-    table, regressed, notes = _compare(compared)
+    run, compared = judge_run(report, baseline, args.correction, args.lenient)
+    table, regressed, notes = comparison_table(compared)
     print(render(table, args.format, header=COMPARE_HEADER))
     print()
     for note in notes:
         print(note)
     if args.show_flips:
         print(flips_text(run))
-    if _write_html(args.html, run, prog):
+    if write_html_if_asked(args.html, run, prog):
         return 2
-    undecided = sum(c.verdict == "INCONCLUSIVE" for cs in compared.values() for c in cs or [])
-    print(f"{len(regressed)} regression(s), {undecided} inconclusive: {args.new} versus {args.old}")
+    print(f"{len(regressed)} regression(s), {undecided(compared)} inconclusive: {args.new} versus {args.old}")
     return 1 if regressed else 0
 
 
