@@ -42,9 +42,11 @@ def activate(config: pytest.Config) -> None:
     else:
         from pytest_nemo_eval.runner.controller import ControllerHooks as Hooks
     config.pluginmanager.register(Hooks(config), HOOKS_NAME)
+    from pytest_nemo_eval.runner.plugin_state import state_of
     from pytest_nemo_eval.runner.shards import register as register_shard
 
-    register_shard(config)  # --nemo-shard I/N: keeps this shard's items (runner/shards.py)
+    options = state_of(config).options  # --nemo-shard I/N: keeps this shard's items (runner/shards.py)
+    register_shard(config, options.shard, options.shard_durations)
 
 
 @pytest.hookimpl(trylast=True)

@@ -126,18 +126,15 @@ class ShardSelector:
 SELECTOR_NAME = "nemo-eval-shard"
 
 
-def register(config) -> None:
+def register(config, shard: str | None, durations_file: Path | None) -> None:
     """Register the `ShardSelector` when the run's settings ask for a shard; a bad durations file is a
     usage error before anything is collected or deployed."""
     import pytest
 
-    from pytest_nemo_eval.runner.plugin_state import state_of
-
-    options = state_of(config).options
-    if not options.shard or config.pluginmanager.has_plugin(SELECTOR_NAME):
+    if not shard or config.pluginmanager.has_plugin(SELECTOR_NAME):
         return
     try:
-        selector = ShardSelector(parse_shard(options.shard), options.shard_durations)
+        selector = ShardSelector(parse_shard(shard), durations_file)
     except ValueError as exc:
         raise pytest.UsageError(f"pytest-nemo-eval: {exc}") from None
     config.pluginmanager.register(selector, SELECTOR_NAME)
