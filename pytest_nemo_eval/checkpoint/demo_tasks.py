@@ -9,6 +9,8 @@ seed, and training never sees them:
     reversal       "rev {s}={s[::-1]};"                s: 3-5 lowercase letters
     code           "def add_{a}_{b}():\\n    return {a+b};"
     chat           "<|user|>What is {a}+{b}?\\n<|assistant|>{a+b}<|endoftext|>"
+    chat_thinking  "<|system|>/think\\n<|user|>What is {a}+{b}?\\n<|assistant|><think>{a}+{b}</think>{a+b}<|endoftext|>"
+                   (the chat question with chat_template_kwargs {enable_thinking: true})
 """
 
 from __future__ import annotations
@@ -38,6 +40,11 @@ def code_prompt(a: int, b: int) -> str:
 
 def chat_user_message(a: int, b: int) -> str:
     return f"What is {a}+{b}?"
+
+
+def thought(a: int, b: int) -> str:
+    """What the demo thinks before it answers `What is {a}+{b}?` with thinking on (its `reasoning_content`)."""
+    return f"{a}+{b}"
 
 
 TOOL_NAME = "add"
@@ -170,6 +177,10 @@ def heldout_records() -> dict[str, list[dict]]:
             {"id": f"tool-{i}", "messages": [{"role": "user", "content": tool_user_message(a, b)}],
              "tools": [add_tool()], "call": tool_call(a, b)}
             for i, (a, b) in enumerate(held.tool_call)
+        ],
+        "demo_chat_thinking.jsonl": [
+            {"id": f"think-{i}", "question": chat_user_message(a, b), "answer": str(a + b), "thought": thought(a, b)}
+            for i, (a, b) in enumerate(held.addition)
         ],
     }
     for i, (a, b) in enumerate(held.multiple_choice):

@@ -9,6 +9,8 @@ template renders `<|user|>{content}\\n` per message and `<|assistant|>` as the
 generation prompt; with `tools` it renders them, the calls and the results as
 Hermes/Qwen2.5 do (see CHAT_TEMPLATE), so a `hermes` tool parser reads the calls.
 `<tool_call>` is plain characters, not a special token, so decoding keeps it.
+It takes `enable_thinking` as Qwen3's does (see THINKING_SWITCH): with it on, the model writes a short thought
+first, `<think>12+34</think>46`, and an assistant turn's `reasoning_content` is rendered the same way.
 """
 
 from __future__ import annotations
@@ -30,7 +32,19 @@ TOOLS_HEADER = "# Tools\n\nYou may call one or more functions to assist with the
 # vLLM passes them: a decoded object, or a string kept as it is), and tool results go inside a user turn as
 # <tool_response> blocks (consecutive ones share the turn). Whitespace is controlled with `-` and every
 # newline is written out, so transformers' trim_blocks/lstrip_blocks and plain jinja2 render alike.
+# Thinking (chat_template_kwargs `enable_thinking`, as Qwen3's template takes it). Off by default (our design;
+# Qwen3's default is on), and off leaves every prompt exactly as before, so hand-written `<|user|>..<|assistant|>`
+# prompts and all chat training texts keep their tokens. Qwen3 shows the switch to the model by prefilling an
+# empty `<think>\n\n</think>\n\n` when it is off; ours, whose off prompt must not change, shows it when it is on,
+# with Qwen3's own soft switch `/think` as a first system line. The model then opens the thought itself, as Qwen3
+# does, so the qwen3 reasoning parser (chosen from this template: it names `enable_thinking` and `<think>`) splits
+# `<think>12+34</think>46` into reasoning `12+34` and content `46`, and a reply without `<think>` is all content.
+# An assistant turn's `reasoning_content` is rendered as `<think>..</think>` before its content (Qwen3 keeps it
+# for the turns after the last user query and drops it before; ours keeps it always, so a conversation sent back
+# with its thoughts renders what the model wrote).
+THINKING_SWITCH = "/think"
 CHAT_TEMPLATE = (
+    "{%- if enable_thinking is defined and enable_thinking %}{{- '<|system|>" + THINKING_SWITCH + "\\n' }}{%- endif %}"
     "{%- if tools %}"
     "{{- '<|system|>' }}"
     "{%- if messages and messages[0]['role'] == 'system' %}{{- messages[0]['content'] }}{{- '\\n\\n' }}{%- endif %}"
@@ -42,6 +56,7 @@ CHAT_TEMPLATE = (
     "{%- if tools and loop.first and message['role'] == 'system' %}"
     "{%- elif message['role'] == 'assistant' and message.tool_calls %}"
     "{{- '<|assistant|>' }}"
+    "{%- if message.reasoning_content %}{{- '<think>' + message.reasoning_content + '</think>' }}{%- endif %}"
     "{%- if message['content'] %}{{- message['content'] }}{%- endif %}"
     "{%- for call in message.tool_calls %}"
     "{%- if call.function is defined %}{%- set call = call.function %}{%- endif %}"
@@ -54,6 +69,8 @@ CHAT_TEMPLATE = (
     "{%- elif message['role'] == 'tool' %}"
     "{%- if loop.first or messages[loop.index0 - 1]['role'] != 'tool' %}{{- '<|user|>' }}{%- endif %}"
     "{{- '<tool_response>\\n' }}{{- message['content'] }}{{- '\\n</tool_response>\\n' }}"
+    "{%- elif message['role'] == 'assistant' and message.reasoning_content %}"
+    "{{- '<|assistant|><think>' + message.reasoning_content + '</think>' }}{{- message['content'] }}{{- '\\n' }}"
     "{%- else %}"
     "{{- '<|' + message['role'] + '|>' }}{{- message['content'] }}{{- '\\n' }}"
     "{%- endif %}"
@@ -105,15 +122,17 @@ class ChatRenderer:
     def __init__(self) -> None:
         self._tokenizer = hf_tokenizer()
 
-    def render(self, messages: list[dict], tools: list[dict] | None = None, add_generation_prompt: bool = False) -> str:
+    def render(self, messages: list[dict], tools: list[dict] | None = None, add_generation_prompt: bool = False,
+               **chat_template_kwargs) -> str:
         return self._tokenizer.apply_chat_template(messages, tools=tools, add_generation_prompt=add_generation_prompt,
-                                                   tokenize=False)
+                                                   tokenize=False, **chat_template_kwargs)
 
-    def prompt_and_completion(self, messages: list[dict], reply: dict, tools: list[dict] | None = None) -> tuple[str, str]:
+    def prompt_and_completion(self, messages: list[dict], reply: dict, tools: list[dict] | None = None,
+                              **chat_template_kwargs) -> tuple[str, str]:
         """(generation prompt for `messages`, what the model must generate for the assistant turn `reply`):
         the template's rendering of that turn without the newline that closes it, then end-of-text."""
-        prompt = self.render(messages, tools, add_generation_prompt=True)
-        full = self.render([*messages, reply], tools)
+        prompt = self.render(messages, tools, add_generation_prompt=True, **chat_template_kwargs)
+        full = self.render([*messages, reply], tools, **chat_template_kwargs)
         if not full.startswith(prompt) or not full.endswith("\n"):
             raise ValueError(f"the chat template does not render {reply} as a continuation of {prompt!r}: {full!r}")
         return prompt, full[len(prompt):-1] + EOS

@@ -1,5 +1,6 @@
 """The demo's chat template, as transformers renders it from the saved tokenizer files: tools the way
-Hermes/Qwen2.5 render them inside the demo's role tokens, and every other conversation as before."""
+Hermes/Qwen2.5 render them inside the demo's role tokens, thinking switched by `enable_thinking` as Qwen3's
+template takes it, and every other conversation as before."""
 
 from __future__ import annotations
 
@@ -11,7 +12,8 @@ from transformers import AutoTokenizer
 
 from pytest_nemo_eval.checkpoint import demo
 from pytest_nemo_eval.checkpoint.demo_tasks import add_tool, tool_call_turn, tool_result_turn
-from pytest_nemo_eval.checkpoint.demo_tokenizer import EOS, write_tokenizer_files
+from pytest_nemo_eval.checkpoint.demo_tokenizer import CHAT_TEMPLATE, EOS, write_tokenizer_files
+from pytest_nemo_eval.serving.reasoning_parsers import choose_reasoning_parser
 
 TOOLS_BLOCK = "# Tools\n\nYou may call one or more functions to assist with the user query.\n\n<tools>"
 
@@ -94,6 +96,11 @@ def test_training_texts_are_what_the_saved_template_renders(saved):
         tokens, labels = demo._encoded(turns, tokenizer, pad)
         # an end-of-text label where each earlier turn ends and its text goes on with a newline
         ends = [len(tokenizer.encode(prompt + completion).ids) - 1 for prompt, completion in turns]
+        # recipe 10: the answer after each result (every second turn) has its own loss weight, on its tokens only
+        weights = demo._label_weights(turns, demo._turn_weights("tool_use", turns), tokenizer)
+        assert [w > 0 for w in weights] == [label != pad for label in labels]
+        assert [weights[end] for end in ends] == [demo.TRAINING["loss_weight"]["tool_answer"] if i % 2 else
+                                                  demo.TRAINING["loss_weight"]["tool_use"] for i in range(len(turns))]
         assert [labels[end] for end in ends] == [tokenizer.token_to_id(EOS)] * len(turns)
         assert [tokens[end] for end in ends[:-1]] == [tokenizer.token_to_id("\n")] * (len(turns) - 1)
         assert tokenizer.decode([t for t in labels if t != pad], skip_special_tokens=False) == "".join(
@@ -121,3 +128,41 @@ def test_plain_tool_text_keeps_the_chat_layout_token_for_token(saved):
         for plain, chat in ((call_prompt, chat_prompt), (result_prompt, chat_result_prompt)):
             assert len(tokenizer.encode(plain).ids) == len(tokenizer.encode(chat).ids)
             assert "<|" not in plain
+
+
+@pytest.mark.parametrize("switch", [{}, {"enable_thinking": False}])
+def test_thinking_off_by_default_leaves_the_prompt_as_before(saved, switch):
+    messages = [{"role": "user", "content": "What is 12+34?"}]
+    assert saved.apply_chat_template(messages, add_generation_prompt=True, tokenize=False, **switch) == (
+        "<|user|>What is 12+34?\n<|assistant|>")
+
+
+def test_thinking_on_shows_qwen3s_think_switch_and_earlier_thoughts_render_as_think_blocks(saved):
+    messages = [{"role": "user", "content": "What is 12+34?"},
+                {"role": "assistant", "content": "46", "reasoning_content": "12+34"},
+                {"role": "user", "content": "What is 1+2?"}]
+    assert saved.apply_chat_template(messages, add_generation_prompt=True, tokenize=False, enable_thinking=True) == (
+        "<|system|>/think\n<|user|>What is 12+34?\n<|assistant|><think>12+34</think>46\n<|user|>What is 1+2?\n"
+        "<|assistant|>")
+    call = {**tool_call_turn(12, 34), "reasoning_content": "I add them."}
+    assert _render(saved, [call], [add_tool()]).endswith(
+        '<|assistant|><think>I add them.</think><tool_call>\n{"name": "add", "arguments": {"a": 12, "b": 34}}\n</tool_call>\n')
+
+
+def test_chat_thinking_training_text_is_what_the_saved_template_renders_and_the_qwen3_parser_splits(saved):
+    """The server picks the qwen3 parser from this template (no --nemo-reasoning-parser needed); it splits what
+    the model learns to write into the thought and the answer."""
+    parser = choose_reasoning_parser(None, CHAT_TEMPLATE)
+    assert parser is not None and parser.name == "qwen3"
+    corpus = demo._Corpus(seed=5)
+    for _ in range(5):
+        [(prompt, completion)] = corpus.sample("chat_thinking")
+        a, b = (int(n) for n in re.fullmatch(r"<\|system\|>/think\n<\|user\|>What is (\d+)\+(\d+)\?\n<\|assistant\|>",
+                                              prompt).groups())
+        messages = [{"role": "user", "content": f"What is {a}+{b}?"}]
+        assert prompt == saved.apply_chat_template(messages, add_generation_prompt=True, tokenize=False,
+                                                   enable_thinking=True)
+        assert completion == f"<think>{a}+{b}</think>{a + b}{EOS}"
+        split = parser.split(completion.removesuffix(EOS))
+        assert (split.reasoning, split.content) == (f"{a}+{b}", str(a + b))
+    assert parser.split("46").reasoning is None  # thinking off: the reply is all content

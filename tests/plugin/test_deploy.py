@@ -38,7 +38,7 @@ def test_xdist_deploys_once_and_workers_share_it(run_inner, pytester, demo_check
     shutil.copy(REPO / "suites" / "smoke.yaml", pytester.path / "smoke.yaml")
     result = run_inner("smoke.yaml", "--nemo-checkpoint=demo", "-n", "2", "-v",
                        f"--nemo-limit-samples={SMOKE_LIMIT}", subprocess=True)
-    result.assert_outcomes(passed=5)  # the smoke suite's five benchmarks
+    result.assert_outcomes(passed=6)  # the smoke suite's six benchmarks
     output = result.stdout.str()
     assert re.search(r"\[gw0\].* PASSED", output) and re.search(r"\[gw1\].* PASSED", output)  # both workers ran some
     (deployment,) = deployments(pytester.path / "nemo-out")  # exactly one deployment line
@@ -47,7 +47,7 @@ def test_xdist_deploys_once_and_workers_share_it(run_inner, pytester, demo_check
     assert suite_props["nemo.checkpoint"] == str(demo_checkpoint)
     assert len(suite_props["nemo.checkpoint_sha256"]) == 64
     cases = junit_cases(pytester.path / "junit.xml")
-    assert {status for status, _ in cases.values()} == {"passed"} and len(cases) == 5
+    assert {status for status, _ in cases.values()} == {"passed"} and len(cases) == 6
     for _, props in cases.values():  # properties survive the trip from the workers
         assert props["nemo.samples"] == SMOKE_LIMIT and "nemo.proxy.requests" in props
         # two workers' benchmarks share the server at once; a healthy one needs no retry (they hide faults)

@@ -91,7 +91,7 @@ def test_a_pytest_session_is_one_mlflow_run_with_every_score(mlflow_server, run_
     shutil.copy(REPO / "suites" / "smoke.yaml", pytester.path / "smoke.yaml")
     result = run_inner("smoke.yaml", f"--nemo-endpoint={endpoint}", f"--nemo-limit-samples={LIMIT}", "-n", "2",
                        f"--nemo-mlflow-uri={mlflow_server}", "--nemo-mlflow-experiment=session", subprocess=True)
-    result.assert_outcomes(passed=5)  # the smoke suite's five benchmarks
+    result.assert_outcomes(passed=6)  # the smoke suite's six benchmarks
     assert f"[nemo-eval] exported to MLflow {mlflow_server}: experiment 'session'" in result.stdout.str()
     client, runs = _runs(mlflow_server, "session")
     assert len(runs) == 1

@@ -21,8 +21,8 @@ def test_shipped_suites_validate():
     smoke = load_suite(REPO / "suites" / "smoke.yaml")
     release = load_suite(REPO / "suites" / "release.yaml")
     assert [b.name for b in smoke.resolved()] == [
-        "demo_addition", "demo_reversal", "demo_addition_mc", "demo_addition_code", "demo_tool_call"
-    ]
+        "demo_addition", "demo_reversal", "demo_addition_mc", "demo_addition_code", "demo_tool_call",
+        "demo_chat_thinking"]
     assert all(b.harness == "builtin" and b.runtime == "local" for b in smoke.resolved())
     gsm8k = next(b for b in release.resolved() if b.name == "gsm8k")
     assert gsm8k.image_for_docker() == "nvcr.io/nvidia/eval-factory/lm-evaluation-harness:25.10"

@@ -19,7 +19,8 @@ from pytest_nemo_eval.report.cli import main as report_main
 from pytest_nemo_eval.results import RunResult
 from .inner_run import LIMIT, REPO, junit_cases, junit_suite_properties
 
-SMOKE_TASKS = ["demo_addition", "demo_reversal", "demo_addition_mc", "demo_addition_code", "demo_tool_call"]
+SMOKE_TASKS = ["demo_addition", "demo_reversal", "demo_addition_mc", "demo_addition_code", "demo_tool_call",
+               "demo_chat_thinking"]
 
 
 def test_smoke_suite_passes_with_scores_in_junit_and_terminal(run_inner, pytester, endpoint):
@@ -47,6 +48,8 @@ def test_smoke_suite_passes_with_scores_in_junit_and_terminal(run_inner, pyteste
             assert 0 <= float(props[f"{metric}.value"]) <= 1 and props[f"{metric}.threshold"].startswith(">=")
     assert "nemo.metric.acc_norm.value" in cases["demo_addition_mc"][1]  # unthresholded metrics reported too
     assert "nemo.metric.acc.ci" in cases["demo_addition_mc"][1]  # confidence mode in smoke.yaml
+    thinking = cases["demo_chat_thinking"][1]  # the demo thought first (reasoning_content), none of it cut off
+    assert int(thinking["nemo.proxy.reasoning_tokens"]) > 0 and thinking["nemo.proxy.truncated_reasoning"] == "0"
     suite_props = junit_suite_properties(pytester.path / "junit.xml")
     assert suite_props["nemo.endpoint"] == endpoint and suite_props["nemo.deployments"] == "0"
     assert suite_props["nemo.suite.smoke.sha256"] == hashlib.sha256(suite.read_bytes()).hexdigest()
