@@ -39,10 +39,17 @@ class UpstreamError(Exception):
 
     status = 502
     error_type = "upstream_unavailable"
+    retryable = True  # the retry interceptor asks again (after its backoff) unless this is False
 
 
 class UpstreamUnreachable(UpstreamError):
     pass
+
+
+class UpstreamLost(UpstreamUnreachable):
+    """The model server cannot come back (its deployment failed): asking again cannot help."""
+
+    retryable = False
 
 
 class UpstreamTimeout(UpstreamError):

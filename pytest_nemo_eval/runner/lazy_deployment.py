@@ -8,7 +8,8 @@ on a real checkpoint. The proxy (adapters/upstream.py) asks this gate before eac
   `/v1/models`' `created` time differs, as it does between two deployments).
 - any other request (a cache miss) deploys first: the first one waits while the model loads, with
   the deployment's progress printed; requests arriving meanwhile wait for the same deployment.
-A deployment that failed is not retried: every later request gets the same error at once.
+A deployment that failed is not retried: every later request gets the same error at once (`UpstreamLost`,
+which the retry interceptor does not retry).
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from pytest_nemo_eval.adapters.exchange import ProxyRequest, ProxyResponse
-from pytest_nemo_eval.adapters.upstream import UpstreamUnreachable
+from pytest_nemo_eval.adapters.upstream import UpstreamLost
 
 WEIGHTLESS_ROUTES = {("GET", "/v1/models"), ("GET", "/tokenizer_info"), ("POST", "/tokenize"),
                      ("POST", "/detokenize")}
@@ -62,7 +63,7 @@ class LazyDeployment:
             return
         with self._lock:
             if self._failure is not None:
-                raise UpstreamUnreachable(self._failure)
+                raise UpstreamLost(self._failure)
             if self._live:
                 return
             done = threading.Event()
@@ -75,7 +76,7 @@ class LazyDeployment:
             except BaseException as exc:
                 self._failure = (f"Diagnosis: deploying {self.checkpoint} on the first request that needed the "
                                  f"model failed: {exc}")
-                raise UpstreamUnreachable(self._failure) from None
+                raise UpstreamLost(self._failure) from None
             finally:
                 done.set()
             self._live = True

@@ -70,13 +70,11 @@ def test_deploys_once_on_the_first_miss_and_never_for_hits(tmp_path, start_proxy
 def test_a_failed_deployment_answers_every_request_with_its_diagnosis_once(tmp_path, start_proxy):
     upstream = ScriptedUpstream()
     starts: list[float] = []
-    no_retry = AdapterConfig.parse_user({"cache": {"mode": "reuse", "namespace": "m"}, "retry": {"max_retries": 0}},
-                                        source="test")  # each refusal once: the counts below are the gate's
-    proxy = start_proxy(upstream.url, no_retry, upstream_gate=_gate(tmp_path, upstream, starts, fail=True))
+    proxy = start_proxy(upstream.url, CONFIG, upstream_gate=_gate(tmp_path, upstream, starts, fail=True))
     first, second = _ask(proxy.url, "a"), _ask(proxy.url, "b")
     for reply in (first, second):
         assert reply.status_code == 502, reply.text
         assert "CUDA out of memory" in reply.json()["error"]["message"]
-    assert len(starts) == 1  # not retried per request
+    assert len(starts) == 1 and proxy.stats().retries == 0  # not retried per request, nor by the retry interceptor
     control = requests.post(f"{proxy.url}/_nemo/upstream/live", timeout=30)
     assert control.status_code == 502 and "Diagnosis: deploying" in control.text

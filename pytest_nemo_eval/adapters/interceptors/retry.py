@@ -57,7 +57,7 @@ class RetryInterceptor(Interceptor):
             try:
                 response = call_next(request)
             except UpstreamError as exc:
-                if last or (isinstance(exc, UpstreamTimeout) and not cfg.retry_on_timeout):
+                if last or not exc.retryable or (isinstance(exc, UpstreamTimeout) and not cfg.retry_on_timeout):
                     suffix = f" (after {attempt + 1} attempts)" if attempt else ""
                     return error_response(exc.status, f"{exc}{suffix}", exc.error_type)
                 self._sleep(attempt, None)
