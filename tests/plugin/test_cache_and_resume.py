@@ -22,7 +22,7 @@ import psutil
 import pytest
 
 from pytest_nemo_eval.adapters.response_cache import CachedResponse, ResponseCache, set_aside_if_corrupt
-from pytest_nemo_eval.checkpoint.fingerprint import SAMPLE_BYTES, checkpoint_fingerprint, sample_offsets
+from pytest_nemo_eval.checkpoint.fingerprint import SAMPLE_BYTES, SAMPLES, checkpoint_fingerprint, sample_offsets
 from pytest_nemo_eval.runner.execute import HarnessOutcome
 from pytest_nemo_eval.runner.resume import NemoCacheWarning, ResultStore, ResumeInputs
 
@@ -48,13 +48,19 @@ def test_fingerprint_sees_content_not_copies(tmp_path):
     os.utime(copy / "weights" / "__0_0.distcp", (1, 1))
     assert checkpoint_fingerprint(copy) == before
     shard = copy / "weights" / "__0_0.distcp"
-    offset = sample_offsets(shard.stat().st_size)[len(sample_offsets(shard.stat().st_size)) // 2] + SAMPLE_BYTES // 2
-    with open(shard, "r+b") as handle:
-        handle.seek(offset)
-        byte = handle.read(1)
-        handle.seek(offset)
-        handle.write(bytes([byte[0] ^ 0xFF]))
-    assert checkpoint_fingerprint(copy) != before
+    size = shard.stat().st_size
+    middle = sample_offsets(size)[SAMPLES // 2] + SAMPLE_BYTES // 2
+    previous = before
+    for offset in (size - 1, middle):  # the last byte, and one inside a sampled range mid-file
+        with open(shard, "r+b") as handle:
+            handle.seek(offset)
+            byte = handle.read(1)
+            handle.seek(offset)
+            handle.write(bytes([byte[0] ^ 0xFF]))
+        changed = checkpoint_fingerprint(copy)
+        assert changed != previous, offset
+        previous = changed
+    assert middle > 2 * SAMPLE_BYTES and len(sample_offsets(size)) == SAMPLES
     shutil.rmtree(copy)
     shutil.copytree(original, copy)
     (copy / "context" / "model.yaml").write_text("hidden_size: 65\n")
