@@ -37,7 +37,7 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
 # that deploys, not what it learned, so the second-seed pass leaves them out (`any_checkpoint`, ~2-3 minutes).
 ANY_CHECKPOINT_FILES = frozenset({
     "test_deployment_death.py", "test_deployment_hang.py", "test_shards.py", "test_sampling.py",
-    "test_progress_live.py", "test_cache_and_resume.py",
+    "test_progress_live.py", "test_cache_and_resume.py", "test_lm_eval_thinking_cut.py",
 })
 
 
