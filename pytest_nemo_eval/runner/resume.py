@@ -7,7 +7,8 @@ namespace, checkpoint/fingerprint.py), the benchmark's resolved config as far as
 harness's run (harness, task, params, adapter, limit, seed, ...: never its thresholds or gate, so a
 re-gate with a changed threshold reuses the scores and judges them anew), the harness and its
 version (this plugin's version, which pins the builtin harness and the eval-factory definitions, and
-the image for Docker), and the run's sample limit. An errored benchmark is never stored, so never
+the distributions installed beside a local eval-factory harness, or the image's id in Docker), and the run's
+sample limit. An errored benchmark is never stored, so never
 reused; `--nemo-rerun` runs every benchmark afresh. Runs against `--nemo-endpoint` store nothing:
 a URL says nothing about the weights behind it.
 
@@ -58,6 +59,7 @@ class ResumeInputs(BaseModel):
     image: str | None
     limit_samples: int | None
     sample_seed: int | None = None  # --nemo-sample-seed: another subset of the samples
+    harness_build: list[str] = []  # harness_build(): what the harness itself is made of, beyond our version
 
     def key(self) -> str:
         return hashlib.sha256(self.model_dump_json().encode()).hexdigest()
@@ -99,7 +101,31 @@ def resume_inputs(state: NemoState, benchmark: ResolvedBenchmark, setup: Benchma
     return ResumeInputs(checkpoint=target.cache_namespace, benchmark=config, harness=benchmark.harness,
                         harness_version=__version__, runtime=setup.runtime, image=setup.image,
                         limit_samples=state.options.limit_samples or benchmark.limit_samples,
-                        sample_seed=state.options.sample_seed)
+                        sample_seed=state.options.sample_seed,
+                        harness_build=harness_build(benchmark.harness, setup.runtime, setup.image))
+
+
+def harness_build(harness: str, runtime: str, image: str | None) -> list[str]:
+    """What an eval-factory harness run is built from, beyond this plugin's version: run locally, every
+    distribution installed beside its `nemo-evaluator` (an upgraded lm-eval or nemo-evaluator is another
+    harness, whose scores may differ); in Docker, the image's id (a new image pushed under the same tag).
+    The builtin harness is this plugin's own code: its version says it all."""
+    if harness == "builtin":
+        return []
+    if runtime == "docker" and image:
+        try:
+            import docker
+
+            return [f"image {docker.from_env().images.get(image).id}"]
+        except Exception as exc:  # noqa: BLE001 - no id: the run is simply not reused
+            return [f"image {image} (id unknown: {type(exc).__name__})"]
+    from pytest_nemo_eval.harness.framework_definitions import evaluator_cli
+
+    cli = evaluator_cli()
+    if cli is None:
+        return []
+    venv = cli.resolve().parent.parent
+    return sorted(path.name for path in venv.glob("lib/python*/site-packages/*.dist-info"))
 
 
 class ResultStore:

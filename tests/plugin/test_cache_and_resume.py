@@ -252,3 +252,25 @@ def test_kill_9_mid_suite_then_rerun_reuses_and_resumes_then_a_regate_deploys_no
     for _, props in junit_cases(regate / "junit.xml").values():
         assert "nemo.reused_from" not in props
         assert props["nemo.proxy.cache_hits"] == props["nemo.proxy.requests"] != "0", props
+
+
+def test_an_upgraded_local_harness_is_not_reused(tmp_path, monkeypatch):
+    """A local eval-factory run's resume key holds the distributions installed beside its `nemo-evaluator`: the
+    same command after `pip install -U nvidia-lm-eval` in that venv is another harness and runs afresh; the
+    builtin harness's key is the plugin's version alone."""
+    from pytest_nemo_eval.runner.resume import harness_build
+
+    venv = tmp_path / "venv"
+    site = venv / "lib" / "python3.11" / "site-packages"
+    (venv / "bin").mkdir(parents=True)
+    cli = venv / "bin" / "nemo-evaluator"
+    cli.write_text("#!/bin/sh\n")
+    cli.chmod(0o755)
+    for name in ("nemo_evaluator-0.2.8.dist-info", "nvidia_lm_eval-26.3.dist-info"):
+        (site / name).mkdir(parents=True)
+    monkeypatch.setenv("PATH", f"{venv / 'bin'}{os.pathsep}{os.environ['PATH']}")
+    before = harness_build("lm-evaluation-harness", "local", None)
+    assert before == ["nemo_evaluator-0.2.8.dist-info", "nvidia_lm_eval-26.3.dist-info"]
+    (site / "nvidia_lm_eval-26.3.dist-info").rename(site / "nvidia_lm_eval-26.4.dist-info")
+    assert harness_build("lm-evaluation-harness", "local", None) != before
+    assert harness_build("builtin", "local", None) == []
