@@ -120,10 +120,13 @@ def test_greedy_generation_is_deterministic(engine, name):
 
 # Recipe 10 on the 100 held-out items: the call 1.00 on both seeds, the answer from the tool's result 1.00
 # (seed 1234) and 0.98 (seed 7) (recipe 9: 0.68 and 0.72); the thinking sums (thought and answer right) 1.00 and
-# 0.67: their floor is far above chance (~0.01), the split is what they show.
-THINKING_FLOOR = 0.5
-TOOL_CALL_FLOOR = 0.9
-TOOL_RESULT_FLOOR = 0.9
+# 0.67. The floors sit below that, as the other tasks' do, because a demo is trained on each machine and recipe
+# variants that changed one training text in two scored 0.39 thinking and 0.87 calls (demo_experiment.py runs
+# of the `strict` variant, recorded above TRAINING): what any demo that learned its tasks clears, far above
+# chance (~0.01).
+THINKING_FLOOR = 0.3
+TOOL_CALL_FLOOR = 0.8
+TOOL_RESULT_FLOOR = 0.8
 HERMES_CALL = re.compile(r"<tool_call>\n(.*)\n</tool_call>", re.DOTALL)
 
 

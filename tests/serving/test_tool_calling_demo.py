@@ -21,7 +21,7 @@ DATA = Path(__file__).resolve().parents[2] / "pytest_nemo_eval" / "harness" / "b
 ITEMS = 20
 # what any demo that learned the tool clears (recipe 10, 100 held-out items: calls 1.00 / 1.00 and answers from
 # the tool's result 1.00 / 0.98 on seeds 1234 / 7; chance ~0.01): the floors of test_demo_accuracy.py
-CALL_FLOOR, ANSWER_FLOOR = 0.9, 0.9
+CALL_FLOOR, ANSWER_FLOOR = 0.8, 0.8
 # bounded integers: a constrained call always closes within max_tokens, whatever a demo writes
 BOUNDED_ADD = {"type": "function", "function": {"name": "add", "parameters": {
     "type": "object", "properties": {"a": {"type": "integer", "minimum": 0, "maximum": 999},
