@@ -10,7 +10,7 @@ import torch
 
 from pytest_nemo_eval.serving.engine import EngineClosed, GenerationEngine, GenerationRequest
 
-from .conftest import direct_logprobs
+from .conftest import BATCHED_LOGPROB_ATOL, direct_logprobs
 
 
 def _request(engine, prompt: str, **options) -> GenerationRequest:
@@ -74,7 +74,7 @@ def test_scoring_and_generating_requests_admitted_together_equal_themselves_alon
 
     for scored_result, generated in (fresh, joined):
         assert [e.logprob for e in scored_result.prompt_logprobs[1:]] == pytest.approx(
-            [e.logprob for e in alone[0].prompt_logprobs[1:]], abs=1e-5)
+            [e.logprob for e in alone[0].prompt_logprobs[1:]], abs=BATCHED_LOGPROB_ATOL)
         assert generated.output_ids == alone[1].output_ids
     assert running_future.result().output_ids == alone[2].output_ids
 
@@ -97,7 +97,7 @@ def test_more_requests_than_slots_queue_and_reuse_slots(engine, two_slot_engine)
         alone = engine.generate([request])[0]
         assert result.output_ids == alone.output_ids and result.finish_reason == alone.finish_reason
         assert [e.logprob for e in result.output_logprobs] == pytest.approx([e.logprob for e in alone.output_logprobs],
-                                                                            abs=1e-5)
+                                                                            abs=BATCHED_LOGPROB_ATOL)
 
 
 def test_a_request_without_timeline_room_waits_for_the_batch_to_drain(engine, two_slot_engine):
@@ -156,5 +156,5 @@ def test_a_row_moved_down_the_timeline_computes_what_it_computes_alone(engine, t
     alone = engine.generate([second])[0]
     assert joined.output_ids == alone.output_ids
     assert [e.logprob for e in joined.output_logprobs] == pytest.approx([e.logprob for e in alone.output_logprobs],
-                                                                        abs=1e-5)
+                                                                        abs=BATCHED_LOGPROB_ATOL)
     assert first_future.result().output_ids == engine.generate([first])[0].output_ids
