@@ -13,8 +13,11 @@ treated like a dead one: every PROBE_EVERY_S the watch asks it for a 1-token gen
 (no proxy, no cache), and when HUNG_AFTER probes in a row get no answer within PROBE_DEADLINE_S it kills the
 process group and goes down the same path (`died` with `hung: true`, redeploy once, else `lost`). Any HTTP
 answer, even an error status, counts as alive: only silence is a hang. A probe waits behind the requests
-already decoding, so the deadline is generous; SIGSTOP of the server is diagnosed within
-PROBE_EVERY_S + HUNG_AFTER * PROBE_DEADLINE_S (35 s).
+already decoding, so the deadline is generous; and a probe that times out is forgiven when the server's
+`/v1/health` answers within HEALTH_DEADLINE_S and its engines made progress since the last look (decode steps
+or prefills went up): a saturated server is busy, not hung (the CI rehearsal under load 18 killed a healthy
+demo deployment whose queue held the probe past 15 s twice). SIGSTOP of the server is diagnosed within
+PROBE_EVERY_S + HUNG_AFTER * (PROBE_DEADLINE_S + HEALTH_DEADLINE_S) (41 s).
 
 Benchmarks read the events file (the controller's and every xdist worker's, one
 file): `run_watched` errors a benchmark at once when the deployment is lost, and
@@ -38,6 +41,7 @@ POLL_S = 0.5
 PROBE_EVERY_S = 5.0
 PROBE_DEADLINE_S = 15.0
 HUNG_AFTER = 2  # probes in a row without an answer
+HEALTH_DEADLINE_S = 3.0  # after a silent probe: does /v1/health answer, with the engines' counters moving?
 SETTLE_TIMEOUT_S = 1800.0  # a redeploy loads the model again: bounded by the startup timeout in practice
 T = TypeVar("T")
 
@@ -81,6 +85,16 @@ class DeploymentEvents:
         lost = self.lost()
         if lost:
             raise DeploymentLost(lost)
+
+
+def _counted(node: object, names: tuple[str, ...]) -> int:
+    """The sum of every integer field called one of `names`, at any depth of a JSON document."""
+    if isinstance(node, dict):
+        return sum(value if key in names and isinstance(value, int) else _counted(value, names)
+                   for key, value in node.items())
+    if isinstance(node, list):
+        return sum(_counted(value, names) for value in node)
+    return 0
 
 
 def run_watched(output_dir: str | Path, run: Callable[[], T]) -> T:
@@ -129,13 +143,19 @@ class DeploymentWatch:
 
     def _watch(self) -> None:
         misses, next_probe = 0, time.monotonic() + PROBE_EVERY_S
+        progress: int | None = None  # the engines' counters at the last silent probe
         while not self._stop.wait(POLL_S):
             process = getattr(self.deployment, "process", None)
             status = process.poll() if process is not None else None
             if status is None:
                 if process is None or time.monotonic() < next_probe:
                     continue
-                misses = 0 if self._answers() else misses + 1
+                if self._answers():
+                    misses = 0
+                else:
+                    before, progress = progress, self._progress()
+                    busy = progress is not None and before is not None and progress > before
+                    misses = 0 if busy else misses + 1
                 next_probe = time.monotonic() + (0 if misses else PROBE_EVERY_S)  # a miss: probe again at once
                 if misses < HUNG_AFTER or self._stop.is_set() or process.poll() is not None:
                     continue
@@ -157,6 +177,17 @@ class DeploymentWatch:
         except requests.RequestException:
             return False
         return True
+
+    def _progress(self) -> int | None:
+        """The engines' work so far (decode steps + prefills, summed over every engine `/v1/health` reports, Ray
+        replicas included); None when the front does not answer within HEALTH_DEADLINE_S."""
+        import requests
+
+        try:
+            health = requests.get(f"{self.deployment.url.rstrip('/')}/v1/health", timeout=HEALTH_DEADLINE_S).json()
+        except (requests.RequestException, ValueError):
+            return None
+        return _counted(health, ("decode_steps", "prefills"))
 
     def _hung(self, process) -> None:
         """Alive but silent: end its process group (SIGKILL reaches a stopped process), then as a death."""

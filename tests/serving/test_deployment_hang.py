@@ -7,6 +7,7 @@ An inner pytest run deploys the demo through the plugin (PyTriton)."""
 
 from __future__ import annotations
 
+import json
 import shutil
 import signal
 import subprocess
@@ -15,6 +16,7 @@ import threading
 import time
 
 import psutil
+import pytest
 
 from pytest_nemo_eval.runner import deployment_watch
 from pytest_nemo_eval.runner.resources import DEPLOYMENTS_LOG
@@ -158,3 +160,47 @@ def test_the_watch_leaves_an_answering_deployment_alone(tmp_path, monkeypatch):
         server.stop()
         answering.listener.close()
         answering.process.kill()
+
+
+@pytest.mark.parametrize("engine", ["working", "stuck"])
+def test_a_probe_stuck_in_a_busy_queue_is_forgiven_while_the_engine_works(tmp_path, monkeypatch, engine):
+    """A saturated server holds the probe past its deadline, but its front answers /v1/health and the engine's
+    counters move: busy, left alone. The same front with counters that never move (a deadlocked engine behind a
+    live HTTP thread) is hung."""
+    from pytest_nemo_eval.adapters.wsgi_thread import ServerThread
+
+    monkeypatch.setattr(deployment_watch, "PROBE_EVERY_S", 0.1)
+    monkeypatch.setattr(deployment_watch, "PROBE_DEADLINE_S", 0.3)
+    monkeypatch.setattr(deployment_watch, "HEALTH_DEADLINE_S", 0.5)
+    monkeypatch.setattr(deployment_watch, "POLL_S", 0.05)
+    steps = [0]
+
+    def app(environ, start_response):
+        if environ["PATH_INFO"] == "/v1/health":
+            steps[0] += engine == "working"
+            body = json.dumps({"status": "ok", "replicas": {"r1": {"engine": {"decode_steps": steps[0], "prefills": 1}}}})
+            start_response("200 OK", [("Content-Type", "application/json")])
+            return [body.encode()]
+        time.sleep(1.0)  # the probe waits behind a full queue, past its deadline
+        start_response("200 OK", [("Content-Type", "application/json")])
+        return [b"{}"]
+
+    server = ServerThread(app, host="127.0.0.1", port=0, threads=4, name="busy")
+    server.start()
+    busy = _SilentDeployment()
+    busy.url = server.url
+    watch = deployment_watch.DeploymentWatch(busy, tmp_path, lambda: (_ for _ in ()).throw(RuntimeError("no")),
+                                             progress=print).start()
+    try:
+        time.sleep(4.0)
+        events = deployment_watch.DeploymentEvents(tmp_path).read()
+        if engine == "working":
+            assert events == [] and busy.process.poll() is None, events
+        else:
+            assert events and events[0]["event"] == "died" and events[0]["hung"], events
+    finally:
+        watch.stop()
+        server.stop()
+        busy.listener.close()
+        if busy.process.poll() is None:
+            busy.process.kill()
