@@ -37,6 +37,9 @@ def build_parser(prog: str) -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None, prog: str = "nemo-eval proxy") -> int:
     args = build_parser(prog).parse_args(argv)
+    # read before the ready line: a parent that dies as soon as it reads that line would otherwise already be
+    # gone, and the new parent (init) would be taken for ours: the proxy then never exits (a flaky test showed it)
+    parent_pid = os.getppid() if args.exit_with_parent else None
     try:
         config = AdapterConfig.from_yaml(args.config) if args.config else AdapterConfig()
         proxy = ProxyServer(args.upstream, config, host=args.host, port=args.port, cache_path=args.cache,
@@ -50,7 +53,7 @@ def main(argv: list[str] | None = None, prog: str = "nemo-eval proxy") -> int:
         if args.wait_upstream:
             proxy.wait_for_upstream(args.wait_upstream)
         print(f"{READY_PREFIX}{proxy.url} (upstream {args.upstream}, logs {proxy.log_dir})", flush=True)
-        proxy.serve_forever(parent_pid=os.getppid() if args.exit_with_parent else None)
+        proxy.serve_forever(parent_pid=parent_pid)
     except TimeoutError as exc:
         print(f"{prog}: {exc}", file=sys.stderr)
         return 1
