@@ -17,7 +17,7 @@ already decoding, so the deadline is generous; and a probe that times out is for
 `/v1/health` answers within HEALTH_DEADLINE_S and its engines made progress since the last look (decode steps
 or prefills went up): a saturated server is busy, not hung (the CI rehearsal under load 18 killed a healthy
 demo deployment whose queue held the probe past 15 s twice). SIGSTOP of the server is diagnosed within
-PROBE_EVERY_S + HUNG_AFTER * (PROBE_DEADLINE_S + HEALTH_DEADLINE_S) (41 s).
+PROBE_EVERY_S + HUNG_AFTER * (PROBE_DEADLINE_S + HEALTH_DEADLINE_S) (45 s).
 
 Benchmarks read the events file (the controller's and every xdist worker's, one
 file): `run_watched` errors a benchmark at once when the deployment is lost, and
@@ -41,7 +41,7 @@ POLL_S = 0.5
 PROBE_EVERY_S = 5.0
 PROBE_DEADLINE_S = 15.0
 HUNG_AFTER = 2  # probes in a row without an answer
-HEALTH_DEADLINE_S = 3.0  # after a silent probe: does /v1/health answer, with the engines' counters moving?
+HEALTH_DEADLINE_S = 5.0  # after a silent probe: does /v1/health answer, with the engines' counters moving?
 SETTLE_TIMEOUT_S = 1800.0  # a redeploy loads the model again: bounded by the startup timeout in practice
 T = TypeVar("T")
 
