@@ -68,8 +68,10 @@ def _ray_ports(processes) -> tuple[set[int], set[str]]:
     return ports, names
 
 
-def _run_and_kill_the_deployment(workdir: Path, checkpoint: str, before_kill=lambda: None, extra_args=()):
-    """Run the suite; once the first harness runs, SIGKILL the deployment. -> (returncode, output, kill time,
+def _run_and_kill_the_deployment(workdir: Path, checkpoint: str, before_kill=lambda: None, extra_args=(),
+                                 sig: signal.Signals = signal.SIGKILL):
+    """Run the suite; once the first harness runs, SIGKILL the deployment (or send it `sig`: SIGSTOP is the hang
+    test's). -> (returncode, output, kill time,
     end time, every process the run had, {output line: time.time() it appeared}, Ray ports listening before the
     kill)."""
     (workdir / "s.yaml").write_text(SUITE)
@@ -101,7 +103,7 @@ def _run_and_kill_the_deployment(workdir: Path, checkpoint: str, before_kill=lam
             time.sleep(0.1)
         before_kill()
         ports = _ray_ports(psutil.Process(process.pid).children(recursive=True))
-        _deploy_process(children).send_signal(signal.SIGKILL)
+        _deploy_process(children).send_signal(sig)
         killed = time.time()
         while process.poll() is None:  # keep collecting: the redeploy's processes must end too
             try:

@@ -11,17 +11,13 @@ import json
 import shutil
 import signal
 import subprocess
-import sys
-import threading
 import time
 
-import psutil
 import pytest
 
 from pytest_nemo_eval.runner import deployment_watch
-from pytest_nemo_eval.runner.resources import DEPLOYMENTS_LOG
 from tests.plugin.inner_run import junit_cases
-from tests.serving.test_deployment_death import SUITE, _deploy_process, _events, _harness_running, _left_running
+from tests.serving.test_deployment_death import _events, _left_running, _run_and_kill_the_deployment
 
 DIAGNOSED_WITHIN_S = 60.0  # issue 26: SIGSTOP of the server ends in a diagnosis within 60 s
 
@@ -29,41 +25,10 @@ DIAGNOSED_WITHIN_S = 60.0  # issue 26: SIGSTOP of the server ends in a diagnosis
 def test_a_stopped_server_is_diagnosed_and_every_benchmark_errors_within_a_minute(pytester, demo_checkpoint):
     checkpoint = pytester.path / "ckpt"
     shutil.copytree(demo_checkpoint, checkpoint)
-    (pytester.path / "s.yaml").write_text(SUITE)
-    process = subprocess.Popen(
-        [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "s.yaml", f"--nemo-checkpoint={checkpoint}",
-         f"--nemo-output-dir={pytester.path / 'out'}", "--nemo-cache=off", "-rA", "-v",
-         "--junitxml", str(pytester.path / "junit.xml")],
-        cwd=pytester.path, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    lines: dict[str, float] = {}
-    reader = threading.Thread(target=lambda: [lines.setdefault(line.rstrip("\n"), time.time())
-                                              for line in process.stdout], daemon=True)
-    reader.start()
-    seen: set[psutil.Process] = set()
-    try:
-        deadline = time.monotonic() + 600
-        while True:
-            assert process.poll() is None, "\n".join(lines)
-            assert time.monotonic() < deadline, "the first harness never started"
-            children = psutil.Process(process.pid).children(recursive=True)
-            seen.update(children)
-            deployed = (pytester.path / "out" / DEPLOYMENTS_LOG).is_file()  # written once it answers (lazy: on the
-            if deployed and _harness_running(children) and _deploy_process(children):  # first miss), watched from then
-                break
-            time.sleep(0.1)
-        shutil.rmtree(checkpoint / "weights")  # the redeploy then fails on load: the run must end, not wait
-        _deploy_process(children).send_signal(signal.SIGSTOP)
-        stopped = time.time()
-        try:
-            process.wait(timeout=300)
-        except subprocess.TimeoutExpired:
-            pass
-    finally:
-        if process.poll() is None:
-            process.kill()
-        reader.join(30)
-    output = "\n".join(lines)
-    assert process.returncode == 1, output
+    # the redeploy then fails on load: the run must end, not wait
+    returncode, output, stopped, _, seen, lines, _ = _run_and_kill_the_deployment(
+        pytester.path, str(checkpoint), before_kill=lambda: shutil.rmtree(checkpoint / "weights"), sig=signal.SIGSTOP)
+    assert returncode == 1, output
     events = _events(pytester.path)
     assert [e["event"] for e in events] == ["died", "lost"], events
     assert events[0]["hung"] and events[0]["exit_status"] == -signal.SIGKILL
