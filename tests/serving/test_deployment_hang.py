@@ -7,6 +7,7 @@ An inner pytest run deploys the demo through the plugin (PyTriton)."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import shutil
 import signal
@@ -97,10 +98,29 @@ def test_the_watch_kills_a_silent_deployment_and_declares_it_lost(tmp_path, monk
             silent.process.kill()
 
 
-def test_the_watch_leaves_an_answering_deployment_alone(tmp_path, monkeypatch):
-    """Any HTTP answer is alive, an error status too (only silence is a hang)."""
+@contextlib.contextmanager
+def _watched_front(app, tmp_path, redeploy):
+    """A deployment whose process is alive and whose port is served by `app` (a WSGI app standing for the HTTP
+    front), watched by a DeploymentWatch; everything ends with the block."""
     from pytest_nemo_eval.adapters.wsgi_thread import ServerThread
 
+    server = ServerThread(app, host="127.0.0.1", port=0, threads=4, name="watched-front")
+    server.start()
+    deployment = _SilentDeployment()
+    deployment.url = server.url
+    watch = deployment_watch.DeploymentWatch(deployment, tmp_path, redeploy, progress=print).start()
+    try:
+        yield deployment
+    finally:
+        watch.stop()
+        server.stop()
+        deployment.listener.close()
+        if deployment.process.poll() is None:
+            deployment.process.kill()
+
+
+def test_the_watch_leaves_an_answering_deployment_alone(tmp_path, monkeypatch):
+    """Any HTTP answer is alive, an error status too (only silence is a hang)."""
     monkeypatch.setattr(deployment_watch, "PROBE_EVERY_S", 0.1)
     monkeypatch.setattr(deployment_watch, "PROBE_DEADLINE_S", 0.5)
     monkeypatch.setattr(deployment_watch, "POLL_S", 0.05)
@@ -111,20 +131,10 @@ def test_the_watch_leaves_an_answering_deployment_alone(tmp_path, monkeypatch):
         start_response("503 Service Unavailable", [("Content-Type", "application/json")])
         return [b'{"error": {"message": "busy"}}']
 
-    server = ServerThread(app, host="127.0.0.1", port=0, threads=2, name="answering")
-    server.start()
-    answering = _SilentDeployment()
-    answering.url = server.url
-    watch = deployment_watch.DeploymentWatch(answering, tmp_path, lambda: None, progress=print).start()
-    try:
+    with _watched_front(app, tmp_path, lambda: None) as answering:
         time.sleep(2.0)
         assert len(probes) >= 5 and set(probes) == {"/v1/completions"}
         assert deployment_watch.DeploymentEvents(tmp_path).read() == [] and answering.process.poll() is None
-    finally:
-        watch.stop()
-        server.stop()
-        answering.listener.close()
-        answering.process.kill()
 
 
 @pytest.mark.parametrize("engine", ["working", "stuck"])
@@ -132,8 +142,6 @@ def test_a_probe_stuck_in_a_busy_queue_is_forgiven_while_the_engine_works(tmp_pa
     """A saturated server holds the probe past its deadline, but its front answers /v1/health and the engine's
     counters move: busy, left alone. The same front with counters that never move (a deadlocked engine behind a
     live HTTP thread) is hung."""
-    from pytest_nemo_eval.adapters.wsgi_thread import ServerThread
-
     monkeypatch.setattr(deployment_watch, "PROBE_EVERY_S", 0.1)
     monkeypatch.setattr(deployment_watch, "PROBE_DEADLINE_S", 0.3)
     monkeypatch.setattr(deployment_watch, "HEALTH_DEADLINE_S", 0.5)
@@ -150,22 +158,13 @@ def test_a_probe_stuck_in_a_busy_queue_is_forgiven_while_the_engine_works(tmp_pa
         start_response("200 OK", [("Content-Type", "application/json")])
         return [b"{}"]
 
-    server = ServerThread(app, host="127.0.0.1", port=0, threads=4, name="busy")
-    server.start()
-    busy = _SilentDeployment()
-    busy.url = server.url
-    watch = deployment_watch.DeploymentWatch(busy, tmp_path, lambda: (_ for _ in ()).throw(RuntimeError("no")),
-                                             progress=print).start()
-    try:
+    def redeploy():
+        raise RuntimeError("no")
+
+    with _watched_front(app, tmp_path, redeploy) as busy:
         time.sleep(4.0)
         events = deployment_watch.DeploymentEvents(tmp_path).read()
         if engine == "working":
             assert events == [] and busy.process.poll() is None, events
         else:
             assert events and events[0]["event"] == "died" and events[0]["hung"], events
-    finally:
-        watch.stop()
-        server.stop()
-        busy.listener.close()
-        if busy.process.poll() is None:
-            busy.process.kill()
